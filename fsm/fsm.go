@@ -1,0 +1,324 @@
+// Package fsm is schat's replicated state machine: every chat rule, applied
+// to a shard's bbolt state from the commands in that shard's raft log.
+//
+// Apply is deterministic. It reads only the command (whose time and IDs the
+// proposer stamped) and the stored state; it records the applied raft index
+// in the same bbolt transaction as the change, so after a restart entries at
+// or below that index are skipped rather than applied twice. A raft batch is
+// applied in one transaction.
+package fsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/schat/schat/proto"
+	"github.com/schat/schat/storage"
+)
+
+// Kind says which commands a shard accepts.
+type Kind int
+
+const (
+	// KindMeta is the shard of accounts, sessions and ID counters.
+	KindMeta Kind = iota
+	// KindGroup is a shard holding a hash share of the groups.
+	KindGroup
+)
+
+// Config configures one shard's state machine.
+type Config struct {
+	// Path of the bbolt state file.
+	Path string
+	// Kind of the shard.
+	Kind Kind
+	// Shard is the shard's number (0 for meta, 1..K for group shards). It
+	// goes into the low bits of the notice IDs a shard hands out, so that
+	// an ID names the shard that holds the notice.
+	Shard uint32
+	// Publish, if set, receives the events of each applied batch after it
+	// commits, in log order, on raft's FSM goroutine. It must not block.
+	Publish func([]Event)
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Event is a change to push to online users: to the online members of
+// GroupID (if non-zero) and to Users. Membership events are delivered to the
+// group as it was before the change and to the user concerned.
+type Event struct {
+	GroupID uint64
+	Users   []uint64
+	Event   *pb.Event // nil for a pure session revocation
+
+	// Revoke asks every node to end the connections of Users that are
+	// authenticated with token hash RevokeToken, or, when RevokeToken is
+	// nil, all their connections except those with token hash KeepToken.
+	Revoke      bool
+	RevokeToken []byte
+	KeepToken   []byte
+}
+
+// NoticeShardBits is how many low bits of a notice ID hold the shard number.
+const NoticeShardBits = 10
+
+// FSM is one shard's state machine. Apply, ApplyBatch, Snapshot and Restore
+// are called by raft from its FSM goroutine; View, AppliedIndex and
+// WaitApplied may be called from any goroutine.
+type FSM struct {
+	cfg Config
+	log *slog.Logger
+
+	// mu guards db against replacement by Restore: readers hold it shared.
+	mu sync.RWMutex
+	db *bolt.DB
+
+	applied atomic.Uint64
+	waitMu  sync.Mutex
+	waitCh  chan struct{} // closed and replaced whenever applied moves
+}
+
+// Open opens the state file named in cfg.
+func Open(cfg Config) (*FSM, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	db, err := storage.OpenState(cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	f := &FSM{cfg: cfg, log: cfg.Logger, db: db, waitCh: make(chan struct{})}
+	var index uint64
+	db.View(func(tx *bolt.Tx) error {
+		index, _ = storage.Applied(tx)
+		return nil
+	})
+	f.applied.Store(index)
+	return f, nil
+}
+
+// Close closes the state file.
+func (f *FSM) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.db.Close()
+}
+
+// View runs fn in a read transaction over the current state.
+func (f *FSM) View(fn func(*bolt.Tx) error) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.db.View(fn)
+}
+
+// AppliedIndex is the raft index of the last entry applied to the state.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// WaitApplied blocks until the state reflects raft index index or ctx ends.
+func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		f.waitMu.Lock()
+		ch := f.waitCh
+		f.waitMu.Unlock()
+		if f.applied.Load() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (f *FSM) setApplied(index uint64) {
+	f.applied.Store(index)
+	f.waitMu.Lock()
+	close(f.waitCh)
+	f.waitCh = make(chan struct{})
+	f.waitMu.Unlock()
+}
+
+// Apply applies a single entry; raft calls ApplyBatch instead, since FSM
+// implements raft.BatchingFSM.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies a batch of committed entries in one transaction and
+// returns a *Result for each command entry (nil for entries skipped or not
+// commands).
+func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	out := make([]interface{}, len(logs))
+	var events []Event
+	var last *raft.Log
+	f.mu.RLock()
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		applied, _ := storage.Applied(tx)
+		for i, l := range logs {
+			if l.Index <= applied {
+				continue
+			}
+			last = l
+			if l.Type != raft.LogCommand {
+				continue
+			}
+			a := &applyCtx{tx: tx, index: l.Index}
+			out[i] = f.applyEntry(a, l)
+			events = append(events, a.events...)
+		}
+		if last == nil {
+			return nil
+		}
+		return storage.SetApplied(tx, last.Index, last.Term)
+	})
+	f.mu.RUnlock()
+	if err != nil {
+		// The state can no longer follow the log; continuing would let
+		// replicas diverge.
+		panic(fmt.Sprintf("fsm: commit batch ending at %d: %v", logs[len(logs)-1].Index, err))
+	}
+	if last != nil {
+		f.setApplied(last.Index)
+	}
+	if len(events) > 0 && f.cfg.Publish != nil {
+		f.cfg.Publish(events)
+	}
+	return out
+}
+
+// applyEntry decodes and applies one command. A storage error aborts the
+// whole batch by panicking inside the transaction's caller.
+func (f *FSM) applyEntry(a *applyCtx, l *raft.Log) *Result {
+	var cmd pb.Command
+	if err := proto.Unmarshal(l.Data, &cmd); err != nil {
+		panic(fmt.Sprintf("fsm: undecodable entry %d: %v", l.Index, err))
+	}
+	a.now = cmd.TimeMs
+	res, err := f.dispatch(a, &cmd)
+	if err != nil {
+		var ce *pb.Error
+		if errors.As(err, &ce) {
+			// A refused command changes nothing: drop its events.
+			a.events = nil
+			return &Result{Code: ce.Code, Detail: ce.Detail}
+		}
+		panic(fmt.Sprintf("fsm: apply entry %d: %v", l.Index, err))
+	}
+	return res
+}
+
+// Snapshot captures a read view of the state; raft persists it later, while
+// Apply goes on.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	tx, err := f.db.Begin(false)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	return &snapshot{tx: tx}, nil
+}
+
+type snapshot struct{ tx *bolt.Tx }
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	if err := storage.WriteSnapshot(sink, s.tx); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() { s.tx.Rollback() }
+
+// Restore replaces the state with the snapshot in rc. A snapshot at or
+// below the index the state already holds is skipped: on start raft
+// restores its latest snapshot, and the persistent state is never older.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	h, err := storage.ReadSnapshotHeader(rc)
+	if err != nil {
+		return err
+	}
+	if h.Index <= f.applied.Load() {
+		f.log.Info("snapshot already applied", "index", h.Index,
+			"applied", f.applied.Load())
+		_, err := io.Copy(io.Discard, rc)
+		return err
+	}
+	tmp := f.cfg.Path + ".restore"
+	if err := writeFileSync(tmp, io.LimitReader(rc, h.StateSize), h.StateSize); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.swap(tmp); err != nil {
+		return err
+	}
+	f.log.Info("restored snapshot", "index", h.Index, "term", h.Term)
+	f.setApplied(h.Index)
+	return nil
+}
+
+// swap closes the state file, renames tmp over it and reopens it.
+func (f *FSM) swap(tmp string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.db.Close(); err != nil {
+		return fmt.Errorf("restore: close state: %w", err)
+	}
+	if err := os.Rename(tmp, f.cfg.Path); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := syncDir(filepath.Dir(f.cfg.Path)); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	db, err := storage.OpenState(f.cfg.Path)
+	if err != nil {
+		return fmt.Errorf("restore: reopen: %w", err)
+	}
+	f.db = db
+	return nil
+}
+
+func writeFileSync(path string, r io.Reader, size int64) error {
+	fh, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	n, err := io.Copy(fh, r)
+	if err == nil && n != size {
+		err = fmt.Errorf("%w: state is %d bytes, header says %d",
+			storage.ErrSnapshot, n, size)
+	}
+	if err == nil {
+		err = fh.Sync()
+	}
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("restore: write state: %w", err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
