@@ -1,0 +1,707 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	pb "github.com/schat/schat/proto"
+)
+
+// command is one word of the chat client's language. v1's words keep
+// their argument order so that its command-line demo still reads true.
+type command struct {
+	name  string // the word typed
+	label string // v1's words at the start of the result line; "" = name
+	args  string // argument synopsis, for help and usage errors
+	help  string
+	min   int // fewest arguments
+	max   int // most arguments; -1: no limit (the last one takes the rest)
+
+	// parse builds the request from the arguments, whose count is already
+	// within min and max. Local commands (help, exit) have none.
+	parse func(a argv) (*pb.ClientFrame, error)
+	// prepare, if set, completes the request from the session's state.
+	prepare func(s *chatSession, f *pb.ClientFrame) error
+	// show turns an OK response into result fields. It runs on the command
+	// loop and may send follow-up requests within ctx.
+	show func(ctx context.Context, s *chatSession, f *pb.ClientFrame,
+		r *pb.Response) (obj, error)
+}
+
+// chatCommands lists every command in the order help shows them.
+var chatCommands = []*command{
+	{name: "reg", args: "<name> <pass> <display_name> <sex:1|2> <location> [description...]",
+		help: "register an account", min: 5, max: -1, parse: parseReg, show: showReg},
+	{name: "login", args: "<name> <pass> [device]", help: "log in", min: 2, max: 3,
+		parse: parseLogin, show: showLogin},
+	{name: "logout", help: "log out, keeping the connection", parse: parseLogout,
+		show: showLogout},
+	{name: "ping", help: "measure the round trip to the server", parse: parsePing,
+		show: showPing},
+	{name: "create", label: "create group", args: "<group_name> <group_pass|-> [description...]",
+		help: "create a group (\"-\": no join password)", min: 2, max: -1,
+		parse: parseCreate, show: showGroup},
+	{name: "apply", label: "apply group", args: "<group_id> <group_pass|-> [apply_msg...]",
+		help: "ask to join a group", min: 2, max: -1, parse: parseApply, show: showApply},
+	{name: "audit", args: "<group_id> [grp_name] <apply_uid> <0|1>",
+		help: "answer an application: 1 approve, 0 reject", min: 3, max: 4,
+		parse: parseAudit, show: showAudit},
+	{name: "quit", args: "<group_id>", help: "leave a group", min: 1, max: 1,
+		parse: parseQuit, show: showRequestIDs},
+	{name: "kick", args: "<group_id> <member_id>", help: "remove a member (owner only)",
+		min: 2, max: 2, parse: parseKick, show: showRequestIDs},
+	{name: "chat", args: "<chat_type> <group_id> <msg...>",
+		help: "send a message (chat_type 0: text)", min: 3, max: -1,
+		parse: parseChat, show: showSent},
+	{name: "his", args: "<group_id> [before_seq] [count]",
+		help: "messages before before_seq (default: the newest)", min: 1, max: 3,
+		parse: parseHistory, show: showPage},
+	{name: "grp_info", args: "<group_id>", help: "describe a group", min: 1, max: 1,
+		parse: parseGroupInfo, show: showGroup},
+	{name: "u_prof", args: "[uid...]", help: "user profiles (no uid: yourself)",
+		max: -1, parse: parseProfiles, prepare: prepareProfiles, show: showProfiles},
+	{name: "g_ground", args: "[after_group_id]", help: "list public groups", max: 1,
+		parse: parseGround, show: showGround},
+	{name: "g_attr", args: "<group_id> <attr_id> [value...]", help: "change a group: " +
+		"0 public, 1 private, 2 description, 3 name, 4 avatar, 5 join password (\"-\" clears)",
+		min: 2, max: -1, parse: parseGroupAttr, show: showGroup},
+	{name: "dissolve", args: "<group_id>", help: "delete a group (owner only)", min: 1, max: 1,
+		parse: parseDissolve, show: showRequestIDs},
+	{name: "transfer", args: "<group_id> <uid>", help: "make a member the owner",
+		min: 2, max: 2, parse: parseTransfer, show: showRequestIDs},
+	{name: "recall", args: "<group_id> <seq>", help: "withdraw a message", min: 2, max: 2,
+		parse: parseRecall, show: showRecall},
+	{name: "read", args: "<group_id> <seq>", help: "move your read cursor forward to seq",
+		min: 2, max: 2, parse: parseRead, show: showRead},
+	{name: "sync", args: "<group_id> [after_seq] [count]",
+		help: "messages after your read cursor (or after_seq), then mark them read",
+		min: 1, max: 3, parse: parseSync, show: showSync},
+	{name: "groups", help: "your groups with unread counts", parse: parseGroups,
+		show: showGroups},
+	{name: "apps", args: "[group_id]", help: "pending applications to your groups",
+		max: 1, parse: parseApps, show: showApps},
+	{name: "passwd", args: "<old> <new>", help: "change your password", min: 2, max: 2,
+		parse: parsePasswd, show: showPasswd},
+	{name: "profile", args: "<display_name|location|desc|sex> <value...>",
+		help: "change your profile", min: 2, max: -1, parse: parseProfile, show: showProfile},
+	{name: "help", args: "[command]", help: "list the commands", max: 1},
+	{name: "exit", help: "leave the client"},
+}
+
+// findCommand returns the command named word, or nil.
+func findCommand(word string) *command {
+	for _, c := range chatCommands {
+		if c.name == word {
+			return c
+		}
+	}
+	return nil
+}
+
+// parseLine finds a line's command and builds its request; local commands
+// come back with a nil frame.
+func parseLine(line string) (*command, argv, *pb.ClientFrame, error) {
+	a := splitLine(line)
+	cmd := findCommand(a.word())
+	if cmd == nil {
+		return nil, a, nil, usagef("unknown command %q; type help for the list", a.word())
+	}
+	if n := a.n(); n < cmd.min || cmd.max >= 0 && n > cmd.max {
+		return cmd, a, nil, cmd.usage()
+	}
+	if cmd.parse == nil {
+		return cmd, a, nil, nil
+	}
+	f, err := cmd.parse(a)
+	return cmd, a, f, err
+}
+
+func (c *command) usage() error {
+	return usagef("usage: %s", strings.TrimSpace(c.name+" "+c.args))
+}
+
+// clientError is a command the client refuses without asking the server.
+type clientError struct {
+	code   string
+	detail string
+}
+
+func (e *clientError) Error() string { return e.code + ": " + e.detail }
+
+func usagef(format string, args ...any) error {
+	return &clientError{code: codeUsage, detail: fmt.Sprintf(format, args...)}
+}
+
+func unsupportedf(format string, args ...any) error {
+	return &clientError{code: codeUnsupported, detail: fmt.Sprintf(format, args...)}
+}
+
+// ---------------------------------------------------------------------------
+// Arguments.
+
+// argv is a command line split at spaces and tabs. It keeps the line so
+// that a trailing free-text argument keeps its inner spacing.
+type argv struct {
+	line   string
+	words  []string
+	starts []int // offset of each word in line
+}
+
+func splitLine(line string) argv {
+	a := argv{line: line}
+	space := func(b byte) bool { return b == ' ' || b == '\t' }
+	for i := 0; i < len(line); {
+		for i < len(line) && space(line[i]) {
+			i++
+		}
+		j := i
+		for j < len(line) && !space(line[j]) {
+			j++
+		}
+		if j > i {
+			a.words = append(a.words, line[i:j])
+			a.starts = append(a.starts, i)
+		}
+		i = j
+	}
+	return a
+}
+
+// word is the command word.
+func (a argv) word() string {
+	if len(a.words) == 0 {
+		return ""
+	}
+	return a.words[0]
+}
+
+// n is the number of arguments after the command word.
+func (a argv) n() int { return max(len(a.words)-1, 0) }
+
+// at is argument i, counted from 0 after the command word.
+func (a argv) at(i int) string { return a.words[i+1] }
+
+// from is the text from argument i to the end of the line, "" if there is
+// no argument i.
+func (a argv) from(i int) string {
+	if i >= a.n() {
+		return ""
+	}
+	return strings.TrimRight(a.line[a.starts[i+1]:], " \t")
+}
+
+// id parses argument i as an ID or sequence number.
+func (a argv) id(i int, what string) (uint64, error) {
+	v, err := strconv.ParseUint(a.at(i), 10, 64)
+	if err != nil {
+		return 0, usagef("%s must be a whole number, not %q", what, a.at(i))
+	}
+	return v, nil
+}
+
+// optID parses argument i if present, or returns 0.
+func (a argv) optID(i int, what string) (uint64, error) {
+	if i >= a.n() {
+		return 0, nil
+	}
+	return a.id(i, what)
+}
+
+// optCount parses argument i as a page size if present, or returns 0.
+func (a argv) optCount(i int) (uint32, error) {
+	if i >= a.n() {
+		return 0, nil
+	}
+	v, err := strconv.ParseUint(a.at(i), 10, 32)
+	if err != nil {
+		return 0, usagef("count must be a whole number, not %q", a.at(i))
+	}
+	return uint32(v), nil
+}
+
+// password maps v1's "no password" spellings to the empty password.
+func password(s string) string {
+	if s == "-" || s == `""` {
+		return ""
+	}
+	return s
+}
+
+func parseSex(s string) (pb.Sex, error) {
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 0 || v > 3 {
+		return 0, usagef("sex must be 1 (male), 2 (female) or 3 (other), not %q", s)
+	}
+	return pb.Sex(v), nil
+}
+
+// ---------------------------------------------------------------------------
+// Requests.
+
+func parseReg(a argv) (*pb.ClientFrame, error) {
+	sex, err := parseSex(a.at(3))
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ClientFrame{Body: &pb.ClientFrame_Register{Register: &pb.RegisterRequest{
+		LoginName: a.at(0), Password: a.at(1), DisplayName: a.at(2), Sex: sex,
+		Location: a.at(4), Description: a.from(5)}}}, nil
+}
+
+// defaultDevice names this client in the server's debug logs.
+const defaultDevice = "schat chat"
+
+func parseLogin(a argv) (*pb.ClientFrame, error) {
+	device := defaultDevice
+	if a.n() > 2 {
+		device = a.at(2)
+	}
+	return &pb.ClientFrame{Body: &pb.ClientFrame_Login{Login: &pb.LoginRequest{
+		LoginName: a.at(0), Password: a.at(1), Device: device}}}, nil
+}
+
+func parseLogout(argv) (*pb.ClientFrame, error) {
+	return &pb.ClientFrame{Body: &pb.ClientFrame_Logout{Logout: &pb.LogoutRequest{}}}, nil
+}
+
+func parsePing(argv) (*pb.ClientFrame, error) {
+	return &pb.ClientFrame{Body: &pb.ClientFrame_Ping{Ping: &pb.PingRequest{
+		ClientTimeMs: time.Now().UnixMilli()}}}, nil
+}
+
+func parseCreate(a argv) (*pb.ClientFrame, error) {
+	return &pb.ClientFrame{Body: &pb.ClientFrame_CreateGroup{CreateGroup: &pb.CreateGroupRequest{
+		Name: a.at(0), JoinPassword: password(a.at(1)), Description: a.from(2)}}}, nil
+}
+
+func parseApply(a argv) (*pb.ClientFrame, error) {
+	gid, err := a.id(0, "group_id")
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ClientFrame{Body: &pb.ClientFrame_ApplyGroup{ApplyGroup: &pb.ApplyGroupRequest{
+		GroupId: gid, JoinPassword: password(a.at(1)), Message: a.from(2)}}}, nil
+}
+
+// parseAudit accepts v1's form, with the group name second, and the
+// shorter one without it; the name is not needed.
+func parseAudit(a argv) (*pb.ClientFrame, error) {
+	gid, err := a.id(0, "group_id")
+	if err != nil {
+		return nil, err
+	}
+	uid, err := a.id(a.n()-2, "apply_uid")
+	if err != nil {
+		return nil, err
+	}
+	decision := a.at(a.n() - 1)
+	if decision != "0" && decision != "1" {
+		return nil, usagef("the decision must be 1 (approve) or 0 (reject), not %q", decision)
+	}
+	return &pb.ClientFrame{Body: &pb.ClientFrame_DecideApplication{
+		DecideApplication: &pb.DecideApplicationRequest{GroupId: gid, UserId: uid,
+			Approve: decision == "1"}}}, nil
+}
+
+// twoIDs parses arguments 0 and 1 as IDs.
+func twoIDs(a argv, first, second string) (uint64, uint64, error) {
+	x, err := a.id(0, first)
+	if err != nil {
+		return 0, 0, err
+	}
+	y, err := a.id(1, second)
+	return x, y, err
+}
+
+func parseQuit(a argv) (*pb.ClientFrame, error) {
+	gid, err := a.id(0, "group_id")
+	return &pb.ClientFrame{Body: &pb.ClientFrame_QuitGroup{
+		QuitGroup: &pb.QuitGroupRequest{GroupId: gid}}}, err
+}
+
+func parseKick(a argv) (*pb.ClientFrame, error) {
+	gid, uid, err := twoIDs(a, "group_id", "member_id")
+	return &pb.ClientFrame{Body: &pb.ClientFrame_KickMember{
+		KickMember: &pb.KickMemberRequest{GroupId: gid, UserId: uid}}}, err
+}
+
+func parseChat(a argv) (*pb.ClientFrame, error) {
+	t, err := strconv.Atoi(a.at(0))
+	switch {
+	case err != nil || t < 0:
+		return nil, usagef("chat_type must be a number (0: text), not %q", a.at(0))
+	case t == int(pb.MessageType_MESSAGE_TYPE_SYSTEM) || t > int(pb.MessageType_MESSAGE_TYPE_SYSTEM):
+		return nil, usagef("chat_type %d is not a type a client can send", t)
+	case t != int(pb.MessageType_MESSAGE_TYPE_TEXT):
+		return nil, unsupportedf("chat_type %d (%s) carries a file; file upload is not "+
+			"supported yet, only 0 (text)", t, enumWord(pb.MessageType(t).String(), "MESSAGE_TYPE_"))
+	}
+	gid, err := a.id(1, "group_id")
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ClientFrame{Body: &pb.ClientFrame_SendMessage{SendMessage: &pb.SendMessageRequest{
+		GroupId: gid, Type: pb.MessageType_MESSAGE_TYPE_TEXT, Text: a.from(2)}}}, nil
+}
+
+func parseHistory(a argv) (*pb.ClientFrame, error) {
+	gid, err := a.id(0, "group_id")
+	if err != nil {
+		return nil, err
+	}
+	before, err := a.optID(1, "before_seq")
+	if err != nil {
+		return nil, err
+	}
+	limit, err := a.optCount(2)
+	return &pb.ClientFrame{Body: &pb.ClientFrame_History{History: &pb.HistoryRequest{
+		GroupId: gid, BeforeSeq: before, Limit: limit}}}, err
+}
+
+func parseGroupInfo(a argv) (*pb.ClientFrame, error) {
+	gid, err := a.id(0, "group_id")
+	return &pb.ClientFrame{Body: &pb.ClientFrame_GroupInfo{
+		GroupInfo: &pb.GroupInfoRequest{GroupId: gid}}}, err
+}
+
+func parseProfiles(a argv) (*pb.ClientFrame, error) {
+	ids := make([]uint64, a.n())
+	for i := range ids {
+		var err error
+		if ids[i], err = a.id(i, "uid"); err != nil {
+			return nil, err
+		}
+	}
+	return &pb.ClientFrame{Body: &pb.ClientFrame_GetProfiles{
+		GetProfiles: &pb.GetProfilesRequest{UserIds: ids}}}, nil
+}
+
+// prepareProfiles asks for the caller's own profile when no uid was given.
+func prepareProfiles(s *chatSession, f *pb.ClientFrame) error {
+	req := f.GetGetProfiles()
+	if len(req.UserIds) > 0 {
+		return nil
+	}
+	if s.uid == 0 {
+		return usagef("not logged in: give the uids to look up")
+	}
+	req.UserIds = []uint64{s.uid}
+	return nil
+}
+
+func parseGround(a argv) (*pb.ClientFrame, error) {
+	after, err := a.optID(0, "after_group_id")
+	return &pb.ClientFrame{Body: &pb.ClientFrame_ListPublicGroups{
+		ListPublicGroups: &pb.ListPublicGroupsRequest{AfterGroupId: after}}}, err
+}
+
+// Group attribute IDs of g_attr: v1's 0-4, and 5 for the join password.
+const (
+	attrPublic = iota
+	attrPrivate
+	attrDescription
+	attrName
+	attrAvatar
+	attrPassword
+)
+
+func parseGroupAttr(a argv) (*pb.ClientFrame, error) {
+	gid, err := a.id(0, "group_id")
+	if err != nil {
+		return nil, err
+	}
+	attr, err := strconv.Atoi(a.at(1))
+	if err != nil {
+		return nil, usagef("attr_id must be a number 0-5, not %q", a.at(1))
+	}
+	req := &pb.UpdateGroupRequest{GroupId: gid}
+	value := a.from(2)
+	switch attr {
+	case attrPublic, attrPrivate:
+		if value != "" {
+			return nil, usagef("attr_id %d takes no value", attr)
+		}
+		public := attr == attrPublic
+		req.Public = &public
+	case attrDescription:
+		req.Description = &value
+	case attrName:
+		if value == "" {
+			return nil, usagef("attr_id 3 needs the new name")
+		}
+		req.Name = &value
+	case attrAvatar:
+		return nil, unsupportedf("group avatars are not supported yet")
+	case attrPassword:
+		pw := password(value)
+		req.JoinPassword = &pw
+	default:
+		return nil, usagef("attr_id must be 0-5, not %d", attr)
+	}
+	return &pb.ClientFrame{Body: &pb.ClientFrame_UpdateGroup{UpdateGroup: req}}, nil
+}
+
+func parseDissolve(a argv) (*pb.ClientFrame, error) {
+	gid, err := a.id(0, "group_id")
+	return &pb.ClientFrame{Body: &pb.ClientFrame_DissolveGroup{
+		DissolveGroup: &pb.DissolveGroupRequest{GroupId: gid}}}, err
+}
+
+func parseTransfer(a argv) (*pb.ClientFrame, error) {
+	gid, uid, err := twoIDs(a, "group_id", "uid")
+	return &pb.ClientFrame{Body: &pb.ClientFrame_TransferOwnership{
+		TransferOwnership: &pb.TransferOwnershipRequest{GroupId: gid, UserId: uid}}}, err
+}
+
+func parseRecall(a argv) (*pb.ClientFrame, error) {
+	gid, seq, err := twoIDs(a, "group_id", "seq")
+	return &pb.ClientFrame{Body: &pb.ClientFrame_RecallMessage{
+		RecallMessage: &pb.RecallMessageRequest{GroupId: gid, Seq: seq}}}, err
+}
+
+func parseRead(a argv) (*pb.ClientFrame, error) {
+	gid, seq, err := twoIDs(a, "group_id", "seq")
+	return &pb.ClientFrame{Body: &pb.ClientFrame_MarkRead{
+		MarkRead: &pb.MarkReadRequest{GroupId: gid, Seq: seq}}}, err
+}
+
+// parseSync pages from the read cursor unless after_seq is given.
+func parseSync(a argv) (*pb.ClientFrame, error) {
+	gid, err := a.id(0, "group_id")
+	if err != nil {
+		return nil, err
+	}
+	after, err := a.optID(1, "after_seq")
+	if err != nil {
+		return nil, err
+	}
+	limit, err := a.optCount(2)
+	return &pb.ClientFrame{Body: &pb.ClientFrame_Sync{Sync: &pb.SyncRequest{
+		GroupId: gid, AfterSeq: after, Limit: limit, FromCursor: a.n() < 2}}}, err
+}
+
+func parseGroups(argv) (*pb.ClientFrame, error) {
+	return &pb.ClientFrame{Body: &pb.ClientFrame_ListMyGroups{
+		ListMyGroups: &pb.ListMyGroupsRequest{}}}, nil
+}
+
+func parseApps(a argv) (*pb.ClientFrame, error) {
+	gid, err := a.optID(0, "group_id")
+	return &pb.ClientFrame{Body: &pb.ClientFrame_ListApplications{
+		ListApplications: &pb.ListApplicationsRequest{GroupId: gid}}}, err
+}
+
+func parsePasswd(a argv) (*pb.ClientFrame, error) {
+	return &pb.ClientFrame{Body: &pb.ClientFrame_ChangePassword{
+		ChangePassword: &pb.ChangePasswordRequest{OldPassword: a.at(0),
+			NewPassword: a.at(1)}}}, nil
+}
+
+func parseProfile(a argv) (*pb.ClientFrame, error) {
+	req := &pb.UpdateProfileRequest{}
+	value := a.from(1)
+	switch a.at(0) {
+	case "display_name", "name":
+		req.DisplayName = &value
+	case "location":
+		req.Location = &value
+	case "desc", "description":
+		req.Description = &value
+	case "sex":
+		sex, err := parseSex(value)
+		if err != nil {
+			return nil, err
+		}
+		req.Sex = &sex
+	default:
+		return nil, usagef("profile field must be display_name, location, desc or sex, not %q",
+			a.at(0))
+	}
+	return &pb.ClientFrame{Body: &pb.ClientFrame_UpdateProfile{UpdateProfile: req}}, nil
+}
+
+// ---------------------------------------------------------------------------
+// Results.
+
+func showReg(_ context.Context, _ *chatSession, _ *pb.ClientFrame, r *pb.Response) (obj, error) {
+	reg := r.GetRegister()
+	return obj{{"name", reg.GetLoginName()}, {"uid", reg.GetUserId()}}, nil
+}
+
+// showLogin records the session, prints what the server sent to start
+// with and acknowledges the notices it printed.
+func showLogin(ctx context.Context, s *chatSession, _ *pb.ClientFrame,
+	r *pb.Response) (obj, error) {
+	lr := r.GetLogin()
+	s.loggedIn(lr)
+	s.ackNotices(ctx, lr.Notices)
+	return loginFields(lr), nil
+}
+
+func loginFields(lr *pb.LoginResponse) obj {
+	u := lr.GetUser()
+	return obj{{"name", u.GetLoginName()}, {"display_name", u.GetDisplayName()},
+		{"uid", u.GetUserId()}, {"sex", int32(u.GetSex())}, {"location", u.GetLocation()},
+		{"groups", summaryRows(lr.Groups)}, {"applications", appRows(lr.Applications)},
+		{"notices", noticeRows(lr.Notices)}}
+}
+
+func showLogout(_ context.Context, s *chatSession, _ *pb.ClientFrame,
+	_ *pb.Response) (obj, error) {
+	s.uid, s.token = 0, ""
+	return nil, nil
+}
+
+func showPing(_ context.Context, _ *chatSession, f *pb.ClientFrame,
+	r *pb.Response) (obj, error) {
+	rtt := time.Now().UnixMilli() - f.GetPing().GetClientTimeMs()
+	return obj{{"rtt_ms", rtt}, {"server_time", millis(r.GetPing().GetServerTimeMs())}}, nil
+}
+
+func showGroup(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
+	r *pb.Response) (obj, error) {
+	return groupFields(r.GetGroup()), nil
+}
+
+func showApply(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
+	r *pb.Response) (obj, error) {
+	a := r.GetApplyGroup()
+	return obj{{"grp_name", a.GetGroupName()}, {"grp_id", a.GetGroupId()}}, nil
+}
+
+func showAudit(_ context.Context, _ *chatSession, f *pb.ClientFrame,
+	r *pb.Response) (obj, error) {
+	d := f.GetDecideApplication()
+	return obj{{"grp_id", d.GroupId}, {"uid", d.UserId}, {"approve", d.Approve},
+		{"mem_count", r.GetGroup().GetMemberCount()}}, nil
+}
+
+// showRequestIDs echoes the IDs of a request whose response has no body.
+func showRequestIDs(_ context.Context, _ *chatSession, f *pb.ClientFrame,
+	_ *pb.Response) (obj, error) {
+	switch b := f.Body.(type) {
+	case *pb.ClientFrame_QuitGroup:
+		return obj{{"grp_id", b.QuitGroup.GroupId}}, nil
+	case *pb.ClientFrame_KickMember:
+		return obj{{"grp_id", b.KickMember.GroupId}, {"uid", b.KickMember.UserId}}, nil
+	case *pb.ClientFrame_DissolveGroup:
+		return obj{{"grp_id", b.DissolveGroup.GroupId}}, nil
+	case *pb.ClientFrame_TransferOwnership:
+		t := b.TransferOwnership
+		return obj{{"grp_id", t.GroupId}, {"owner", t.UserId}}, nil
+	}
+	return nil, nil
+}
+
+func showSent(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
+	r *pb.Response) (obj, error) {
+	m := r.GetMessage()
+	return obj{{"grp_id", m.GetGroupId()}, {"seq", m.GetSeq()}, {"time", millis(m.GetTimeMs())}}, nil
+}
+
+func pageFields(p *pb.MessagePage) obj {
+	return obj{{"grp_id", p.GetGroupId()}, {"count", len(p.GetMessages())},
+		{"last_seq", p.GetLastSeq()}, {"more", p.GetMore()}, {"messages", msgRows(p.GetMessages())}}
+}
+
+func showPage(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
+	r *pb.Response) (obj, error) {
+	return pageFields(r.GetPage()), nil
+}
+
+// showSync prints the page, then moves the read cursor past it, as v1 did
+// with every batch it pushed.
+func showSync(ctx context.Context, s *chatSession, _ *pb.ClientFrame,
+	r *pb.Response) (obj, error) {
+	p := r.GetPage()
+	o := pageFields(p)
+	ms := p.GetMessages()
+	if len(ms) == 0 {
+		return o, nil
+	}
+	mr, err := s.c.MarkRead(ctx, p.GroupId, ms[len(ms)-1].Seq)
+	if err != nil {
+		return o, err
+	}
+	return append(o, kv{"read_seq", mr.ReadSeq}, kv{"unread", mr.Unread}), nil
+}
+
+func showProfiles(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
+	r *pb.Response) (obj, error) {
+	ps := r.GetProfiles().GetProfiles()
+	rs := make(rows, len(ps))
+	for i, p := range ps {
+		rs[i] = plainRow(profileFields(p))
+	}
+	return obj{{"count", len(ps)}, {"profiles", rs}}, nil
+}
+
+func showGround(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
+	r *pb.Response) (obj, error) {
+	pg := r.GetPublicGroups()
+	rs := make(rows, len(pg.GetGroups()))
+	for i, g := range pg.GetGroups() {
+		rs[i] = plainRow(groupFields(g))
+	}
+	return obj{{"count", len(rs)}, {"next_after", pg.GetNextAfter()}, {"groups", rs}}, nil
+}
+
+func showRecall(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
+	r *pb.Response) (obj, error) {
+	m := r.GetMessage()
+	return obj{{"grp_id", m.GetGroupId()}, {"seq", m.GetSeq()}, {"recalled", m.GetRecalled()}}, nil
+}
+
+func showRead(_ context.Context, _ *chatSession, f *pb.ClientFrame,
+	r *pb.Response) (obj, error) {
+	mr := r.GetMarkRead()
+	return obj{{"grp_id", f.GetMarkRead().GetGroupId()}, {"read_seq", mr.GetReadSeq()},
+		{"unread", mr.GetUnread()}}, nil
+}
+
+func showGroups(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
+	r *pb.Response) (obj, error) {
+	gs := r.GetMyGroups().GetGroups()
+	return obj{{"count", len(gs)}, {"groups", summaryRows(gs)}}, nil
+}
+
+func showApps(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
+	r *pb.Response) (obj, error) {
+	as := r.GetApplications().GetApplications()
+	return obj{{"count", len(as)}, {"applications", appRows(as)}}, nil
+}
+
+// showPasswd keeps the fresh token: the old one is revoked.
+func showPasswd(_ context.Context, s *chatSession, _ *pb.ClientFrame,
+	r *pb.Response) (obj, error) {
+	if t := r.GetChangePassword().GetToken(); t != "" {
+		s.token = t
+	}
+	return nil, nil
+}
+
+func showProfile(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
+	r *pb.Response) (obj, error) {
+	return profileFields(r.GetProfile()), nil
+}
+
+// helpFields lists every command, or the one named.
+func helpFields(a argv) (obj, error) {
+	cmds := chatCommands
+	if a.n() == 1 {
+		c := findCommand(a.at(0))
+		if c == nil {
+			return nil, usagef("unknown command %q", a.at(0))
+		}
+		cmds = []*command{c}
+	}
+	rs := make(rows, len(cmds))
+	for i, c := range cmds {
+		rs[i] = row{fields: obj{{"name", c.name}, {"args", c.args}, {"help", c.help}},
+			text: fmt.Sprintf("%-50s %s", strings.TrimSpace(c.name+" "+c.args), c.help)}
+	}
+	return obj{{"commands", rs}}, nil
+}

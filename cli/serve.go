@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/schat/schat/node"
+)
+
+func serveCommand() *cli.Command {
+	d := node.DefaultConfig()
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run a schat node",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data-dir", Value: d.DataDir, EnvVars: []string{"SCHAT_DATA_DIR"},
+				Usage: "directory of the node's state"},
+			&cli.StringFlag{Name: "node-id", Value: d.NodeID, EnvVars: []string{"SCHAT_NODE_ID"},
+				Usage: "this node's name in the cluster"},
+			&cli.StringFlag{Name: "client-addr", Value: d.ClientAddr, EnvVars: []string{"SCHAT_CLIENT_ADDR"},
+				Usage: "TCP address of the client protocol (empty: off)"},
+			&cli.StringFlag{Name: "http-addr", Value: d.HTTPAddr, EnvVars: []string{"SCHAT_HTTP_ADDR"},
+				Usage: "HTTP address for WebSocket, /healthz, /readyz and /metrics (empty: off)"},
+			&cli.StringFlag{Name: "raft-addr", Value: d.RaftAddr, EnvVars: []string{"SCHAT_RAFT_ADDR"},
+				Usage: "node-to-node address"},
+			&cli.StringFlag{Name: "raft-advertise", EnvVars: []string{"SCHAT_RAFT_ADVERTISE"},
+				Usage: "node-to-node address other nodes dial (default: --raft-addr)"},
+			&cli.IntFlag{Name: "shards", EnvVars: []string{"SCHAT_SHARDS"},
+				Usage: fmt.Sprintf("group shards of a new data directory (default %d)", node.DefaultShards)},
+			&cli.StringFlag{Name: "tls-cert", EnvVars: []string{"SCHAT_TLS_CERT"},
+				Usage: "certificate file: serve clients over TLS"},
+			&cli.StringFlag{Name: "tls-key", EnvVars: []string{"SCHAT_TLS_KEY"},
+				Usage: "private key file for --tls-cert"},
+			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"SCHAT_LOG_FORMAT"},
+				Usage: "text or json"},
+			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"SCHAT_LOG_LEVEL"},
+				Usage: "debug, info, warn or error"},
+		},
+		Action: serve,
+	}
+}
+
+func serve(c *cli.Context) error {
+	logger, err := newLogger(c.String("log-format"), c.String("log-level"))
+	if err != nil {
+		return err
+	}
+	cfg := node.DefaultConfig()
+	cfg.DataDir = c.String("data-dir")
+	cfg.NodeID = c.String("node-id")
+	cfg.ClientAddr = c.String("client-addr")
+	cfg.HTTPAddr = c.String("http-addr")
+	cfg.RaftAddr = c.String("raft-addr")
+	cfg.RaftAdvertise = c.String("raft-advertise")
+	cfg.Shards = c.Int("shards")
+	cfg.Logger = logger
+	if cfg.TLS, err = loadTLS(c.String("tls-cert"), c.String("tls-key")); err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := node.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := n.WaitReady(ctx); err != nil {
+		n.Close()
+		return err
+	}
+	logger.Info("ready", "client_addr", n.ClientAddr(), "http_addr", n.HTTPAddr())
+	<-ctx.Done()
+	logger.Info("shutting down")
+	return n.Close()
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+}
+
+func loadTLS(cert, key string) (*tls.Config, error) {
+	if cert == "" && key == "" {
+		return nil, nil
+	}
+	if cert == "" || key == "" {
+		return nil, fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS key pair: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
+}

@@ -1,0 +1,187 @@
+// Package node runs one schat node: its shards (each a raft instance over a
+// bbolt state machine), the client-facing service that turns requests into
+// commands and reads, the hub that pushes committed events to connected
+// clients, and the HTTP endpoints for health, metrics and WebSocket.
+package node
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config configures a node. A zero field takes the value DefaultConfig
+// gives it.
+type Config struct {
+	// DataDir holds the node's shards; created on first start.
+	DataDir string
+	// NodeID names this node in raft; defaults to "node1".
+	NodeID string
+	// RaftAddr is the node-to-node address (raft and forwarding).
+	RaftAddr string
+	// RaftAdvertise is the address other nodes dial; defaults to the bound
+	// RaftAddr.
+	RaftAdvertise string
+	// ClientAddr is the TCP client protocol address; empty disables it.
+	ClientAddr string
+	// HTTPAddr serves /ws, /healthz, /readyz and /metrics; empty disables.
+	HTTPAddr string
+	// TLS, when set, is used on the client and HTTP listeners.
+	TLS *tls.Config
+
+	// Shards is the number of group shards of a new data directory. An
+	// existing directory keeps the count it was created with; when Shards
+	// is set explicitly and differs from it, New refuses to start.
+	Shards int
+	// explicitShards records whether Shards was set rather than defaulted.
+	explicitShards int
+
+	Limits Limits
+	// PasswordKDF are the argon2id parameters for new password hashes.
+	PasswordKDF KDFParams
+	// SessionTTL is how long a login token stays valid.
+	SessionTTL time.Duration
+	// ApplyTimeout bounds how long a request waits for its commit.
+	ApplyTimeout time.Duration
+	// RatePerMinute limits register, login and apply per client address.
+	RatePerMinute int
+	// Raft tunes the consensus layer.
+	Raft RaftTuning
+
+	Logger *slog.Logger
+}
+
+// Limits bound what clients may store. They are checked on the node before
+// a command is proposed; those that depend on state travel in the command.
+type Limits struct {
+	MaxLoginName   int           // runes
+	MaxName        int           // display and group names, runes
+	MaxDescription int           // runes
+	MaxMessage     int           // runes of a text message
+	MaxPassword    int           // bytes
+	MinPassword    int           // bytes
+	MaxOwnedGroups int           // groups one user may own
+	MaxMembers     int           // members of one group
+	DefaultPage    int           // messages or groups per page
+	MaxPage        int           // the most a client may ask for
+	MaxProfiles    int           // user IDs per profile request
+	RecallWindow   time.Duration // how long a sender may recall
+}
+
+// RaftTuning holds the raft settings worth changing per deployment.
+type RaftTuning struct {
+	HeartbeatTimeout  time.Duration
+	ElectionTimeout   time.Duration
+	CommitTimeout     time.Duration
+	MaxAppendEntries  int
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+}
+
+// DefaultConfig returns the configuration of a single node on embedded
+// defaults.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:    "schat-data",
+		NodeID:     "node1",
+		RaftAddr:   "127.0.0.1:7421",
+		ClientAddr: ":7420",
+		HTTPAddr:   ":7480",
+		Shards:     DefaultShards,
+		Limits: Limits{
+			MaxLoginName:   32,
+			MaxName:        64,
+			MaxDescription: 1024,
+			MaxMessage:     4000,
+			MaxPassword:    256,
+			MinPassword:    3,
+			MaxOwnedGroups: 20,
+			MaxMembers:     2000,
+			DefaultPage:    50,
+			MaxPage:        200,
+			MaxProfiles:    100,
+			RecallWindow:   2 * time.Minute,
+		},
+		PasswordKDF:   DefaultKDF,
+		SessionTTL:    30 * 24 * time.Hour,
+		ApplyTimeout:  10 * time.Second,
+		RatePerMinute: 30,
+		Raft: RaftTuning{
+			HeartbeatTimeout:  time.Second,
+			ElectionTimeout:   time.Second,
+			CommitTimeout:     5 * time.Millisecond,
+			MaxAppendEntries:  512,
+			SnapshotThreshold: 8192,
+			SnapshotInterval:  2 * time.Minute,
+			TrailingLogs:      10240,
+		},
+	}
+}
+
+// DefaultShards is the group shard count of a new data directory. On a
+// small machine more raft pipelines cost CPU without adding throughput;
+// BENCHMARKS.md has the measurements behind this value.
+const DefaultShards = 2
+
+// withDefaults fills zero fields from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	setStr(&c.DataDir, d.DataDir)
+	setStr(&c.NodeID, d.NodeID)
+	setStr(&c.RaftAddr, d.RaftAddr)
+	c.explicitShards = c.Shards
+	if c.Shards == 0 {
+		c.Shards = d.Shards
+	}
+	if c.Limits == (Limits{}) {
+		c.Limits = d.Limits
+	}
+	if c.PasswordKDF == (KDFParams{}) {
+		c.PasswordKDF = d.PasswordKDF
+	}
+	setDur(&c.SessionTTL, d.SessionTTL)
+	setDur(&c.ApplyTimeout, d.ApplyTimeout)
+	if c.RatePerMinute == 0 {
+		c.RatePerMinute = d.RatePerMinute
+	}
+	if c.Raft == (RaftTuning{}) {
+		c.Raft = d.Raft
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func setStr(p *string, d string) {
+	if *p == "" {
+		*p = d
+	}
+}
+
+func setDur(p *time.Duration, d time.Duration) {
+	if *p == 0 {
+		*p = d
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Shards < 1 || c.Shards > maxShards:
+		return fmt.Errorf("node: shards must be 1..%d, got %d", maxShards, c.Shards)
+	case c.Limits.MaxPage < c.Limits.DefaultPage || c.Limits.DefaultPage < 1:
+		return errors.New("node: page sizes must satisfy 1 <= default <= max")
+	case c.Limits.MinPassword < 1 || c.Limits.MaxPassword < c.Limits.MinPassword:
+		return errors.New("node: password bounds must satisfy 1 <= min <= max")
+	case c.PasswordKDF.Memory < 1024 || c.PasswordKDF.Time < 1:
+		return errors.New("node: argon2id needs at least 1 MiB and 1 pass")
+	}
+	return nil
+}
+
+// maxShards keeps shard numbers within the notice ID's shard bits.
+const maxShards = 1000

@@ -1,0 +1,81 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/schat/schat/fsm"
+	pb "github.com/schat/schat/proto"
+)
+
+// metaShard is the shard of accounts and sessions.
+const metaShard = 0
+
+// shardOf is the group shard that holds group gid: 1 + hash(gid) mod K.
+func (n *Node) shardOf(gid uint64) uint32 {
+	// splitmix64's finaliser spreads sequential IDs evenly.
+	x := gid + 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	x ^= x >> 31
+	return 1 + uint32(x%uint64(n.info.Shards))
+}
+
+// groupShards lists the group shard numbers.
+func (n *Node) groupShards() []uint32 {
+	out := make([]uint32, n.info.Shards)
+	for i := range out {
+		out[i] = uint32(i + 1)
+	}
+	return out
+}
+
+// stamp sets the command's time on the proposing node.
+func stamp(cmd *pb.Command) *pb.Command {
+	if cmd.TimeMs == 0 {
+		cmd.TimeMs = time.Now().UnixMilli()
+	}
+	return cmd
+}
+
+// exec proposes cmd to a shard and waits for its result. A refusal comes
+// back as a *pb.Error alongside the result.
+func (n *Node) exec(ctx context.Context, ss *session, shard uint32, cmd *pb.Command) (*fsm.Result, error) {
+	return n.finish(ss, shard, n.submit(ctx, shard, cmd))
+}
+
+// submit hands cmd to the shard's raft without waiting for it.
+func (n *Node) submit(ctx context.Context, shard uint32, cmd *pb.Command) pending {
+	timeout := n.cfg.ApplyTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	start := time.Now()
+	return pending{fut: n.shards[shard].propose(stamp(cmd), timeout), start: start}
+}
+
+// finish waits for a submitted command.
+func (n *Node) finish(ss *session, shard uint32, p pending) (*fsm.Result, error) {
+	res, index, err := n.shards[shard].result(p.fut)
+	n.metrics.commit.Observe(time.Since(p.start).Seconds())
+	if err != nil {
+		return nil, err
+	}
+	if ss != nil {
+		ss.wrote(shard, index)
+	}
+	return res, res.Err()
+}
+
+// view reads a shard's state once it holds the session's own writes.
+func (n *Node) view(ctx context.Context, ss *session, shard uint32, fn func(*bolt.Tx) error) error {
+	sh := n.shards[shard]
+	if ss != nil {
+		if err := sh.fsm.WaitApplied(ctx, ss.lastWrite(shard)); err != nil {
+			return err
+		}
+	}
+	return sh.fsm.View(fn)
+}

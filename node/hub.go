@@ -1,0 +1,179 @@
+package node
+
+import (
+	"bytes"
+	"sync"
+
+	"github.com/schat/schat/fsm"
+	pb "github.com/schat/schat/proto"
+	"github.com/schat/schat/transport"
+)
+
+// hub knows which users are connected to this node and in which groups,
+// and pushes committed events to them. Every node's state machines publish
+// to their own hub, so no event is routed through another node.
+//
+// publish is called from the shards' FSM goroutines and must not block:
+// connections have bounded queues and Send drops a client that cannot keep
+// up (it resynchronises from its cursors).
+type hub struct {
+	mu      sync.Mutex
+	closing []*session // revoked during publish, closed after the lock
+
+	users  map[uint64]map[*session]struct{}
+	groups map[uint64]map[uint64]struct{} // group -> online member IDs
+}
+
+func newHub() *hub {
+	return &hub{users: make(map[uint64]map[*session]struct{}),
+		groups: make(map[uint64]map[uint64]struct{})}
+}
+
+// attach registers an authenticated session. groups is called under the
+// hub's lock so that no membership event can slip between reading the
+// user's groups and indexing them; it returns the user's group IDs.
+func (h *hub) attach(s *session, uid uint64, groups func() ([]uint64, error)) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	gids, err := groups()
+	if err != nil {
+		return err
+	}
+	set := h.users[uid]
+	if set == nil {
+		set = make(map[*session]struct{})
+		h.users[uid] = set
+	}
+	set[s] = struct{}{}
+	for _, g := range gids {
+		h.join(g, uid)
+	}
+	return nil
+}
+
+// detach forgets a session (logout or disconnect).
+func (h *hub) detach(s *session, uid uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	set := h.users[uid]
+	delete(set, s)
+	if len(set) == 0 {
+		delete(h.users, uid)
+	}
+	// Group entries of a user with no session left are pruned lazily by
+	// deliver, which skips users who are not online.
+}
+
+// online reports how many sessions are attached.
+func (h *hub) online() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, set := range h.users {
+		n += len(set)
+	}
+	return n
+}
+
+func (h *hub) join(gid, uid uint64) {
+	m := h.groups[gid]
+	if m == nil {
+		m = make(map[uint64]struct{})
+		h.groups[gid] = m
+	}
+	m[uid] = struct{}{}
+}
+
+func (h *hub) leave(gid, uid uint64) {
+	if m := h.groups[gid]; m != nil {
+		delete(m, uid)
+		if len(m) == 0 {
+			delete(h.groups, gid)
+		}
+	}
+}
+
+// publish delivers a batch of committed events in order.
+func (h *hub) publish(events []fsm.Event) {
+	h.mu.Lock()
+	for i := range events {
+		h.handle(&events[i])
+	}
+	closing := h.closing
+	h.closing = nil
+	h.mu.Unlock()
+	for _, s := range closing {
+		s.conn.Close("session revoked")
+	}
+}
+
+func (h *hub) handle(e *fsm.Event) {
+	if e.Revoke {
+		h.revoke(e)
+		return
+	}
+	if e.Event == nil {
+		return
+	}
+	// A joining member is indexed first so that they see their own join;
+	// a leaving one is dropped after, so that they see their own leave.
+	mc := e.Event.GetMember()
+	if mc != nil && mc.Change == pb.MemberChanged_JOINED && h.users[mc.UserId] != nil {
+		h.join(mc.GroupId, mc.UserId)
+	}
+	h.deliver(e)
+	switch {
+	case mc != nil && mc.Change != pb.MemberChanged_JOINED:
+		h.leave(mc.GroupId, mc.UserId)
+	case e.Event.GetDissolved() != nil:
+		delete(h.groups, e.Event.GetDissolved().GroupId)
+	}
+}
+
+// deliver encodes the event once and queues it to every recipient session.
+func (h *hub) deliver(e *fsm.Event) {
+	var msg *transport.Message
+	send := func(uid uint64) {
+		for s := range h.users[uid] {
+			if msg == nil {
+				msg = transport.NewMessage(&pb.ServerFrame{
+					Body: &pb.ServerFrame_Event{Event: e.Event}})
+			}
+			s.conn.Send(msg)
+		}
+	}
+	var members map[uint64]struct{}
+	if e.GroupID != 0 {
+		members = h.groups[e.GroupID]
+		for uid := range members {
+			if h.users[uid] == nil {
+				delete(members, uid)
+				continue
+			}
+			send(uid)
+		}
+	}
+	for _, uid := range e.Users {
+		if _, done := members[uid]; !done {
+			send(uid)
+		}
+	}
+}
+
+// revoke ends the connections whose sessions a logout or password change
+// invalidated.
+func (h *hub) revoke(e *fsm.Event) {
+	for _, uid := range e.Users {
+		for s := range h.users[uid] {
+			tok := s.tokenHash()
+			end := e.RevokeToken != nil && bytes.Equal(tok, e.RevokeToken) ||
+				e.RevokeToken == nil && !bytes.Equal(tok, e.KeepToken)
+			if end {
+				s.conn.Send(transport.NewMessage(&pb.ServerFrame{Body: &pb.ServerFrame_Event{
+					Event: &pb.Event{Body: &pb.Event_SessionEnded{
+						SessionEnded: &pb.SessionEnded{Reason: "session revoked"}}}}}))
+				h.closing = append(h.closing, s)
+			}
+		}
+	}
+}

@@ -1,0 +1,182 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/schat/schat/fsm"
+	pb "github.com/schat/schat/proto"
+	"github.com/schat/schat/transport"
+)
+
+// shard is one raft group: its log, snapshots, state machine and raft.
+type shard struct {
+	id    uint32
+	fsm   *fsm.FSM
+	raft  *raft.Raft
+	logs  *raftboltdb.BoltStore
+	trans *raft.NetworkTransport
+	log   *slog.Logger
+}
+
+// shardConfig is what openShard needs from the node.
+type shardConfig struct {
+	id        uint32
+	dataDir   string
+	nodeID    string
+	tuning    RaftTuning
+	mux       *transport.Mux
+	publish   func([]fsm.Event)
+	bootstrap bool // make a one-voter cluster when the shard has no state
+	logger    *slog.Logger
+}
+
+// openShard opens (or creates) a shard's files and starts its raft.
+func openShard(sc shardConfig) (*shard, error) {
+	dir := shardDir(sc.dataDir, sc.id)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	log := sc.logger.With("shard", sc.id)
+	kind := fsm.KindGroup
+	if sc.id == 0 {
+		kind = fsm.KindMeta
+	}
+	f, err := fsm.Open(fsm.Config{Path: filepath.Join(dir, "state.db"), Kind: kind,
+		Shard: sc.id, Publish: sc.publish, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	s := &shard{id: sc.id, fsm: f, log: log}
+	if err := s.startRaft(sc, dir); err != nil {
+		s.close()
+		return nil, fmt.Errorf("shard %d: %w", sc.id, err)
+	}
+	return s, nil
+}
+
+func (s *shard) startRaft(sc shardConfig, dir string) error {
+	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return err
+	}
+	s.logs = logs
+	cached, err := raft.NewLogCache(512, logs)
+	if err != nil {
+		return err
+	}
+	hlog := newHCLog(s.log, "raft")
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "snapshots"), 2, hlog)
+	if err != nil {
+		return err
+	}
+	layer, err := sc.mux.RaftLayer(sc.id)
+	if err != nil {
+		return err
+	}
+	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog})
+	rc := raftConfig(sc.nodeID, sc.tuning, hlog)
+	if sc.bootstrap {
+		if err := bootstrap(rc, cached, logs, snaps, s.trans); err != nil {
+			return err
+		}
+	}
+	s.raft, err = raft.NewRaft(rc, s.fsm, cached, logs, snaps, s.trans)
+	return err
+}
+
+func raftConfig(nodeID string, t RaftTuning, hlog hclog.Logger) *raft.Config {
+	c := raft.DefaultConfig()
+	c.LocalID = raft.ServerID(nodeID)
+	c.Logger = hlog
+	c.HeartbeatTimeout = t.HeartbeatTimeout
+	c.ElectionTimeout = t.ElectionTimeout
+	c.LeaderLeaseTimeout = t.HeartbeatTimeout / 2
+	c.CommitTimeout = t.CommitTimeout
+	c.MaxAppendEntries = t.MaxAppendEntries
+	c.SnapshotThreshold = t.SnapshotThreshold
+	c.SnapshotInterval = t.SnapshotInterval
+	c.TrailingLogs = t.TrailingLogs
+	return c
+}
+
+// bootstrap makes this node the only voter of a shard with no state.
+func bootstrap(rc *raft.Config, logs raft.LogStore, stable raft.StableStore,
+	snaps raft.SnapshotStore, trans raft.Transport) error {
+	has, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil || has {
+		return err
+	}
+	return raft.BootstrapCluster(rc, logs, stable, snaps, trans, raft.Configuration{
+		Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID,
+			Address: trans.LocalAddr()}},
+	})
+}
+
+// errNotLeader means this node does not lead the shard.
+var errNotLeader = errors.New("node: not the shard leader")
+
+// propose hands cmd to raft without waiting. Proposals made one after
+// another from one goroutine enter the log in that order.
+func (s *shard) propose(cmd *pb.Command, timeout time.Duration) raft.ApplyFuture {
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return errFuture{err}
+	}
+	return s.raft.Apply(data, timeout)
+}
+
+// result waits for a proposal to be committed and applied, and returns the
+// state machine's result and the entry's raft index.
+func (s *shard) result(fut raft.ApplyFuture) (*fsm.Result, uint64, error) {
+	if err := fut.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, 0, fmt.Errorf("shard %d: %w", s.id, errNotLeader)
+		}
+		return nil, 0, fmt.Errorf("shard %d: apply: %w", s.id, err)
+	}
+	res, ok := fut.Response().(*fsm.Result)
+	if !ok || res == nil {
+		return nil, 0, fmt.Errorf("shard %d: entry %d had no result", s.id, fut.Index())
+	}
+	return res, fut.Index(), nil
+}
+
+// errFuture is a proposal that failed before reaching raft.
+type errFuture struct{ err error }
+
+func (e errFuture) Error() error          { return e.err }
+func (e errFuture) Index() uint64         { return 0 }
+func (e errFuture) Response() interface{} { return nil }
+
+// close shuts raft down and closes the shard's files.
+func (s *shard) close() error {
+	var errs []error
+	if s.raft != nil {
+		errs = append(errs, s.raft.Shutdown().Error())
+	}
+	if s.trans != nil {
+		errs = append(errs, s.trans.Close())
+	}
+	if s.logs != nil {
+		errs = append(errs, s.logs.Close())
+	}
+	errs = append(errs, s.fsm.Close())
+	return errors.Join(errs...)
+}
+
+// pending is a proposal on its way through raft.
+type pending struct {
+	fut   raft.ApplyFuture
+	start time.Time
+}

@@ -1,0 +1,315 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+
+	"github.com/coder/websocket"
+
+	pb "github.com/schat/schat/proto"
+)
+
+// Reasons a connection is closed, logged and, on WebSocket, sent to the
+// peer in the close frame.
+const (
+	reasonShutdown = "server shutting down"
+	reasonSlow     = "slow consumer"
+	reasonIdle     = "idle timeout"
+	reasonTooLarge = "frame too large"
+	reasonBadFrame = "undecodable frame"
+	reasonPeer     = "closed by peer"
+	reasonRead     = "read failed"
+	reasonWrite    = "write failed"
+)
+
+// pending is one request awaiting its answer on the reply queue: either a
+// handler's Reply for request id, or a ready frame such as a heartbeat.
+type pending struct {
+	id    uint64
+	reply Reply
+	msg   *Message
+}
+
+// Conn is one client connection, over TCP or WebSocket.
+//
+// It runs three goroutines. The read goroutine calls Handler.Connect,
+// decodes frames and calls Handler.Serve for each request, then, once the
+// connection is closed and the others have stopped, Handler.Disconnect.
+// The reply goroutine takes Replies in request order, calls their Wait and
+// queues the responses. The write goroutine drains the outbound queue,
+// flushing whenever it is momentarily empty, so a burst leaves in few
+// writes.
+//
+// Send and Close may be called from any goroutine.
+type Conn struct {
+	id     uint64
+	srv    *Server
+	w      wire
+	remote net.Addr
+	log    *slog.Logger
+
+	out     chan *Message // outbound frames; capacity SendQueue
+	replies chan pending  // requests awaiting answers; capacity MaxInFlight
+
+	done      chan struct{}
+	closeOnce sync.Once
+	closeCode websocket.StatusCode // set before done is closed
+	reason    string               // set before done is closed
+
+	stopped sync.WaitGroup // the reply and write goroutines
+
+	mu      sync.Mutex
+	session any
+}
+
+func newConn(s *Server, id uint64, w wire, remote net.Addr) *Conn {
+	c := &Conn{
+		id:      id,
+		srv:     s,
+		w:       w,
+		remote:  remote,
+		log:     s.log.With("conn", id, "remote", remote.String()),
+		out:     make(chan *Message, s.cfg.SendQueue),
+		replies: make(chan pending, s.cfg.MaxInFlight),
+		done:    make(chan struct{}),
+	}
+	c.stopped.Add(2)
+	return c
+}
+
+// ID is unique among the server's connections since it started.
+func (c *Conn) ID() uint64 { return c.id }
+
+// RemoteAddr is the peer's address as the accepted socket reports it;
+// nothing the client sends can change it.
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// Session returns the value last given to SetSession, nil at first.
+func (c *Conn) Session() any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.session
+}
+
+// SetSession stores the handler's state for this connection, such as the
+// logged-in user. The handler's methods and Reply.Wait run on different
+// goroutines from those that push events with Send, and all of them may
+// read it, so it is guarded; the value itself should be immutable or
+// guarded by its owner.
+func (c *Conn) SetSession(v any) {
+	c.mu.Lock()
+	c.session = v
+	c.mu.Unlock()
+}
+
+// Send queues m for the connection without blocking. If the outbound
+// queue is full the client is not keeping up: the connection is closed as
+// a slow consumer rather than buffering without bound, and Send returns
+// false. It also returns false once the connection is closed.
+func (c *Conn) Send(m *Message) bool {
+	select {
+	case <-c.done:
+		return false
+	default:
+	}
+	select {
+	case c.out <- m:
+		return true
+	default:
+		c.log.Warn("slow consumer disconnected", "queued", len(c.out))
+		c.closeWith(websocket.StatusPolicyViolation, reasonSlow)
+		return false
+	}
+}
+
+// Close closes the connection, giving reason to a WebSocket peer. Queued
+// frames not yet written are dropped. It does not wait for the
+// connection's goroutines.
+func (c *Conn) Close(reason string) {
+	c.closeWith(websocket.StatusNormalClosure, reason)
+}
+
+// Done is closed when the connection is closed.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// CloseReason says why the connection was closed; it is empty until Done
+// is closed.
+func (c *Conn) CloseReason() string {
+	select {
+	case <-c.done:
+		return c.reason
+	default:
+		return ""
+	}
+}
+
+func (c *Conn) closeWith(code websocket.StatusCode, reason string) {
+	c.closeOnce.Do(func() {
+		c.closeCode, c.reason = code, reason
+		close(c.done)
+		c.w.abort()
+	})
+}
+
+func (c *Conn) closed() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// readLoop is the read goroutine: it owns the connection's life.
+func (c *Conn) readLoop() {
+	defer c.srv.wg.Done()
+	c.log.Debug("connection opened")
+
+	c.srv.handler.Connect(c)
+	c.closeWith(c.serveFrames())
+	c.stopped.Wait()
+	c.srv.handler.Disconnect(c)
+	c.srv.remove(c)
+
+	c.log.Debug("connection closed", "reason", c.reason)
+}
+
+// serveFrames reads and dispatches frames until the connection fails or
+// is closed, and returns how to close it.
+func (c *Conn) serveFrames() (websocket.StatusCode, string) {
+	for !c.closed() {
+		payload, text, err := c.w.readFrame()
+		if err != nil {
+			return readFailure(err)
+		}
+		f := new(pb.ClientFrame)
+		if err := decodeFrame(payload, text, f); err != nil {
+			c.log.Debug("undecodable frame", "err", err)
+			return websocket.StatusInvalidFramePayloadData, reasonBadFrame
+		}
+
+		p := pending{id: f.Id}
+		switch f.Body.(type) {
+		case nil:
+			if f.Id == 0 {
+				continue
+			}
+			p.reply.Resp = &pb.Response{
+				Code:   pb.Code_UNKNOWN_REQUEST,
+				Detail: "request type not known to this server",
+			}
+		case *pb.ClientFrame_Heartbeat:
+			p.msg = heartbeatMsg
+		default:
+			p.reply = c.srv.handler.Serve(c, f)
+		}
+
+		select {
+		case c.replies <- p:
+		case <-c.done:
+		}
+	}
+	return websocket.StatusNormalClosure, ""
+}
+
+// readFailure classifies a read error.
+func readFailure(err error) (websocket.StatusCode, string) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrFrameTooLarge):
+		return websocket.StatusMessageTooBig, reasonTooLarge
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET),
+		websocket.CloseStatus(err) != -1:
+		return websocket.StatusNormalClosure, reasonPeer
+	case errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		return websocket.StatusPolicyViolation, reasonIdle
+	default:
+		return websocket.StatusProtocolError, reasonRead
+	}
+}
+
+// replyLoop is the reply goroutine.
+func (c *Conn) replyLoop() {
+	defer c.srv.wg.Done()
+	defer c.stopped.Done()
+	for {
+		var p pending
+		select {
+		case p = <-c.replies:
+		case <-c.done:
+			return
+		}
+		m := p.msg
+		if m == nil {
+			m = c.answer(p)
+		}
+		select {
+		case c.out <- m:
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// answer turns a handler's Reply into the response frame for request
+// p.id, encoded in the connection's current mode so that the writer finds
+// it ready and a response that cannot be encoded becomes INTERNAL.
+func (c *Conn) answer(p pending) *Message {
+	var resp *pb.Response
+	switch r := p.reply; {
+	case r.Resp != nil && r.Wait == nil:
+		resp = r.Resp
+	case r.Resp == nil && r.Wait != nil:
+		resp = r.Wait()
+	}
+	if resp == nil {
+		c.log.Error("handler gave no response", "id", p.id)
+		resp = &pb.Response{Code: pb.Code_INTERNAL}
+	}
+	resp.Id = p.id
+
+	m := NewMessage(&pb.ServerFrame{Body: &pb.ServerFrame_Response{Response: resp}})
+	if _, err := m.encoded(c.w.textMode()); err != nil {
+		c.log.Error("response not encodable", "id", p.id, "code", resp.Code, "err", err)
+		m = NewMessage(&pb.ServerFrame{Body: &pb.ServerFrame_Response{
+			Response: &pb.Response{Id: p.id, Code: pb.Code_INTERNAL},
+		}})
+	}
+	return m
+}
+
+// writeLoop is the write goroutine. It ends the connection on the wire
+// when it returns.
+func (c *Conn) writeLoop() {
+	defer c.srv.wg.Done()
+	defer c.stopped.Done()
+	defer func() { c.w.close(c.closeCode, c.reason) }()
+	for {
+		var m *Message
+		select {
+		case m = <-c.out:
+		case <-c.done:
+			return
+		}
+		if payload, err := m.encoded(c.w.textMode()); err != nil {
+			c.log.Error("frame not encodable, dropped", "err", err)
+		} else if err := c.w.writeFrame(payload); err != nil {
+			c.log.Debug("write failed", "err", err)
+			c.closeWith(websocket.StatusGoingAway, reasonWrite)
+			return
+		}
+		if len(c.out) == 0 {
+			if err := c.w.flush(); err != nil {
+				c.log.Debug("write failed", "err", err)
+				c.closeWith(websocket.StatusGoingAway, reasonWrite)
+				return
+			}
+		}
+	}
+}

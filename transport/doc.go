@@ -1,0 +1,48 @@
+// Package transport carries client bytes to the server and back: the
+// length-prefixed TCP framing, the WebSocket endpoint for browsers, the
+// per-connection goroutines that read requests, answer them in order and
+// push events, and the Go client library built on the same wire.
+//
+// On TCP a frame is a 4-byte big-endian length followed by that many bytes
+// of protobuf (a pb.ClientFrame from the client, a pb.ServerFrame from the
+// server). On WebSocket each message is one frame: binary messages carry
+// protobuf, text messages the same frames as protojson.
+//
+// Everything read from the network is bounded before memory is allocated
+// for it: a frame longer than the configured maximum closes the connection,
+// outbound queues have a fixed capacity, and pipelined requests beyond a
+// fixed number in flight stop the connection's read loop.
+package transport
+
+import "errors"
+
+// Errors returned by this package.
+var (
+	// ErrFrameTooLarge means a frame's length exceeds the allowed maximum.
+	// The body of such a frame is never read.
+	ErrFrameTooLarge = errors.New("transport: frame too large")
+
+	// ErrBadFrame means a frame's payload could not be decoded.
+	ErrBadFrame = errors.New("transport: undecodable frame")
+
+	// ErrInvalidConfig means a ServerConfig or ClientConfig failed Validate.
+	ErrInvalidConfig = errors.New("transport: invalid config")
+
+	// ErrServerClosed is returned by ServeTCP after Close.
+	ErrServerClosed = errors.New("transport: server closed")
+
+	// ErrClientClosed is the Client's error after its Close was called.
+	ErrClientClosed = errors.New("transport: client closed")
+
+	// ErrConnLost wraps the cause when a Client's connection ends without
+	// Close being called.
+	ErrConnLost = errors.New("transport: connection lost")
+
+	// ErrNotRequest means Client.Do was given a frame that is not a
+	// request.
+	ErrNotRequest = errors.New("transport: not a request")
+
+	// ErrNoBody means the server answered OK without the body the request
+	// type calls for.
+	ErrNoBody = errors.New("transport: response without a body")
+)
