@@ -60,4 +60,3 @@ func shardLabel(id uint32) string {
 	}
 	return "group-" + strconv.FormatUint(uint64(id), 10)
 }
-
