@@ -76,9 +76,8 @@ var chatCommands = []*command{
 		parse: parseRecall, show: showRecall},
 	{name: "read", args: "<group_id> <seq>", help: "move your read cursor forward to seq",
 		min: 2, max: 2, parse: parseRead, show: showRead},
-	{name: "sync", args: "<group_id> [after_seq] [count]",
-		help: "messages after your read cursor (or after_seq), then mark them read",
-		min: 1, max: 3, parse: parseSync, show: showSync},
+	{name: "sync", args: "<group_id> [after_seq] [count]", min: 1, max: 3, parse: parseSync,
+		show: showSync, help: "messages after your read cursor (or after_seq); marks them read"},
 	{name: "groups", help: "your groups with unread counts", parse: parseGroups,
 		show: showGroups},
 	{name: "apps", args: "[group_id]", help: "pending applications to your groups",
@@ -119,9 +118,10 @@ func parseLine(line string) (*command, argv, *pb.ClientFrame, error) {
 	return cmd, a, f, err
 }
 
-func (c *command) usage() error {
-	return usagef("usage: %s", strings.TrimSpace(c.name+" "+c.args))
-}
+// synopsis is the command word with its arguments.
+func (c *command) synopsis() string { return strings.TrimSpace(c.name + " " + c.args) }
+
+func (c *command) usage() error { return usagef("usage: %s", c.synopsis()) }
 
 // clientError is a command the client refuses without asking the server.
 type clientError struct {
@@ -333,11 +333,12 @@ func parseChat(a argv) (*pb.ClientFrame, error) {
 	switch {
 	case err != nil || t < 0:
 		return nil, usagef("chat_type must be a number (0: text), not %q", a.at(0))
-	case t == int(pb.MessageType_MESSAGE_TYPE_SYSTEM) || t > int(pb.MessageType_MESSAGE_TYPE_SYSTEM):
+	case t >= int(pb.MessageType_MESSAGE_TYPE_SYSTEM):
 		return nil, usagef("chat_type %d is not a type a client can send", t)
 	case t != int(pb.MessageType_MESSAGE_TYPE_TEXT):
+		kind := enumWord(pb.MessageType(t).String(), "MESSAGE_TYPE_")
 		return nil, unsupportedf("chat_type %d (%s) carries a file; file upload is not "+
-			"supported yet, only 0 (text)", t, enumWord(pb.MessageType(t).String(), "MESSAGE_TYPE_"))
+			"supported yet, only 0 (text)", t, kind)
 	}
 	gid, err := a.id(1, "group_id")
 	if err != nil {
@@ -521,187 +522,4 @@ func parseProfile(a argv) (*pb.ClientFrame, error) {
 			a.at(0))
 	}
 	return &pb.ClientFrame{Body: &pb.ClientFrame_UpdateProfile{UpdateProfile: req}}, nil
-}
-
-// ---------------------------------------------------------------------------
-// Results.
-
-func showReg(_ context.Context, _ *chatSession, _ *pb.ClientFrame, r *pb.Response) (obj, error) {
-	reg := r.GetRegister()
-	return obj{{"name", reg.GetLoginName()}, {"uid", reg.GetUserId()}}, nil
-}
-
-// showLogin records the session, prints what the server sent to start
-// with and acknowledges the notices it printed.
-func showLogin(ctx context.Context, s *chatSession, _ *pb.ClientFrame,
-	r *pb.Response) (obj, error) {
-	lr := r.GetLogin()
-	s.loggedIn(lr)
-	s.ackNotices(ctx, lr.Notices)
-	return loginFields(lr), nil
-}
-
-func loginFields(lr *pb.LoginResponse) obj {
-	u := lr.GetUser()
-	return obj{{"name", u.GetLoginName()}, {"display_name", u.GetDisplayName()},
-		{"uid", u.GetUserId()}, {"sex", int32(u.GetSex())}, {"location", u.GetLocation()},
-		{"groups", summaryRows(lr.Groups)}, {"applications", appRows(lr.Applications)},
-		{"notices", noticeRows(lr.Notices)}}
-}
-
-func showLogout(_ context.Context, s *chatSession, _ *pb.ClientFrame,
-	_ *pb.Response) (obj, error) {
-	s.uid, s.token = 0, ""
-	return nil, nil
-}
-
-func showPing(_ context.Context, _ *chatSession, f *pb.ClientFrame,
-	r *pb.Response) (obj, error) {
-	rtt := time.Now().UnixMilli() - f.GetPing().GetClientTimeMs()
-	return obj{{"rtt_ms", rtt}, {"server_time", millis(r.GetPing().GetServerTimeMs())}}, nil
-}
-
-func showGroup(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
-	r *pb.Response) (obj, error) {
-	return groupFields(r.GetGroup()), nil
-}
-
-func showApply(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
-	r *pb.Response) (obj, error) {
-	a := r.GetApplyGroup()
-	return obj{{"grp_name", a.GetGroupName()}, {"grp_id", a.GetGroupId()}}, nil
-}
-
-func showAudit(_ context.Context, _ *chatSession, f *pb.ClientFrame,
-	r *pb.Response) (obj, error) {
-	d := f.GetDecideApplication()
-	return obj{{"grp_id", d.GroupId}, {"uid", d.UserId}, {"approve", d.Approve},
-		{"mem_count", r.GetGroup().GetMemberCount()}}, nil
-}
-
-// showRequestIDs echoes the IDs of a request whose response has no body.
-func showRequestIDs(_ context.Context, _ *chatSession, f *pb.ClientFrame,
-	_ *pb.Response) (obj, error) {
-	switch b := f.Body.(type) {
-	case *pb.ClientFrame_QuitGroup:
-		return obj{{"grp_id", b.QuitGroup.GroupId}}, nil
-	case *pb.ClientFrame_KickMember:
-		return obj{{"grp_id", b.KickMember.GroupId}, {"uid", b.KickMember.UserId}}, nil
-	case *pb.ClientFrame_DissolveGroup:
-		return obj{{"grp_id", b.DissolveGroup.GroupId}}, nil
-	case *pb.ClientFrame_TransferOwnership:
-		t := b.TransferOwnership
-		return obj{{"grp_id", t.GroupId}, {"owner", t.UserId}}, nil
-	}
-	return nil, nil
-}
-
-func showSent(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
-	r *pb.Response) (obj, error) {
-	m := r.GetMessage()
-	return obj{{"grp_id", m.GetGroupId()}, {"seq", m.GetSeq()}, {"time", millis(m.GetTimeMs())}}, nil
-}
-
-func pageFields(p *pb.MessagePage) obj {
-	return obj{{"grp_id", p.GetGroupId()}, {"count", len(p.GetMessages())},
-		{"last_seq", p.GetLastSeq()}, {"more", p.GetMore()}, {"messages", msgRows(p.GetMessages())}}
-}
-
-func showPage(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
-	r *pb.Response) (obj, error) {
-	return pageFields(r.GetPage()), nil
-}
-
-// showSync prints the page, then moves the read cursor past it, as v1 did
-// with every batch it pushed.
-func showSync(ctx context.Context, s *chatSession, _ *pb.ClientFrame,
-	r *pb.Response) (obj, error) {
-	p := r.GetPage()
-	o := pageFields(p)
-	ms := p.GetMessages()
-	if len(ms) == 0 {
-		return o, nil
-	}
-	mr, err := s.c.MarkRead(ctx, p.GroupId, ms[len(ms)-1].Seq)
-	if err != nil {
-		return o, err
-	}
-	return append(o, kv{"read_seq", mr.ReadSeq}, kv{"unread", mr.Unread}), nil
-}
-
-func showProfiles(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
-	r *pb.Response) (obj, error) {
-	ps := r.GetProfiles().GetProfiles()
-	rs := make(rows, len(ps))
-	for i, p := range ps {
-		rs[i] = plainRow(profileFields(p))
-	}
-	return obj{{"count", len(ps)}, {"profiles", rs}}, nil
-}
-
-func showGround(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
-	r *pb.Response) (obj, error) {
-	pg := r.GetPublicGroups()
-	rs := make(rows, len(pg.GetGroups()))
-	for i, g := range pg.GetGroups() {
-		rs[i] = plainRow(groupFields(g))
-	}
-	return obj{{"count", len(rs)}, {"next_after", pg.GetNextAfter()}, {"groups", rs}}, nil
-}
-
-func showRecall(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
-	r *pb.Response) (obj, error) {
-	m := r.GetMessage()
-	return obj{{"grp_id", m.GetGroupId()}, {"seq", m.GetSeq()}, {"recalled", m.GetRecalled()}}, nil
-}
-
-func showRead(_ context.Context, _ *chatSession, f *pb.ClientFrame,
-	r *pb.Response) (obj, error) {
-	mr := r.GetMarkRead()
-	return obj{{"grp_id", f.GetMarkRead().GetGroupId()}, {"read_seq", mr.GetReadSeq()},
-		{"unread", mr.GetUnread()}}, nil
-}
-
-func showGroups(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
-	r *pb.Response) (obj, error) {
-	gs := r.GetMyGroups().GetGroups()
-	return obj{{"count", len(gs)}, {"groups", summaryRows(gs)}}, nil
-}
-
-func showApps(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
-	r *pb.Response) (obj, error) {
-	as := r.GetApplications().GetApplications()
-	return obj{{"count", len(as)}, {"applications", appRows(as)}}, nil
-}
-
-// showPasswd keeps the fresh token: the old one is revoked.
-func showPasswd(_ context.Context, s *chatSession, _ *pb.ClientFrame,
-	r *pb.Response) (obj, error) {
-	if t := r.GetChangePassword().GetToken(); t != "" {
-		s.token = t
-	}
-	return nil, nil
-}
-
-func showProfile(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
-	r *pb.Response) (obj, error) {
-	return profileFields(r.GetProfile()), nil
-}
-
-// helpFields lists every command, or the one named.
-func helpFields(a argv) (obj, error) {
-	cmds := chatCommands
-	if a.n() == 1 {
-		c := findCommand(a.at(0))
-		if c == nil {
-			return nil, usagef("unknown command %q", a.at(0))
-		}
-		cmds = []*command{c}
-	}
-	rs := make(rows, len(cmds))
-	for i, c := range cmds {
-		rs[i] = row{fields: obj{{"name", c.name}, {"args", c.args}, {"help", c.help}},
-			text: fmt.Sprintf("%-50s %s", strings.TrimSpace(c.name+" "+c.args), c.help)}
-	}
-	return obj{{"commands", rs}}, nil
 }

@@ -150,6 +150,16 @@ func (p *printer) inputRead() {
 	p.mu.Unlock()
 }
 
+// endInput ends the prompt's line when the input ends without a newline.
+func (p *printer) endInput() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.prompting {
+		io.WriteString(p.w, "\n")
+		p.prompting = false
+	}
+}
+
 // result prints a command's outcome.
 func (p *printer) result(r *report) {
 	if p.json {
@@ -309,9 +319,9 @@ func roleWord(r pb.Role) string { return enumWord(r.String(), "ROLE_") }
 func summaryRows(gs []*pb.GroupSummary) rows {
 	rs := make(rows, len(gs))
 	for i, g := range gs {
-		rs[i] = plainRow(obj{{"grp_id", g.GroupId}, {"grp_name", g.Name},
-			{"role", roleWord(g.Role)}, {"last_seq", g.LastSeq}, {"read_seq", g.ReadSeq},
-			{"unread", g.Unread}})
+		o := obj{{"grp_id", g.GroupId}, {"grp_name", g.Name}, {"role", roleWord(g.Role)},
+			{"last_seq", g.LastSeq}, {"read_seq", g.ReadSeq}, {"unread", g.Unread}}
+		rs[i] = row{fields: o, text: fmt.Sprintf("[%d] %s", g.GroupId, o.pairs())}
 	}
 	return rs
 }
@@ -324,7 +334,8 @@ func appFields(a *pb.Application) obj {
 func appRows(as []*pb.Application) rows {
 	rs := make(rows, len(as))
 	for i, a := range as {
-		rs[i] = plainRow(appFields(a))
+		o := appFields(a)
+		rs[i] = row{fields: o, text: "apply " + o.pairs()}
 	}
 	return rs
 }

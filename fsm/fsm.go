@@ -157,8 +157,8 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 }
 
 // ApplyBatch applies a batch of committed entries in one transaction and
-// returns a *Result for each command entry (nil for entries skipped or not
-// commands).
+// returns, for each command entry, a *Result, or a []*Result for an entry
+// holding a CommandBatch (nil for entries skipped or not commands).
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
 	var events []Event
@@ -198,23 +198,39 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	return out
 }
 
-// applyEntry decodes and applies one command. A storage error aborts the
-// whole batch by panicking inside the transaction's caller.
-func (f *FSM) applyEntry(a *applyCtx, l *raft.Log) *Result {
+// applyEntry decodes and applies one log entry: a command, whose result
+// is a *Result, or a batch of commands, whose result is a []*Result. A
+// storage error panics: the state can no longer follow the log.
+func (f *FSM) applyEntry(a *applyCtx, l *raft.Log) interface{} {
 	var cmd pb.Command
 	if err := proto.Unmarshal(l.Data, &cmd); err != nil {
 		panic(fmt.Sprintf("fsm: undecodable entry %d: %v", l.Index, err))
 	}
+	b := cmd.GetBatch()
+	if b == nil {
+		return f.applyCommand(a, &cmd)
+	}
+	out := make([]*Result, len(b.Commands))
+	for i, c := range b.Commands {
+		sub := &applyCtx{tx: a.tx, index: a.index}
+		out[i] = f.applyCommand(sub, c)
+		a.events = append(a.events, sub.events...)
+	}
+	return out
+}
+
+// applyCommand applies one command. A refusal changes nothing, so its
+// events are dropped.
+func (f *FSM) applyCommand(a *applyCtx, cmd *pb.Command) *Result {
 	a.now = cmd.TimeMs
-	res, err := f.dispatch(a, &cmd)
+	res, err := f.dispatch(a, cmd)
 	if err != nil {
 		var ce *pb.Error
 		if errors.As(err, &ce) {
-			// A refused command changes nothing: drop its events.
 			a.events = nil
 			return &Result{Code: ce.Code, Detail: ce.Detail}
 		}
-		panic(fmt.Sprintf("fsm: apply entry %d: %v", l.Index, err))
+		panic(fmt.Sprintf("fsm: apply entry %d: %v", a.index, err))
 	}
 	return res
 }

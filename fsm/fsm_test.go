@@ -275,3 +275,36 @@ func BenchmarkFSM_ApplyBatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*batch)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// TestFSM_ApplyBatch_CommandBatch applies a batch entry: each command gets
+// its own result, a refused one changes nothing and emits nothing, and the
+// others land in order.
+func TestFSM_ApplyBatch_CommandBatch(t *testing.T) {
+	h := newWorld(t)
+	last := h.group(t, g1).LastSeq
+	batch := &pb.Command{Op: &pb.Command_Batch{Batch: &pb.CommandBatch{Commands: []*pb.Command{
+		cmd(&pb.SendCmd{GroupId: g1, SenderId: bob, Text: "one"}),
+		cmd(&pb.SendCmd{GroupId: g1, SenderId: carol, Text: "not a member"}),
+		cmd(&pb.SendCmd{GroupId: g1, SenderId: alice, Text: "two"}),
+		{Op: &pb.Command_Batch{Batch: &pb.CommandBatch{}}},
+	}}}}
+	for _, c := range batch.GetBatch().Commands {
+		c.TimeMs = h.now
+	}
+	out := h.f.ApplyBatch([]*raft.Log{h.log(t, batch)})
+	res, ok := out[0].([]*Result)
+	if !ok || len(res) != 4 {
+		t.Fatalf("got result %#v, want 4 results", out[0])
+	}
+	wantCodes := []pb.Code{pb.Code_OK, pb.Code_NOT_MEMBER, pb.Code_OK, pb.Code_INTERNAL}
+	for i, want := range wantCodes {
+		if res[i].Code != want {
+			t.Errorf("result %d: got %v, want %v", i, res[i].Code, want)
+		}
+	}
+	if res[0].Message.Seq != last+1 || res[2].Message.Seq != last+2 {
+		t.Fatalf("got seqs %d, %d; want %d, %d", res[0].Message.Seq, res[2].Message.Seq,
+			last+1, last+2)
+	}
+	wantEvents(t, h.take(), "g1001 u[] message", "g1001 u[] message")
+}

@@ -30,7 +30,7 @@ func isMsg(text string) func(*pb.Event) bool {
 
 func runDemo(t *testing.T, addr string, json bool, suffix string) {
 	ctx := ctxT(t)
-	protoss, pl := user(t, addr, json, "protoss-"+suffix)
+	protoss, _ := user(t, addr, json, "protoss-"+suffix)
 	zerg, zl := user(t, addr, json, "zerg-"+suffix)
 	zergID := zl.User.UserId
 
@@ -89,7 +89,6 @@ func runDemo(t *testing.T, addr string, json bool, suffix string) {
 	if mr.Unread != 0 {
 		t.Fatalf("unread after marking = %d, want 0", mr.Unread)
 	}
-	_ = pl
 
 	// recall: zerg's own message; protoss sees it go
 	rec := must(zerg.Recall(ctx, gid, m1.Seq))(t)
@@ -98,11 +97,11 @@ func runDemo(t *testing.T, addr string, json bool, suffix string) {
 	}
 	waitEvent(t, protoss, "recall", func(e *pb.Event) bool { return e.GetRecalled().GetSeq() == m1.Seq })
 
-	runMembership(t, protoss, zerg, gid, zergID, pl.User.UserId)
+	runMembership(t, protoss, zerg, gid, zergID)
 }
 
 // runMembership covers kick, quit, transfer and dissolve.
-func runMembership(t *testing.T, protoss, zerg *transport.Client, gid, zergID, protossID uint64) {
+func runMembership(t *testing.T, protoss, zerg *transport.Client, gid, zergID uint64) {
 	ctx := ctxT(t)
 	if err := protoss.Kick(ctx, gid, zergID); err != nil {
 		t.Fatalf("Kick: %v", err)
@@ -142,7 +141,6 @@ func runMembership(t *testing.T, protoss, zerg *transport.Client, gid, zergID, p
 	if gs := must(protoss.MyGroups(ctx))(t); len(gs) != 0 {
 		t.Fatalf("protoss's groups after dissolve = %v, want none", gs)
 	}
-	_ = protossID
 }
 
 // checkGapFree fails unless msgs have consecutive sequence numbers.

@@ -43,30 +43,32 @@ func stamp(cmd *pb.Command) *pb.Command {
 // exec proposes cmd to a shard and waits for its result. A refusal comes
 // back as a *pb.Error alongside the result.
 func (n *Node) exec(ctx context.Context, ss *session, shard uint32, cmd *pb.Command) (*fsm.Result, error) {
-	return n.finish(ss, shard, n.submit(ctx, shard, cmd))
+	return n.finish(ctx, ss, shard, n.submit(shard, cmd))
 }
 
-// submit hands cmd to the shard's raft without waiting for it.
-func (n *Node) submit(ctx context.Context, shard uint32, cmd *pb.Command) pending {
-	timeout := n.cfg.ApplyTimeout
-	if d, ok := ctx.Deadline(); ok {
-		timeout = time.Until(d)
+// submit queues cmd for the shard's raft without waiting for it. Commands
+// submitted one after another enter the log in that order.
+func (n *Node) submit(shard uint32, cmd *pb.Command) *proposal {
+	return n.shards[shard].prop.submit(stamp(cmd))
+}
+
+// finish waits for a submitted command. When ctx ends first the outcome
+// is unknown: the command may still be applied.
+func (n *Node) finish(ctx context.Context, ss *session, shard uint32, pr *proposal) (*fsm.Result, error) {
+	var o outcome
+	select {
+	case o = <-pr.out:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	start := time.Now()
-	return pending{fut: n.shards[shard].propose(stamp(cmd), timeout), start: start}
-}
-
-// finish waits for a submitted command.
-func (n *Node) finish(ss *session, shard uint32, p pending) (*fsm.Result, error) {
-	res, index, err := n.shards[shard].result(p.fut)
-	n.metrics.commit.Observe(time.Since(p.start).Seconds())
-	if err != nil {
-		return nil, err
+	n.metrics.commit.Observe(time.Since(pr.start).Seconds())
+	if o.err != nil {
+		return nil, o.err
 	}
 	if ss != nil {
-		ss.wrote(shard, index)
+		ss.wrote(shard, o.index)
 	}
-	return res, res.Err()
+	return o.res, o.res.Err()
 }
 
 // view reads a shard's state once it holds the session's own writes.

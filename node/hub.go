@@ -17,8 +17,7 @@ import (
 // connections have bounded queues and Send drops a client that cannot keep
 // up (it resynchronises from its cursors).
 type hub struct {
-	mu      sync.Mutex
-	closing []*session // revoked during publish, closed after the lock
+	mu sync.Mutex
 
 	users  map[uint64]map[*session]struct{}
 	groups map[uint64]map[uint64]struct{} // group -> online member IDs
@@ -96,14 +95,9 @@ func (h *hub) leave(gid, uid uint64) {
 // publish delivers a batch of committed events in order.
 func (h *hub) publish(events []fsm.Event) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	for i := range events {
 		h.handle(&events[i])
-	}
-	closing := h.closing
-	h.closing = nil
-	h.mu.Unlock()
-	for _, s := range closing {
-		s.conn.Close("session revoked")
 	}
 }
 
@@ -136,8 +130,7 @@ func (h *hub) deliver(e *fsm.Event) {
 	send := func(uid uint64) {
 		for s := range h.users[uid] {
 			if msg == nil {
-				msg = transport.NewMessage(&pb.ServerFrame{
-					Body: &pb.ServerFrame_Event{Event: e.Event}})
+				msg = transport.EventMessage(e.Event)
 			}
 			s.conn.Send(msg)
 		}
@@ -169,10 +162,8 @@ func (h *hub) revoke(e *fsm.Event) {
 			end := e.RevokeToken != nil && bytes.Equal(tok, e.RevokeToken) ||
 				e.RevokeToken == nil && !bytes.Equal(tok, e.KeepToken)
 			if end {
-				s.conn.Send(transport.NewMessage(&pb.ServerFrame{Body: &pb.ServerFrame_Event{
-					Event: &pb.Event{Body: &pb.Event_SessionEnded{
-						SessionEnded: &pb.SessionEnded{Reason: "session revoked"}}}}}))
-				h.closing = append(h.closing, s)
+				s.conn.SendAndClose(transport.EventMessage(&pb.Event{Body: &pb.Event_SessionEnded{
+					SessionEnded: &pb.SessionEnded{Reason: "session revoked"}}}), "session revoked")
 			}
 		}
 	}

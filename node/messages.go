@@ -22,17 +22,15 @@ func (s *service) send(ss *session, f *pb.ClientFrame) transport.Reply {
 	}
 	uid, name := ss.identity()
 	shard := s.n.shardOf(req.GroupId)
-	ctx, cancel := context.WithTimeout(s.n.ctx, s.n.cfg.ApplyTimeout)
-	p := s.n.submit(ctx, shard, &pb.Command{Op: &pb.Command_Send{Send: &pb.SendCmd{
+	pr := s.n.submit(shard, &pb.Command{Op: &pb.Command_Send{Send: &pb.SendCmd{
 		GroupId: req.GroupId, SenderId: uid, SenderName: name, Type: req.Type,
 		Text: req.Text, ClientMsgId: req.ClientMsgId}}})
-	return transport.Reply{Wait: func() *pb.Response {
-		defer cancel()
-		res, err := s.n.finish(ss, shard, p)
+	return s.later(func(ctx context.Context) *pb.Response {
+		res, err := s.n.finish(ctx, ss, shard, pr)
 		return s.reply(err, func() *pb.Response {
 			return &pb.Response{Body: &pb.Response_Message{Message: res.Message}}
 		})
-	}}
+	})
 }
 
 func (s *service) recall(ss *session, f *pb.ClientFrame) transport.Reply {

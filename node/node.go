@@ -57,6 +57,8 @@ func New(cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	n.wg.Add(1)
+	go n.maintain()
 	n.log.Info("node started", "node", cfg.NodeID, "shards", n.info.Shards,
 		"client_addr", n.ClientAddr(), "http_addr", n.HTTPAddr(), "raft_addr", n.RaftAddr())
 	return n, nil
@@ -91,7 +93,7 @@ func (n *Node) openShards() error {
 	for id := uint32(0); id <= uint32(n.info.Shards); id++ {
 		sh, err := openShard(shardConfig{id: id, dataDir: n.cfg.DataDir, nodeID: n.cfg.NodeID,
 			tuning: n.cfg.Raft, mux: n.mux, publish: n.hub.publish, bootstrap: true,
-			logger: n.log})
+			applyTimeout: n.cfg.ApplyTimeout, logger: n.log})
 		if err != nil {
 			return err
 		}
@@ -113,7 +115,8 @@ func (n *Node) listenClients() error {
 	if n.cfg.ClientAddr == "" {
 		return nil
 	}
-	ln, err := listen(n.cfg.ClientAddr, n.cfg.TLS)
+	// The transport server does the TLS handshake on this listener.
+	ln, err := net.Listen("tcp", n.cfg.ClientAddr)
 	if err != nil {
 		return fmt.Errorf("node: client listener: %w", err)
 	}

@@ -11,10 +11,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/schat/schat/fsm"
-	pb "github.com/schat/schat/proto"
 	"github.com/schat/schat/transport"
 )
 
@@ -25,19 +23,21 @@ type shard struct {
 	raft  *raft.Raft
 	logs  *raftboltdb.BoltStore
 	trans *raft.NetworkTransport
+	prop  *proposer
 	log   *slog.Logger
 }
 
 // shardConfig is what openShard needs from the node.
 type shardConfig struct {
-	id        uint32
-	dataDir   string
-	nodeID    string
-	tuning    RaftTuning
-	mux       *transport.Mux
-	publish   func([]fsm.Event)
-	bootstrap bool // make a one-voter cluster when the shard has no state
-	logger    *slog.Logger
+	id           uint32
+	dataDir      string
+	nodeID       string
+	tuning       RaftTuning
+	mux          *transport.Mux
+	publish      func([]fsm.Event)
+	bootstrap    bool // make a one-voter cluster when the shard has no state
+	applyTimeout time.Duration
+	logger       *slog.Logger
 }
 
 // openShard opens (or creates) a shard's files and starts its raft.
@@ -92,7 +92,11 @@ func (s *shard) startRaft(sc shardConfig, dir string) error {
 		}
 	}
 	s.raft, err = raft.NewRaft(rc, s.fsm, cached, logs, snaps, s.trans)
-	return err
+	if err != nil {
+		return err
+	}
+	s.prop = newProposer(s.raft, sc.applyTimeout)
+	return nil
 }
 
 func raftConfig(nodeID string, t RaftTuning, hlog hclog.Logger) *raft.Config {
@@ -126,44 +130,14 @@ func bootstrap(rc *raft.Config, logs raft.LogStore, stable raft.StableStore,
 // errNotLeader means this node does not lead the shard.
 var errNotLeader = errors.New("node: not the shard leader")
 
-// propose hands cmd to raft without waiting. Proposals made one after
-// another from one goroutine enter the log in that order.
-func (s *shard) propose(cmd *pb.Command, timeout time.Duration) raft.ApplyFuture {
-	data, err := proto.Marshal(cmd)
-	if err != nil {
-		return errFuture{err}
-	}
-	return s.raft.Apply(data, timeout)
-}
-
-// result waits for a proposal to be committed and applied, and returns the
-// state machine's result and the entry's raft index.
-func (s *shard) result(fut raft.ApplyFuture) (*fsm.Result, uint64, error) {
-	if err := fut.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return nil, 0, fmt.Errorf("shard %d: %w", s.id, errNotLeader)
-		}
-		return nil, 0, fmt.Errorf("shard %d: apply: %w", s.id, err)
-	}
-	res, ok := fut.Response().(*fsm.Result)
-	if !ok || res == nil {
-		return nil, 0, fmt.Errorf("shard %d: entry %d had no result", s.id, fut.Index())
-	}
-	return res, fut.Index(), nil
-}
-
-// errFuture is a proposal that failed before reaching raft.
-type errFuture struct{ err error }
-
-func (e errFuture) Error() error          { return e.err }
-func (e errFuture) Index() uint64         { return 0 }
-func (e errFuture) Response() interface{} { return nil }
-
 // close shuts raft down and closes the shard's files.
 func (s *shard) close() error {
 	var errs []error
 	if s.raft != nil {
 		errs = append(errs, s.raft.Shutdown().Error())
+	}
+	if s.prop != nil {
+		s.prop.close()
 	}
 	if s.trans != nil {
 		errs = append(errs, s.trans.Close())
@@ -173,10 +147,4 @@ func (s *shard) close() error {
 	}
 	errs = append(errs, s.fsm.Close())
 	return errors.Join(errs...)
-}
-
-// pending is a proposal on its way through raft.
-type pending struct {
-	fut   raft.ApplyFuture
-	start time.Time
 }

@@ -4757,6 +4757,7 @@ type Command struct {
 	//	*Command_Recall
 	//	*Command_MarkRead
 	//	*Command_AckNotices
+	//	*Command_Batch
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4986,6 +4987,15 @@ func (x *Command) GetAckNotices() *AckNoticesCmd {
 	return nil
 }
 
+func (x *Command) GetBatch() *CommandBatch {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -5072,6 +5082,13 @@ type Command_AckNotices struct {
 	AckNotices *AckNoticesCmd `protobuf:"bytes,40,opt,name=ack_notices,json=ackNotices,proto3,oneof"`
 }
 
+type Command_Batch struct {
+	// Several commands in one log entry, applied in order, each with its
+	// own result. Nodes batch proposals so that a busy shard writes few,
+	// large entries.
+	Batch *CommandBatch `protobuf:"bytes,50,opt,name=batch,proto3,oneof"`
+}
+
 func (*Command_Register) isCommand_Op() {}
 
 func (*Command_CreateSession) isCommand_Op() {}
@@ -5112,6 +5129,53 @@ func (*Command_MarkRead) isCommand_Op() {}
 
 func (*Command_AckNotices) isCommand_Op() {}
 
+func (*Command_Batch) isCommand_Op() {}
+
+// CommandBatch holds commands proposed together. It never nests.
+type CommandBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Commands      []*Command             `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandBatch) Reset() {
+	*x = CommandBatch{}
+	mi := &file_schat_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandBatch) ProtoMessage() {}
+
+func (x *CommandBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
+func (*CommandBatch) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *CommandBatch) GetCommands() []*Command {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
+
 type RegisterCmd struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LoginName     string                 `protobuf:"bytes,1,opt,name=login_name,json=loginName,proto3" json:"login_name,omitempty"`
@@ -5126,7 +5190,7 @@ type RegisterCmd struct {
 
 func (x *RegisterCmd) Reset() {
 	*x = RegisterCmd{}
-	mi := &file_schat_proto_msgTypes[58]
+	mi := &file_schat_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5138,7 +5202,7 @@ func (x *RegisterCmd) String() string {
 func (*RegisterCmd) ProtoMessage() {}
 
 func (x *RegisterCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[58]
+	mi := &file_schat_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5151,7 +5215,7 @@ func (x *RegisterCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterCmd.ProtoReflect.Descriptor instead.
 func (*RegisterCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{58}
+	return file_schat_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RegisterCmd) GetLoginName() string {
@@ -5211,7 +5275,7 @@ type CreateSessionCmd struct {
 
 func (x *CreateSessionCmd) Reset() {
 	*x = CreateSessionCmd{}
-	mi := &file_schat_proto_msgTypes[59]
+	mi := &file_schat_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5223,7 +5287,7 @@ func (x *CreateSessionCmd) String() string {
 func (*CreateSessionCmd) ProtoMessage() {}
 
 func (x *CreateSessionCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[59]
+	mi := &file_schat_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5236,7 +5300,7 @@ func (x *CreateSessionCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionCmd.ProtoReflect.Descriptor instead.
 func (*CreateSessionCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{59}
+	return file_schat_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CreateSessionCmd) GetUserId() uint64 {
@@ -5276,7 +5340,7 @@ type DeleteSessionCmd struct {
 
 func (x *DeleteSessionCmd) Reset() {
 	*x = DeleteSessionCmd{}
-	mi := &file_schat_proto_msgTypes[60]
+	mi := &file_schat_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5288,7 +5352,7 @@ func (x *DeleteSessionCmd) String() string {
 func (*DeleteSessionCmd) ProtoMessage() {}
 
 func (x *DeleteSessionCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[60]
+	mi := &file_schat_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5301,7 +5365,7 @@ func (x *DeleteSessionCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionCmd.ProtoReflect.Descriptor instead.
 func (*DeleteSessionCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{60}
+	return file_schat_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *DeleteSessionCmd) GetTokenHash() []byte {
@@ -5324,7 +5388,7 @@ type ChangePasswordCmd struct {
 
 func (x *ChangePasswordCmd) Reset() {
 	*x = ChangePasswordCmd{}
-	mi := &file_schat_proto_msgTypes[61]
+	mi := &file_schat_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5336,7 +5400,7 @@ func (x *ChangePasswordCmd) String() string {
 func (*ChangePasswordCmd) ProtoMessage() {}
 
 func (x *ChangePasswordCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[61]
+	mi := &file_schat_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5349,7 +5413,7 @@ func (x *ChangePasswordCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordCmd.ProtoReflect.Descriptor instead.
 func (*ChangePasswordCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{61}
+	return file_schat_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ChangePasswordCmd) GetUserId() uint64 {
@@ -5400,7 +5464,7 @@ type UpdateProfileCmd struct {
 
 func (x *UpdateProfileCmd) Reset() {
 	*x = UpdateProfileCmd{}
-	mi := &file_schat_proto_msgTypes[62]
+	mi := &file_schat_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5412,7 +5476,7 @@ func (x *UpdateProfileCmd) String() string {
 func (*UpdateProfileCmd) ProtoMessage() {}
 
 func (x *UpdateProfileCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[62]
+	mi := &file_schat_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5425,7 +5489,7 @@ func (x *UpdateProfileCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProfileCmd.ProtoReflect.Descriptor instead.
 func (*UpdateProfileCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{62}
+	return file_schat_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *UpdateProfileCmd) GetUserId() uint64 {
@@ -5476,7 +5540,7 @@ type ReserveGroupCmd struct {
 
 func (x *ReserveGroupCmd) Reset() {
 	*x = ReserveGroupCmd{}
-	mi := &file_schat_proto_msgTypes[63]
+	mi := &file_schat_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5488,7 +5552,7 @@ func (x *ReserveGroupCmd) String() string {
 func (*ReserveGroupCmd) ProtoMessage() {}
 
 func (x *ReserveGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[63]
+	mi := &file_schat_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5501,7 +5565,7 @@ func (x *ReserveGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveGroupCmd.ProtoReflect.Descriptor instead.
 func (*ReserveGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{63}
+	return file_schat_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ReserveGroupCmd) GetOwnerId() uint64 {
@@ -5537,7 +5601,7 @@ type ReleaseGroupCmd struct {
 
 func (x *ReleaseGroupCmd) Reset() {
 	*x = ReleaseGroupCmd{}
-	mi := &file_schat_proto_msgTypes[64]
+	mi := &file_schat_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5549,7 +5613,7 @@ func (x *ReleaseGroupCmd) String() string {
 func (*ReleaseGroupCmd) ProtoMessage() {}
 
 func (x *ReleaseGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[64]
+	mi := &file_schat_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5562,7 +5626,7 @@ func (x *ReleaseGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseGroupCmd.ProtoReflect.Descriptor instead.
 func (*ReleaseGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{64}
+	return file_schat_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ReleaseGroupCmd) GetOwnerId() uint64 {
@@ -5592,7 +5656,7 @@ type MoveOwnershipCmd struct {
 
 func (x *MoveOwnershipCmd) Reset() {
 	*x = MoveOwnershipCmd{}
-	mi := &file_schat_proto_msgTypes[65]
+	mi := &file_schat_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5604,7 +5668,7 @@ func (x *MoveOwnershipCmd) String() string {
 func (*MoveOwnershipCmd) ProtoMessage() {}
 
 func (x *MoveOwnershipCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[65]
+	mi := &file_schat_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5617,7 +5681,7 @@ func (x *MoveOwnershipCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveOwnershipCmd.ProtoReflect.Descriptor instead.
 func (*MoveOwnershipCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{65}
+	return file_schat_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *MoveOwnershipCmd) GetFromId() uint64 {
@@ -5656,7 +5720,7 @@ type PruneSessionsCmd struct {
 
 func (x *PruneSessionsCmd) Reset() {
 	*x = PruneSessionsCmd{}
-	mi := &file_schat_proto_msgTypes[66]
+	mi := &file_schat_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5668,7 +5732,7 @@ func (x *PruneSessionsCmd) String() string {
 func (*PruneSessionsCmd) ProtoMessage() {}
 
 func (x *PruneSessionsCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[66]
+	mi := &file_schat_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5681,7 +5745,7 @@ func (x *PruneSessionsCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneSessionsCmd.ProtoReflect.Descriptor instead.
 func (*PruneSessionsCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{66}
+	return file_schat_proto_rawDescGZIP(), []int{67}
 }
 
 // GroupLimits are the limits a group shard enforces, carried in the
@@ -5696,7 +5760,7 @@ type GroupLimits struct {
 
 func (x *GroupLimits) Reset() {
 	*x = GroupLimits{}
-	mi := &file_schat_proto_msgTypes[67]
+	mi := &file_schat_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5708,7 +5772,7 @@ func (x *GroupLimits) String() string {
 func (*GroupLimits) ProtoMessage() {}
 
 func (x *GroupLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[67]
+	mi := &file_schat_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5721,7 +5785,7 @@ func (x *GroupLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupLimits.ProtoReflect.Descriptor instead.
 func (*GroupLimits) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{67}
+	return file_schat_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *GroupLimits) GetMaxMembers() uint32 {
@@ -5753,7 +5817,7 @@ type CreateGroupCmd struct {
 
 func (x *CreateGroupCmd) Reset() {
 	*x = CreateGroupCmd{}
-	mi := &file_schat_proto_msgTypes[68]
+	mi := &file_schat_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5765,7 +5829,7 @@ func (x *CreateGroupCmd) String() string {
 func (*CreateGroupCmd) ProtoMessage() {}
 
 func (x *CreateGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[68]
+	mi := &file_schat_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5778,7 +5842,7 @@ func (x *CreateGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupCmd.ProtoReflect.Descriptor instead.
 func (*CreateGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{68}
+	return file_schat_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CreateGroupCmd) GetGroupId() uint64 {
@@ -5846,7 +5910,7 @@ type ApplyCmd struct {
 
 func (x *ApplyCmd) Reset() {
 	*x = ApplyCmd{}
-	mi := &file_schat_proto_msgTypes[69]
+	mi := &file_schat_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5858,7 +5922,7 @@ func (x *ApplyCmd) String() string {
 func (*ApplyCmd) ProtoMessage() {}
 
 func (x *ApplyCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[69]
+	mi := &file_schat_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5871,7 +5935,7 @@ func (x *ApplyCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCmd.ProtoReflect.Descriptor instead.
 func (*ApplyCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{69}
+	return file_schat_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ApplyCmd) GetGroupId() uint64 {
@@ -5930,7 +5994,7 @@ type DecideCmd struct {
 
 func (x *DecideCmd) Reset() {
 	*x = DecideCmd{}
-	mi := &file_schat_proto_msgTypes[70]
+	mi := &file_schat_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5942,7 +6006,7 @@ func (x *DecideCmd) String() string {
 func (*DecideCmd) ProtoMessage() {}
 
 func (x *DecideCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[70]
+	mi := &file_schat_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5955,7 +6019,7 @@ func (x *DecideCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideCmd.ProtoReflect.Descriptor instead.
 func (*DecideCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{70}
+	return file_schat_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *DecideCmd) GetGroupId() uint64 {
@@ -6014,7 +6078,7 @@ type LeaveCmd struct {
 
 func (x *LeaveCmd) Reset() {
 	*x = LeaveCmd{}
-	mi := &file_schat_proto_msgTypes[71]
+	mi := &file_schat_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6026,7 +6090,7 @@ func (x *LeaveCmd) String() string {
 func (*LeaveCmd) ProtoMessage() {}
 
 func (x *LeaveCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[71]
+	mi := &file_schat_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6039,7 +6103,7 @@ func (x *LeaveCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveCmd.ProtoReflect.Descriptor instead.
 func (*LeaveCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{71}
+	return file_schat_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *LeaveCmd) GetGroupId() uint64 {
@@ -6080,7 +6144,7 @@ type DissolveCmd struct {
 
 func (x *DissolveCmd) Reset() {
 	*x = DissolveCmd{}
-	mi := &file_schat_proto_msgTypes[72]
+	mi := &file_schat_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6092,7 +6156,7 @@ func (x *DissolveCmd) String() string {
 func (*DissolveCmd) ProtoMessage() {}
 
 func (x *DissolveCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[72]
+	mi := &file_schat_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6105,7 +6169,7 @@ func (x *DissolveCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DissolveCmd.ProtoReflect.Descriptor instead.
 func (*DissolveCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{72}
+	return file_schat_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *DissolveCmd) GetGroupId() uint64 {
@@ -6134,7 +6198,7 @@ type TransferCmd struct {
 
 func (x *TransferCmd) Reset() {
 	*x = TransferCmd{}
-	mi := &file_schat_proto_msgTypes[73]
+	mi := &file_schat_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6146,7 +6210,7 @@ func (x *TransferCmd) String() string {
 func (*TransferCmd) ProtoMessage() {}
 
 func (x *TransferCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[73]
+	mi := &file_schat_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6159,7 +6223,7 @@ func (x *TransferCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferCmd.ProtoReflect.Descriptor instead.
 func (*TransferCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{73}
+	return file_schat_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *TransferCmd) GetGroupId() uint64 {
@@ -6204,7 +6268,7 @@ type UpdateGroupCmd struct {
 
 func (x *UpdateGroupCmd) Reset() {
 	*x = UpdateGroupCmd{}
-	mi := &file_schat_proto_msgTypes[74]
+	mi := &file_schat_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6216,7 +6280,7 @@ func (x *UpdateGroupCmd) String() string {
 func (*UpdateGroupCmd) ProtoMessage() {}
 
 func (x *UpdateGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[74]
+	mi := &file_schat_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6229,7 +6293,7 @@ func (x *UpdateGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGroupCmd.ProtoReflect.Descriptor instead.
 func (*UpdateGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{74}
+	return file_schat_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *UpdateGroupCmd) GetGroupId() uint64 {
@@ -6288,7 +6352,7 @@ type SendCmd struct {
 
 func (x *SendCmd) Reset() {
 	*x = SendCmd{}
-	mi := &file_schat_proto_msgTypes[75]
+	mi := &file_schat_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6300,7 +6364,7 @@ func (x *SendCmd) String() string {
 func (*SendCmd) ProtoMessage() {}
 
 func (x *SendCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[75]
+	mi := &file_schat_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6313,7 +6377,7 @@ func (x *SendCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCmd.ProtoReflect.Descriptor instead.
 func (*SendCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{75}
+	return file_schat_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *SendCmd) GetGroupId() uint64 {
@@ -6370,7 +6434,7 @@ type RecallCmd struct {
 
 func (x *RecallCmd) Reset() {
 	*x = RecallCmd{}
-	mi := &file_schat_proto_msgTypes[76]
+	mi := &file_schat_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6382,7 +6446,7 @@ func (x *RecallCmd) String() string {
 func (*RecallCmd) ProtoMessage() {}
 
 func (x *RecallCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[76]
+	mi := &file_schat_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6395,7 +6459,7 @@ func (x *RecallCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallCmd.ProtoReflect.Descriptor instead.
 func (*RecallCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{76}
+	return file_schat_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *RecallCmd) GetGroupId() uint64 {
@@ -6437,7 +6501,7 @@ type MarkReadCmd struct {
 
 func (x *MarkReadCmd) Reset() {
 	*x = MarkReadCmd{}
-	mi := &file_schat_proto_msgTypes[77]
+	mi := &file_schat_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6449,7 +6513,7 @@ func (x *MarkReadCmd) String() string {
 func (*MarkReadCmd) ProtoMessage() {}
 
 func (x *MarkReadCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[77]
+	mi := &file_schat_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6462,7 +6526,7 @@ func (x *MarkReadCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadCmd.ProtoReflect.Descriptor instead.
 func (*MarkReadCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{77}
+	return file_schat_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *MarkReadCmd) GetGroupId() uint64 {
@@ -6496,7 +6560,7 @@ type AckNoticesCmd struct {
 
 func (x *AckNoticesCmd) Reset() {
 	*x = AckNoticesCmd{}
-	mi := &file_schat_proto_msgTypes[78]
+	mi := &file_schat_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6508,7 +6572,7 @@ func (x *AckNoticesCmd) String() string {
 func (*AckNoticesCmd) ProtoMessage() {}
 
 func (x *AckNoticesCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[78]
+	mi := &file_schat_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6521,7 +6585,7 @@ func (x *AckNoticesCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckNoticesCmd.ProtoReflect.Descriptor instead.
 func (*AckNoticesCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{78}
+	return file_schat_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *AckNoticesCmd) GetUserId() uint64 {
@@ -6556,7 +6620,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_schat_proto_msgTypes[79]
+	mi := &file_schat_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6568,7 +6632,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[79]
+	mi := &file_schat_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6581,7 +6645,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{79}
+	return file_schat_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *User) GetId() uint64 {
@@ -6665,7 +6729,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_schat_proto_msgTypes[80]
+	mi := &file_schat_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6677,7 +6741,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[80]
+	mi := &file_schat_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6690,7 +6754,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{80}
+	return file_schat_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *Session) GetUserId() uint64 {
@@ -6733,7 +6797,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_schat_proto_msgTypes[81]
+	mi := &file_schat_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6745,7 +6809,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[81]
+	mi := &file_schat_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6758,7 +6822,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{81}
+	return file_schat_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *Group) GetId() uint64 {
@@ -7178,7 +7242,7 @@ const file_schat_proto_rawDesc = "" +
 	"\x06Notice\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x17\n" +
 	"\atime_ms\x18\x02 \x01(\x03R\x06timeMs\x12%\n" +
-	"\x05event\x18\x03 \x01(\v2\x0f.schat.v1.EventR\x05event\"\xbb\t\n" +
+	"\x05event\x18\x03 \x01(\v2\x0f.schat.v1.EventR\x05event\"\xeb\t\n" +
 	"\aCommand\x12\x17\n" +
 	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x123\n" +
 	"\bregister\x18\n" +
@@ -7202,8 +7266,11 @@ const file_schat_proto_rawDesc = "" +
 	"\x06recall\x18& \x01(\v2\x13.schat.v1.RecallCmdH\x00R\x06recall\x124\n" +
 	"\tmark_read\x18' \x01(\v2\x15.schat.v1.MarkReadCmdH\x00R\bmarkRead\x12:\n" +
 	"\vack_notices\x18( \x01(\v2\x17.schat.v1.AckNoticesCmdH\x00R\n" +
-	"ackNoticesB\x04\n" +
-	"\x02op\"\xd3\x01\n" +
+	"ackNotices\x12.\n" +
+	"\x05batch\x182 \x01(\v2\x16.schat.v1.CommandBatchH\x00R\x05batchB\x04\n" +
+	"\x02op\"=\n" +
+	"\fCommandBatch\x12-\n" +
+	"\bcommands\x18\x01 \x03(\v2\x11.schat.v1.CommandR\bcommands\"\xd3\x01\n" +
 	"\vRegisterCmd\x12\x1d\n" +
 	"\n" +
 	"login_name\x18\x01 \x01(\tR\tloginName\x12#\n" +
@@ -7416,7 +7483,7 @@ func file_schat_proto_rawDescGZIP() []byte {
 }
 
 var file_schat_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
+var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 83)
 var file_schat_proto_goTypes = []any{
 	(Code)(0),                        // 0: schat.v1.Code
 	(Sex)(0),                         // 1: schat.v1.Sex
@@ -7482,30 +7549,31 @@ var file_schat_proto_goTypes = []any{
 	(*SessionEnded)(nil),             // 61: schat.v1.SessionEnded
 	(*Notice)(nil),                   // 62: schat.v1.Notice
 	(*Command)(nil),                  // 63: schat.v1.Command
-	(*RegisterCmd)(nil),              // 64: schat.v1.RegisterCmd
-	(*CreateSessionCmd)(nil),         // 65: schat.v1.CreateSessionCmd
-	(*DeleteSessionCmd)(nil),         // 66: schat.v1.DeleteSessionCmd
-	(*ChangePasswordCmd)(nil),        // 67: schat.v1.ChangePasswordCmd
-	(*UpdateProfileCmd)(nil),         // 68: schat.v1.UpdateProfileCmd
-	(*ReserveGroupCmd)(nil),          // 69: schat.v1.ReserveGroupCmd
-	(*ReleaseGroupCmd)(nil),          // 70: schat.v1.ReleaseGroupCmd
-	(*MoveOwnershipCmd)(nil),         // 71: schat.v1.MoveOwnershipCmd
-	(*PruneSessionsCmd)(nil),         // 72: schat.v1.PruneSessionsCmd
-	(*GroupLimits)(nil),              // 73: schat.v1.GroupLimits
-	(*CreateGroupCmd)(nil),           // 74: schat.v1.CreateGroupCmd
-	(*ApplyCmd)(nil),                 // 75: schat.v1.ApplyCmd
-	(*DecideCmd)(nil),                // 76: schat.v1.DecideCmd
-	(*LeaveCmd)(nil),                 // 77: schat.v1.LeaveCmd
-	(*DissolveCmd)(nil),              // 78: schat.v1.DissolveCmd
-	(*TransferCmd)(nil),              // 79: schat.v1.TransferCmd
-	(*UpdateGroupCmd)(nil),           // 80: schat.v1.UpdateGroupCmd
-	(*SendCmd)(nil),                  // 81: schat.v1.SendCmd
-	(*RecallCmd)(nil),                // 82: schat.v1.RecallCmd
-	(*MarkReadCmd)(nil),              // 83: schat.v1.MarkReadCmd
-	(*AckNoticesCmd)(nil),            // 84: schat.v1.AckNoticesCmd
-	(*User)(nil),                     // 85: schat.v1.User
-	(*Session)(nil),                  // 86: schat.v1.Session
-	(*Group)(nil),                    // 87: schat.v1.Group
+	(*CommandBatch)(nil),             // 64: schat.v1.CommandBatch
+	(*RegisterCmd)(nil),              // 65: schat.v1.RegisterCmd
+	(*CreateSessionCmd)(nil),         // 66: schat.v1.CreateSessionCmd
+	(*DeleteSessionCmd)(nil),         // 67: schat.v1.DeleteSessionCmd
+	(*ChangePasswordCmd)(nil),        // 68: schat.v1.ChangePasswordCmd
+	(*UpdateProfileCmd)(nil),         // 69: schat.v1.UpdateProfileCmd
+	(*ReserveGroupCmd)(nil),          // 70: schat.v1.ReserveGroupCmd
+	(*ReleaseGroupCmd)(nil),          // 71: schat.v1.ReleaseGroupCmd
+	(*MoveOwnershipCmd)(nil),         // 72: schat.v1.MoveOwnershipCmd
+	(*PruneSessionsCmd)(nil),         // 73: schat.v1.PruneSessionsCmd
+	(*GroupLimits)(nil),              // 74: schat.v1.GroupLimits
+	(*CreateGroupCmd)(nil),           // 75: schat.v1.CreateGroupCmd
+	(*ApplyCmd)(nil),                 // 76: schat.v1.ApplyCmd
+	(*DecideCmd)(nil),                // 77: schat.v1.DecideCmd
+	(*LeaveCmd)(nil),                 // 78: schat.v1.LeaveCmd
+	(*DissolveCmd)(nil),              // 79: schat.v1.DissolveCmd
+	(*TransferCmd)(nil),              // 80: schat.v1.TransferCmd
+	(*UpdateGroupCmd)(nil),           // 81: schat.v1.UpdateGroupCmd
+	(*SendCmd)(nil),                  // 82: schat.v1.SendCmd
+	(*RecallCmd)(nil),                // 83: schat.v1.RecallCmd
+	(*MarkReadCmd)(nil),              // 84: schat.v1.MarkReadCmd
+	(*AckNoticesCmd)(nil),            // 85: schat.v1.AckNoticesCmd
+	(*User)(nil),                     // 86: schat.v1.User
+	(*Session)(nil),                  // 87: schat.v1.Session
+	(*Group)(nil),                    // 88: schat.v1.Group
 }
 var file_schat_proto_depIdxs = []int32{
 	8,   // 0: schat.v1.ClientFrame.heartbeat:type_name -> schat.v1.Heartbeat
@@ -7584,37 +7652,39 @@ var file_schat_proto_depIdxs = []int32{
 	61,  // 73: schat.v1.Event.session_ended:type_name -> schat.v1.SessionEnded
 	5,   // 74: schat.v1.MemberChanged.change:type_name -> schat.v1.MemberChanged.Change
 	55,  // 75: schat.v1.Notice.event:type_name -> schat.v1.Event
-	64,  // 76: schat.v1.Command.register:type_name -> schat.v1.RegisterCmd
-	65,  // 77: schat.v1.Command.create_session:type_name -> schat.v1.CreateSessionCmd
-	66,  // 78: schat.v1.Command.delete_session:type_name -> schat.v1.DeleteSessionCmd
-	67,  // 79: schat.v1.Command.change_password:type_name -> schat.v1.ChangePasswordCmd
-	68,  // 80: schat.v1.Command.update_profile:type_name -> schat.v1.UpdateProfileCmd
-	69,  // 81: schat.v1.Command.reserve_group:type_name -> schat.v1.ReserveGroupCmd
-	70,  // 82: schat.v1.Command.release_group:type_name -> schat.v1.ReleaseGroupCmd
-	71,  // 83: schat.v1.Command.move_ownership:type_name -> schat.v1.MoveOwnershipCmd
-	72,  // 84: schat.v1.Command.prune_sessions:type_name -> schat.v1.PruneSessionsCmd
-	74,  // 85: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
-	75,  // 86: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
-	76,  // 87: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
-	77,  // 88: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
-	78,  // 89: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
-	79,  // 90: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
-	80,  // 91: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
-	81,  // 92: schat.v1.Command.send:type_name -> schat.v1.SendCmd
-	82,  // 93: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
-	83,  // 94: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
-	84,  // 95: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
-	1,   // 96: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
-	1,   // 97: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
-	73,  // 98: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
-	2,   // 99: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
-	73,  // 100: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
-	1,   // 101: schat.v1.User.sex:type_name -> schat.v1.Sex
-	102, // [102:102] is the sub-list for method output_type
-	102, // [102:102] is the sub-list for method input_type
-	102, // [102:102] is the sub-list for extension type_name
-	102, // [102:102] is the sub-list for extension extendee
-	0,   // [0:102] is the sub-list for field type_name
+	65,  // 76: schat.v1.Command.register:type_name -> schat.v1.RegisterCmd
+	66,  // 77: schat.v1.Command.create_session:type_name -> schat.v1.CreateSessionCmd
+	67,  // 78: schat.v1.Command.delete_session:type_name -> schat.v1.DeleteSessionCmd
+	68,  // 79: schat.v1.Command.change_password:type_name -> schat.v1.ChangePasswordCmd
+	69,  // 80: schat.v1.Command.update_profile:type_name -> schat.v1.UpdateProfileCmd
+	70,  // 81: schat.v1.Command.reserve_group:type_name -> schat.v1.ReserveGroupCmd
+	71,  // 82: schat.v1.Command.release_group:type_name -> schat.v1.ReleaseGroupCmd
+	72,  // 83: schat.v1.Command.move_ownership:type_name -> schat.v1.MoveOwnershipCmd
+	73,  // 84: schat.v1.Command.prune_sessions:type_name -> schat.v1.PruneSessionsCmd
+	75,  // 85: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
+	76,  // 86: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
+	77,  // 87: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
+	78,  // 88: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
+	79,  // 89: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
+	80,  // 90: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
+	81,  // 91: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
+	82,  // 92: schat.v1.Command.send:type_name -> schat.v1.SendCmd
+	83,  // 93: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
+	84,  // 94: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
+	85,  // 95: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
+	64,  // 96: schat.v1.Command.batch:type_name -> schat.v1.CommandBatch
+	63,  // 97: schat.v1.CommandBatch.commands:type_name -> schat.v1.Command
+	1,   // 98: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
+	1,   // 99: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
+	74,  // 100: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
+	2,   // 101: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
+	74,  // 102: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
+	1,   // 103: schat.v1.User.sex:type_name -> schat.v1.Sex
+	104, // [104:104] is the sub-list for method output_type
+	104, // [104:104] is the sub-list for method input_type
+	104, // [104:104] is the sub-list for extension type_name
+	104, // [104:104] is the sub-list for extension extendee
+	0,   // [0:104] is the sub-list for field type_name
 }
 
 func init() { file_schat_proto_init() }
@@ -7706,16 +7776,17 @@ func file_schat_proto_init() {
 		(*Command_Recall)(nil),
 		(*Command_MarkRead)(nil),
 		(*Command_AckNotices)(nil),
+		(*Command_Batch)(nil),
 	}
-	file_schat_proto_msgTypes[62].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[74].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[63].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[75].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_schat_proto_rawDesc), len(file_schat_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   82,
+			NumMessages:   83,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -41,7 +41,11 @@ type ClientConfig struct {
 	// handshakes. Default 5s.
 	DialTimeout time.Duration
 
-	// EventBuffer is the capacity of the Events channel. Default 1024.
+	// EventBuffer is the capacity of the Events channel. Default 1024. A
+	// client that lets it fill is disconnected with ErrEventsOverflow, as
+	// the server disconnects a client that does not read: responses never
+	// wait behind undrained events, and the caller resynchronises from its
+	// cursors after reconnecting.
 	EventBuffer int
 
 	// JSON makes a WebSocket client speak protojson in text messages, as a
@@ -339,7 +343,8 @@ func (c *Client) readLoop() {
 		case *pb.ServerFrame_Event:
 			select {
 			case c.events <- b.Event:
-			case <-c.done:
+			default:
+				c.lost(ErrEventsOverflow)
 				return
 			}
 		}

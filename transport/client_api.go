@@ -62,7 +62,9 @@ func (c *Client) Resume(ctx context.Context, token string) (*pb.LoginResponse, e
 
 // Logout ends the session.
 func (c *Client) Logout(ctx context.Context) error {
-	_, err := c.call(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_Logout{Logout: &pb.LogoutRequest{}}})
+	_, err := c.call(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_Logout{
+		Logout: &pb.LogoutRequest{},
+	}})
 	return err
 }
 
@@ -119,7 +121,9 @@ func (c *Client) ApplyGroup(ctx context.Context,
 // Decide approves or rejects user uid's application to group gid.
 func (c *Client) Decide(ctx context.Context, gid, uid uint64, approve bool) error {
 	_, err := c.call(ctx, &pb.ClientFrame{Body: &pb.ClientFrame_DecideApplication{
-		DecideApplication: &pb.DecideApplicationRequest{GroupId: gid, UserId: uid, Approve: approve},
+		DecideApplication: &pb.DecideApplicationRequest{
+			GroupId: gid, UserId: uid, Approve: approve,
+		},
 	}})
 	return err
 }
@@ -192,7 +196,9 @@ func (c *Client) UpdateGroup(ctx context.Context, r *pb.UpdateGroupRequest) (*pb
 
 // MyGroups lists the caller's groups with their unread counts.
 func (c *Client) MyGroups(ctx context.Context) ([]*pb.GroupSummary, error) {
-	f := &pb.ClientFrame{Body: &pb.ClientFrame_ListMyGroups{ListMyGroups: &pb.ListMyGroupsRequest{}}}
+	f := &pb.ClientFrame{Body: &pb.ClientFrame_ListMyGroups{
+		ListMyGroups: &pb.ListMyGroupsRequest{},
+	}}
 	r, err := body(ctx, c, f, (*pb.Response).GetMyGroups)
 	return r.GetGroups(), err
 }

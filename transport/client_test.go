@@ -295,3 +295,18 @@ func TestClientConfig_Validate(t *testing.T) {
 		t.Fatalf("got %v, want ErrInvalidConfig", err)
 	}
 }
+
+// TestClient_EventsOverflow ends the connection of a client whose caller
+// stops draining events, instead of stalling its responses.
+func TestClient_EventsOverflow(t *testing.T) {
+	s := startServer(t, newTestHandler(), ServerConfig{})
+	c := dial(t, ClientConfig{Addr: s.tcp, EventBuffer: 2})
+	recv(t, s.h.connected)
+	for i := 0; i < 10; i++ {
+		s.h.broadcast(testEvent("e"))
+	}
+	recv(t, c.Done())
+	if !errors.Is(c.Err(), ErrEventsOverflow) {
+		t.Fatalf("got %v, want ErrEventsOverflow", c.Err())
+	}
+}

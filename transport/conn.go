@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/coder/websocket"
@@ -65,6 +66,10 @@ type Conn struct {
 
 	mu      sync.Mutex
 	session any
+
+	// finalMsg, once written, ends the connection with finalReason.
+	finalMsg    atomic.Pointer[Message]
+	finalReason atomic.Pointer[string]
 }
 
 func newConn(s *Server, id uint64, w wire, remote net.Addr) *Conn {
@@ -124,6 +129,20 @@ func (c *Conn) Send(m *Message) bool {
 		c.log.Warn("slow consumer disconnected", "queued", len(c.out))
 		c.closeWith(websocket.StatusPolicyViolation, reasonSlow)
 		return false
+	}
+}
+
+// SendAndClose queues m as the connection's last frame: once the frames
+// before it and m itself are written, the connection is closed with
+// reason. If m cannot be queued the connection is closed at once.
+func (c *Conn) SendAndClose(m *Message, reason string) {
+	c.finalReason.Store(&reason)
+	c.finalMsg.Store(m)
+	select {
+	case c.out <- m:
+	case <-c.done:
+	default:
+		c.closeWith(websocket.StatusNormalClosure, reason)
 	}
 }
 
@@ -302,6 +321,11 @@ func (c *Conn) writeLoop() {
 		} else if err := c.w.writeFrame(payload); err != nil {
 			c.log.Debug("write failed", "err", err)
 			c.closeWith(websocket.StatusGoingAway, reasonWrite)
+			return
+		}
+		if final := c.finalMsg.Load(); final == m {
+			c.w.flush()
+			c.closeWith(websocket.StatusNormalClosure, *c.finalReason.Load())
 			return
 		}
 		if len(c.out) == 0 {

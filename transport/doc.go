@@ -45,4 +45,15 @@ var (
 	// ErrNoBody means the server answered OK without the body the request
 	// type calls for.
 	ErrNoBody = errors.New("transport: response without a body")
+
+	// ErrEventsOverflow ends a Client's connection when its Events channel
+	// is full: the caller stopped draining events.
+	ErrEventsOverflow = errors.New("transport: events not drained")
+
+	// ErrMuxClosed is returned by a node port channel's Accept after Close.
+	ErrMuxClosed = errors.New("transport: node port closed")
+
+	// ErrBadHeader means a node connection did not open with a valid
+	// header.
+	ErrBadHeader = errors.New("transport: bad node connection header")
 )

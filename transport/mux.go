@@ -31,14 +31,6 @@ const (
 	ChannelService byte = 2
 )
 
-// Mux errors.
-var (
-	// ErrMuxClosed is returned by Accept and Dial after Close.
-	ErrMuxClosed = errors.New("transport: node port closed")
-	// ErrBadHeader means a connection did not open with a valid header.
-	ErrBadHeader = errors.New("transport: bad node connection header")
-)
-
 // MuxConfig configures the node port.
 type MuxConfig struct {
 	// Listener is the bound node port.

@@ -290,7 +290,8 @@ func (s *Server) Conns() int {
 
 // Close stops accepting, closes every connection and waits until all the
 // goroutines the server started have returned, Handler.Disconnect having
-// been called for every connection. It is safe to call more than once.
+// been called for every connection. It is safe to call more than once, but
+// not from a Handler method, which Close would wait for.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	first := !s.closed

@@ -268,3 +268,22 @@ func TestServer_ServeTCPAfterClose(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestConn_SendAndClose writes the frames queued before the final one,
+// then the final one, then closes.
+func TestConn_SendAndClose(t *testing.T) {
+	s := startServer(t, newTestHandler(), ServerConfig{})
+	r := dialRaw(t, s.tcp)
+	c := recv(t, s.h.connected)
+	c.Send(testEvent("first"))
+	c.SendAndClose(testEvent("last"), "revoked")
+	for _, want := range []string{"first", "last"} {
+		if got := r.read().GetEvent().GetMessage().GetText(); got != want {
+			t.Fatalf("got event %q, want %q", got, want)
+		}
+	}
+	r.expectClosed()
+	if got := recv(t, s.h.disconnected).CloseReason(); got != "revoked" {
+		t.Fatalf("got close reason %q, want revoked", got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -140,7 +141,8 @@ func (w *wsWire) flush() error { return nil }
 func (w *wsWire) close(code websocket.StatusCode, reason string) {
 	const maxReason = 123 // a close frame's payload is at most 125 bytes
 	if len(reason) > maxReason {
-		reason = reason[:maxReason]
+		// Cutting may split a rune; the reason must stay valid UTF-8.
+		reason = strings.ToValidUTF8(reason[:maxReason], "")
 	}
 	w.ws.Close(code, reason)
 	w.abortWrites()

@@ -1,0 +1,203 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/schat/schat/fsm"
+	pb "github.com/schat/schat/proto"
+)
+
+// proposer turns one shard's stream of commands into few, large raft
+// entries. raft takes one entry at a time from its apply channel, so a
+// busy shard would otherwise write as many entries per fsync as there are
+// goroutines blocked in Apply. The proposer instead takes everything
+// queued while raft was busy and proposes it as one CommandBatch entry.
+//
+// Commands are proposed in the order they were submitted, so the log keeps
+// one connection's pipelined writes in order.
+type proposer struct {
+	raft     *raft.Raft
+	timeout  time.Duration
+	maxBatch int
+	maxBytes int
+
+	queue  chan *proposal
+	flight chan flight
+	done   chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+}
+
+// proposal is one submitted command awaiting its outcome.
+type proposal struct {
+	data  []byte
+	start time.Time
+	out   chan outcome // receives exactly one outcome
+}
+
+// outcome is a command's fate: its result and log index, or an error.
+type outcome struct {
+	res   *fsm.Result
+	index uint64
+	err   error
+}
+
+// flight is a raft entry on its way through the log.
+type flight struct {
+	fut   raft.ApplyFuture
+	batch []*proposal
+}
+
+// Batch bounds: enough to fill raft's own per-fsync batch, small enough
+// that one entry stays well under a megabyte or two.
+const (
+	batchMaxCommands = 256
+	batchMaxBytes    = 1 << 20
+	proposalQueue    = 4096
+)
+
+func newProposer(r *raft.Raft, timeout time.Duration) *proposer {
+	p := &proposer{raft: r, timeout: timeout, maxBatch: batchMaxCommands,
+		maxBytes: batchMaxBytes, queue: make(chan *proposal, proposalQueue),
+		flight: make(chan flight, 64), done: make(chan struct{})}
+	p.wg.Add(2)
+	go p.run()
+	go p.settle()
+	return p
+}
+
+// submit queues cmd and returns its proposal, whose out channel will
+// receive the outcome.
+func (p *proposer) submit(cmd *pb.Command) *proposal {
+	pr := &proposal{start: time.Now(), out: make(chan outcome, 1)}
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		pr.out <- outcome{err: err}
+		return pr
+	}
+	pr.data = data
+	select {
+	case p.queue <- pr:
+	case <-p.done:
+		pr.out <- outcome{err: errClosed}
+	}
+	return pr
+}
+
+// run forms batches from the queue and hands them to raft.
+func (p *proposer) run() {
+	defer p.wg.Done()
+	defer close(p.flight)
+	for {
+		var first *proposal
+		select {
+		case first = <-p.queue:
+		case <-p.done:
+			p.failQueued()
+			return
+		}
+		batch := p.gather(first)
+		p.flight <- flight{fut: p.raft.Apply(encodeBatch(batch), p.timeout), batch: batch}
+	}
+}
+
+// gather adds whatever else is queued, within the batch bounds.
+func (p *proposer) gather(first *proposal) []*proposal {
+	batch := []*proposal{first}
+	size := len(first.data)
+	for len(batch) < p.maxBatch && size < p.maxBytes {
+		select {
+		case pr := <-p.queue:
+			batch = append(batch, pr)
+			size += len(pr.data)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// encodeBatch is the entry for a batch: the command itself when alone,
+// otherwise a Command holding a CommandBatch, built from the already
+// encoded commands without decoding them again.
+func encodeBatch(batch []*proposal) []byte {
+	if len(batch) == 1 {
+		return batch[0].data
+	}
+	var inner []byte
+	for _, pr := range batch {
+		inner = protowire.AppendTag(inner, 1, protowire.BytesType)
+		inner = protowire.AppendBytes(inner, pr.data)
+	}
+	field := protowire.Number((&pb.Command{}).ProtoReflect().Descriptor().
+		Fields().ByName("batch").Number())
+	out := protowire.AppendTag(make([]byte, 0, len(inner)+8), field, protowire.BytesType)
+	return protowire.AppendBytes(out, inner)
+}
+
+// settle waits for each entry in log order and delivers its results.
+func (p *proposer) settle() {
+	defer p.wg.Done()
+	for f := range p.flight {
+		err := f.fut.Error()
+		if err != nil {
+			err = raftError(err)
+			for _, pr := range f.batch {
+				pr.out <- outcome{err: err}
+			}
+			continue
+		}
+		deliver(f)
+	}
+}
+
+func deliver(f flight) {
+	index := f.fut.Index()
+	switch r := f.fut.Response().(type) {
+	case *fsm.Result:
+		f.batch[0].out <- outcome{res: r, index: index}
+	case []*fsm.Result:
+		for i, pr := range f.batch {
+			pr.out <- outcome{res: r[i], index: index}
+		}
+	default:
+		err := fmt.Errorf("entry %d had no result", index)
+		for _, pr := range f.batch {
+			pr.out <- outcome{err: err}
+		}
+	}
+}
+
+func raftError(err error) error {
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		return fmt.Errorf("%w: %w", errNotLeader, err)
+	}
+	return err
+}
+
+// failQueued answers every proposal still queued at shutdown.
+func (p *proposer) failQueued() {
+	for {
+		select {
+		case pr := <-p.queue:
+			pr.out <- outcome{err: errClosed}
+		default:
+			return
+		}
+	}
+}
+
+// close stops taking proposals and waits until every submitted one has
+// its outcome. Call it after raft has shut down, so that pending futures
+// have ended.
+func (p *proposer) close() {
+	p.once.Do(func() { close(p.done) })
+	p.wg.Wait()
+}
