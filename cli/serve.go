@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -33,11 +34,21 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "raft-advertise", EnvVars: []string{"SCHAT_RAFT_ADVERTISE"},
 				Usage: "node-to-node address other nodes dial (default: --raft-addr)"},
 			&cli.IntFlag{Name: "shards", EnvVars: []string{"SCHAT_SHARDS"},
-				Usage: fmt.Sprintf("group shards of a new data directory (default %d)", node.DefaultShards)},
+				DefaultText: strconv.Itoa(node.DefaultShards),
+				Usage:       "group shards of a new data directory (an existing one keeps its count)"},
 			&cli.StringFlag{Name: "tls-cert", EnvVars: []string{"SCHAT_TLS_CERT"},
 				Usage: "certificate file: serve clients over TLS"},
 			&cli.StringFlag{Name: "tls-key", EnvVars: []string{"SCHAT_TLS_KEY"},
 				Usage: "private key file for --tls-cert"},
+			&cli.IntFlag{Name: "rate-per-minute", Value: d.RatePerMinute,
+				EnvVars: []string{"SCHAT_RATE_PER_MINUTE"},
+				Usage: "register, login and apply requests allowed per client address per minute"},
+			&cli.UintFlag{Name: "argon2-memory-kib", Value: uint(d.PasswordKDF.Memory),
+				EnvVars: []string{"SCHAT_ARGON2_MEMORY_KIB"},
+				Usage: "argon2id memory cost of new password hashes, in KiB"},
+			&cli.UintFlag{Name: "argon2-time", Value: uint(d.PasswordKDF.Time),
+				EnvVars: []string{"SCHAT_ARGON2_TIME"},
+				Usage: "argon2id passes of new password hashes"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"SCHAT_LOG_FORMAT"},
 				Usage: "text or json"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"SCHAT_LOG_LEVEL"},
@@ -60,6 +71,9 @@ func serve(c *cli.Context) error {
 	cfg.RaftAddr = c.String("raft-addr")
 	cfg.RaftAdvertise = c.String("raft-advertise")
 	cfg.Shards = c.Int("shards")
+	cfg.RatePerMinute = c.Int("rate-per-minute")
+	cfg.PasswordKDF.Memory = uint32(c.Uint("argon2-memory-kib"))
+	cfg.PasswordKDF.Time = uint32(c.Uint("argon2-time"))
 	cfg.Logger = logger
 	if cfg.TLS, err = loadTLS(c.String("tls-cert"), c.String("tls-key")); err != nil {
 		return err

@@ -177,8 +177,10 @@ func (c Config) Validate() error {
 		return errors.New("node: page sizes must satisfy 1 <= default <= max")
 	case c.Limits.MinPassword < 1 || c.Limits.MaxPassword < c.Limits.MinPassword:
 		return errors.New("node: password bounds must satisfy 1 <= min <= max")
-	case c.PasswordKDF.Memory < 1024 || c.PasswordKDF.Time < 1:
-		return errors.New("node: argon2id needs at least 1 MiB and 1 pass")
+	case c.PasswordKDF.Memory < 1024 || c.PasswordKDF.Time < 1 || c.PasswordKDF.Threads < 1:
+		return errors.New("node: argon2id needs at least 1 MiB, 1 pass and 1 thread")
+	case c.RatePerMinute < 1:
+		return errors.New("node: rate per minute must be at least 1")
 	}
 	return nil
 }
