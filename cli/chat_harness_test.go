@@ -161,8 +161,16 @@ func (s *testServer) readLog(r io.Reader, ready chan<- map[string]any) {
 
 // stop interrupts the server and waits for it to exit.
 func (s *testServer) stop(t testing.TB) {
+	s.stopWith(t, os.Interrupt)
+}
+
+// stopWith sends sig to the server, waits for it to exit and returns how
+// it exited. Only the first stop or kill of a server acts; later ones
+// return nil.
+func (s *testServer) stopWith(t testing.TB, sig os.Signal) error {
+	var err error
 	s.stopOnce.Do(func() {
-		s.cmd.Process.Signal(os.Interrupt)
+		s.cmd.Process.Signal(sig)
 		select {
 		case <-s.exited:
 		case <-time.After(processWait):
@@ -170,6 +178,19 @@ func (s *testServer) stop(t testing.TB) {
 			s.cmd.Process.Kill()
 			<-s.exited
 		}
+		err = s.cmd.Wait()
+	})
+	return err
+}
+
+// kill ends the server with SIGKILL, as a crash or power cut would, giving
+// it no chance to close its files, and waits until it is gone.
+func (s *testServer) kill(t testing.TB) {
+	s.stopOnce.Do(func() {
+		if err := s.cmd.Process.Kill(); err != nil {
+			t.Errorf("kill server: %v", err)
+		}
+		<-s.exited
 		s.cmd.Wait()
 	})
 }

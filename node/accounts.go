@@ -48,7 +48,7 @@ func (s *service) login(ss *session, f *pb.ClientFrame) transport.Reply {
 		return now(s.fail(pb.Errf(pb.Code_WRONG_PASSWORD, "wrong login name or password")))
 	}
 	return s.later(func(ctx context.Context) *pb.Response {
-		u, err := s.n.authenticate(ctx, req.LoginName, req.Password)
+		u, err := s.n.authenticate(ctx, ss, req.LoginName, req.Password)
 		if err != nil {
 			return s.fail(err)
 		}
@@ -70,9 +70,9 @@ func (s *service) login(ss *session, f *pb.ClientFrame) transport.Reply {
 // authenticate checks a login name and password against the meta shard.
 // An unknown name costs the same hash as a wrong password, so timing does
 // not tell which names exist.
-func (n *Node) authenticate(ctx context.Context, name, password string) (*pb.User, error) {
+func (n *Node) authenticate(ctx context.Context, ss *session, name, password string) (*pb.User, error) {
 	var u *pb.User
-	err := n.view(ctx, nil, metaShard, func(tx *bolt.Tx) (err error) {
+	err := n.view(ctx, ss, metaShard, func(tx *bolt.Tx) (err error) {
 		u, err = fsm.UserByLogin(tx, name)
 		return err
 	})

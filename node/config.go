@@ -31,6 +31,19 @@ type Config struct {
 	// TLS, when set, is used on the client and HTTP listeners.
 	TLS *tls.Config
 
+	// Join lists node-to-node addresses of cluster members. A node with an
+	// empty data directory asks them to add it; a node with data ignores
+	// it. Without Join, a new data directory becomes a one-node cluster.
+	Join []string
+	// BootstrapExpect, with Join listing the other nodes, lets N nodes
+	// started alike form a new cluster: once N nodes with empty
+	// directories can reach each other, they bootstrap together. If one
+	// of them already belongs to a cluster, the node joins it instead.
+	BootstrapExpect int
+	// ClusterSecret authenticates nodes to each other. A new cluster
+	// generates one (see Node.NewSecret); joining nodes must be given it.
+	ClusterSecret string
+
 	// Shards is the number of group shards of a new data directory. An
 	// existing directory keeps the count it was created with; when Shards
 	// is set explicitly and differs from it, New refuses to start.

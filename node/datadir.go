@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -16,11 +17,16 @@ type dirInfo struct {
 	Shards    int    `json:"shards"`
 	ClusterID string `json:"cluster_id"`
 	NodeID    string `json:"node_id"`
+	// Joined is set on a node that joined an existing cluster: it must
+	// never bootstrap a cluster of its own, even before a leader has
+	// reached it.
+	Joined bool `json:"joined,omitempty"`
 }
 
 const (
 	dirFormat   = 1
 	dirInfoFile = "schat.json"
+	secretFile  = "cluster.secret"
 )
 
 // Data directory errors.
@@ -29,50 +35,83 @@ var (
 	ErrShardCount = errors.New("node: data directory has a different shard count")
 	// ErrDirFormat means the directory was made by an incompatible version.
 	ErrDirFormat = errors.New("node: unknown data directory format")
+	// ErrSecret means the cluster secret is missing or does not match.
+	ErrSecret = errors.New("node: cluster secret")
 )
 
-// openDataDir reads the directory's info, creating the directory and the
-// info on first start. explicitShards, when non-zero, must match an
-// existing directory's count.
-func openDataDir(dir, nodeID string, shards, explicitShards int) (dirInfo, bool, error) {
+// readDataDir reads the directory's info; ok is false when the directory
+// has none yet (a node that has never started).
+func readDataDir(dir string) (info dirInfo, ok bool, err error) {
 	path := filepath.Join(dir, dirInfoFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		info, err := createDataDir(dir, nodeID, shards)
-		return info, true, err
+		return dirInfo{}, false, nil
 	}
 	if err != nil {
 		return dirInfo{}, false, err
 	}
-	var info dirInfo
 	if err := json.Unmarshal(b, &info); err != nil {
 		return dirInfo{}, false, fmt.Errorf("%w: %s: %v", ErrDirFormat, path, err)
 	}
 	if info.Format != dirFormat {
 		return dirInfo{}, false, fmt.Errorf("%w: %s has format %d", ErrDirFormat, path, info.Format)
 	}
-	if explicitShards != 0 && explicitShards != info.Shards {
-		return dirInfo{}, false, fmt.Errorf("%w: %s was created with %d shards, not %d",
-			ErrShardCount, dir, info.Shards, explicitShards)
-	}
-	return info, false, nil
+	return info, true, nil
 }
 
-func createDataDir(dir, nodeID string, shards int) (dirInfo, error) {
+// checkShards refuses an explicit shard count that differs from the
+// directory's.
+func checkShards(dir string, info dirInfo, explicit int) error {
+	if explicit != 0 && explicit != info.Shards {
+		return fmt.Errorf("%w: %s was created with %d shards, not %d",
+			ErrShardCount, dir, info.Shards, explicit)
+	}
+	return nil
+}
+
+// createDataDir writes the secret and then the info, which marks the
+// directory as made.
+func createDataDir(dir string, info dirInfo, secret []byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return dirInfo{}, err
+		return err
 	}
-	id := make([]byte, 8)
-	if _, err := rand.Read(id); err != nil {
-		return dirInfo{}, err
+	if err := writeFileAtomic(filepath.Join(dir, secretFile), append(secret, '\n')); err != nil {
+		return err
 	}
-	info := dirInfo{Format: dirFormat, Shards: shards, ClusterID: hex.EncodeToString(id),
-		NodeID: nodeID}
+	info.Format = dirFormat
 	b, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {
-		return dirInfo{}, err
+		return err
 	}
-	return info, writeFileAtomic(filepath.Join(dir, dirInfoFile), append(b, '\n'))
+	return writeFileAtomic(filepath.Join(dir, dirInfoFile), append(b, '\n'))
+}
+
+// readSecret reads the cluster secret stored in a data directory.
+func readSecret(dir string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(dir, secretFile))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSecret, err)
+	}
+	return bytes.TrimSpace(b), nil
+}
+
+// newSecret returns a fresh cluster secret: 32 random bytes, hex-encoded
+// so that an operator can copy it into another node's flags.
+func newSecret() ([]byte, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	return []byte(hex.EncodeToString(b)), nil
+}
+
+// newClusterID returns a random cluster ID for a cluster of one.
+func newClusterID() (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
 }
 
 // writeFileAtomic writes b to path through a synced temporary file.

@@ -24,6 +24,7 @@ import (
 // one connection's pipelined writes in order.
 type proposer struct {
 	raft     *raft.Raft
+	forward  forwardFunc // proposes an entry through another node
 	timeout  time.Duration
 	maxBatch int
 	maxBytes int
@@ -49,6 +50,10 @@ type outcome struct {
 	err   error
 }
 
+// forwardFunc hands an entry to the shard's leader on another node and
+// returns its index and results.
+type forwardFunc func(entry []byte) (*pb.ForwardResponse, error)
+
 // flight is a raft entry on its way through the log.
 type flight struct {
 	fut   raft.ApplyFuture
@@ -63,8 +68,8 @@ const (
 	proposalQueue    = 4096
 )
 
-func newProposer(r *raft.Raft, timeout time.Duration) *proposer {
-	p := &proposer{raft: r, timeout: timeout, maxBatch: batchMaxCommands,
+func newProposer(r *raft.Raft, forward forwardFunc, timeout time.Duration) *proposer {
+	p := &proposer{raft: r, forward: forward, timeout: timeout, maxBatch: batchMaxCommands,
 		maxBytes: batchMaxBytes, queue: make(chan *proposal, proposalQueue),
 		flight: make(chan flight, 64), done: make(chan struct{})}
 	p.wg.Add(2)
@@ -104,7 +109,29 @@ func (p *proposer) run() {
 			return
 		}
 		batch := p.gather(first)
-		p.flight <- flight{fut: p.raft.Apply(encodeBatch(batch), p.timeout), batch: batch}
+		entry := encodeBatch(batch)
+		if p.raft.State() != raft.Leader {
+			p.forwarded(batch, entry)
+			continue
+		}
+		p.flight <- flight{fut: p.raft.Apply(entry, p.timeout), batch: batch}
+	}
+}
+
+// forwarded proposes a batch through the leader on another node and
+// delivers its results. It blocks this shard's proposals meanwhile; what
+// queues up goes into the next, larger batch.
+func (p *proposer) forwarded(batch []*proposal, entry []byte) {
+	resp, err := p.forward(entry)
+	if err == nil && len(resp.Results) != len(batch) {
+		err = fmt.Errorf("leader returned %d results for %d commands", len(resp.Results), len(batch))
+	}
+	for i, pr := range batch {
+		if err != nil {
+			pr.out <- outcome{err: err}
+			continue
+		}
+		pr.out <- outcome{res: decodeResult(resp.Results[i]), index: resp.Index}
 	}
 }
 
@@ -175,9 +202,14 @@ func deliver(f flight) {
 	}
 }
 
+// raftError sorts raft's apply errors: ErrNotLeader means the entry was
+// never appended; ErrLeadershipLost means it may still be committed.
 func raftError(err error) error {
-	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
 		return fmt.Errorf("%w: %w", errNotLeader, err)
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return fmt.Errorf("%w: %w", errUnknownOutcome, err)
 	}
 	return err
 }

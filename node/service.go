@@ -181,7 +181,8 @@ func codeOf(err error) pb.Code {
 	case errors.Is(err, errNotLeader), errors.Is(err, raft.ErrRaftShutdown),
 		errors.Is(err, errClosed), errors.Is(err, context.Canceled):
 		return pb.Code_UNAVAILABLE
-	case errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, errUnknownOutcome):
 		return pb.Code_TIMEOUT
 	}
 	return pb.Code_INTERNAL

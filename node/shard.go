@@ -35,8 +35,9 @@ type shardConfig struct {
 	tuning       RaftTuning
 	mux          *transport.Mux
 	publish      func([]fsm.Event)
-	bootstrap    bool // make a one-voter cluster when the shard has no state
+	bootstrap    []raft.Server // the configuration to start a shard with no state
 	applyTimeout time.Duration
+	forward      forwardFunc
 	logger       *slog.Logger
 }
 
@@ -86,8 +87,8 @@ func (s *shard) startRaft(sc shardConfig, dir string) error {
 	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog})
 	rc := raftConfig(sc.nodeID, sc.tuning, hlog)
-	if sc.bootstrap {
-		if err := bootstrap(rc, cached, logs, snaps, s.trans); err != nil {
+	if len(sc.bootstrap) > 0 {
+		if err := bootstrap(rc, cached, logs, snaps, s.trans, sc.bootstrap); err != nil {
 			return err
 		}
 	}
@@ -95,7 +96,7 @@ func (s *shard) startRaft(sc shardConfig, dir string) error {
 	if err != nil {
 		return err
 	}
-	s.prop = newProposer(s.raft, sc.applyTimeout)
+	s.prop = newProposer(s.raft, sc.forward, sc.applyTimeout)
 	return nil
 }
 
@@ -114,21 +115,27 @@ func raftConfig(nodeID string, t RaftTuning, hlog hclog.Logger) *raft.Config {
 	return c
 }
 
-// bootstrap makes this node the only voter of a shard with no state.
+// bootstrap gives a shard with no state its first configuration. Every
+// node bootstrapping together passes the same servers.
 func bootstrap(rc *raft.Config, logs raft.LogStore, stable raft.StableStore,
-	snaps raft.SnapshotStore, trans raft.Transport) error {
+	snaps raft.SnapshotStore, trans raft.Transport, servers []raft.Server) error {
 	has, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil || has {
 		return err
 	}
-	return raft.BootstrapCluster(rc, logs, stable, snaps, trans, raft.Configuration{
-		Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID,
-			Address: trans.LocalAddr()}},
-	})
+	return raft.BootstrapCluster(rc, logs, stable, snaps, trans,
+		raft.Configuration{Servers: servers})
 }
 
-// errNotLeader means this node does not lead the shard.
-var errNotLeader = errors.New("node: not the shard leader")
+// Errors of proposing.
+var (
+	// errNotLeader means this node does not lead the shard; the command
+	// was not appended.
+	errNotLeader = errors.New("node: not the shard leader")
+	// errUnknownOutcome means leadership was lost after the command was
+	// appended: it may or may not be committed.
+	errUnknownOutcome = errors.New("node: leadership lost; outcome unknown")
+)
 
 // close shuts raft down and closes the shard's files.
 func (s *shard) close() error {

@@ -6902,6 +6902,695 @@ func (x *Group) GetAvatarFileId() string {
 	return ""
 }
 
+type NodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Body:
+	//
+	//	*NodeRequest_Hello
+	//	*NodeRequest_Join
+	//	*NodeRequest_Forward
+	//	*NodeRequest_Remove
+	Body          isNodeRequest_Body `protobuf_oneof:"body"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeRequest) Reset() {
+	*x = NodeRequest{}
+	mi := &file_schat_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeRequest) ProtoMessage() {}
+
+func (x *NodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeRequest.ProtoReflect.Descriptor instead.
+func (*NodeRequest) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *NodeRequest) GetBody() isNodeRequest_Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *NodeRequest) GetHello() *HelloRequest {
+	if x != nil {
+		if x, ok := x.Body.(*NodeRequest_Hello); ok {
+			return x.Hello
+		}
+	}
+	return nil
+}
+
+func (x *NodeRequest) GetJoin() *JoinRequest {
+	if x != nil {
+		if x, ok := x.Body.(*NodeRequest_Join); ok {
+			return x.Join
+		}
+	}
+	return nil
+}
+
+func (x *NodeRequest) GetForward() *ForwardRequest {
+	if x != nil {
+		if x, ok := x.Body.(*NodeRequest_Forward); ok {
+			return x.Forward
+		}
+	}
+	return nil
+}
+
+func (x *NodeRequest) GetRemove() *RemoveRequest {
+	if x != nil {
+		if x, ok := x.Body.(*NodeRequest_Remove); ok {
+			return x.Remove
+		}
+	}
+	return nil
+}
+
+type isNodeRequest_Body interface {
+	isNodeRequest_Body()
+}
+
+type NodeRequest_Hello struct {
+	Hello *HelloRequest `protobuf:"bytes,1,opt,name=hello,proto3,oneof"`
+}
+
+type NodeRequest_Join struct {
+	Join *JoinRequest `protobuf:"bytes,2,opt,name=join,proto3,oneof"`
+}
+
+type NodeRequest_Forward struct {
+	Forward *ForwardRequest `protobuf:"bytes,3,opt,name=forward,proto3,oneof"`
+}
+
+type NodeRequest_Remove struct {
+	Remove *RemoveRequest `protobuf:"bytes,4,opt,name=remove,proto3,oneof"`
+}
+
+func (*NodeRequest_Hello) isNodeRequest_Body() {}
+
+func (*NodeRequest_Join) isNodeRequest_Body() {}
+
+func (*NodeRequest_Forward) isNodeRequest_Body() {}
+
+func (*NodeRequest_Remove) isNodeRequest_Body() {}
+
+type NodeResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Code   Code                   `protobuf:"varint,1,opt,name=code,proto3,enum=schat.v1.Code" json:"code,omitempty"`
+	Detail string                 `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	// Types that are valid to be assigned to Body:
+	//
+	//	*NodeResponse_Hello
+	//	*NodeResponse_Forward
+	Body          isNodeResponse_Body `protobuf_oneof:"body"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeResponse) Reset() {
+	*x = NodeResponse{}
+	mi := &file_schat_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeResponse) ProtoMessage() {}
+
+func (x *NodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeResponse.ProtoReflect.Descriptor instead.
+func (*NodeResponse) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *NodeResponse) GetCode() Code {
+	if x != nil {
+		return x.Code
+	}
+	return Code_OK
+}
+
+func (x *NodeResponse) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *NodeResponse) GetBody() isNodeResponse_Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *NodeResponse) GetHello() *HelloResponse {
+	if x != nil {
+		if x, ok := x.Body.(*NodeResponse_Hello); ok {
+			return x.Hello
+		}
+	}
+	return nil
+}
+
+func (x *NodeResponse) GetForward() *ForwardResponse {
+	if x != nil {
+		if x, ok := x.Body.(*NodeResponse_Forward); ok {
+			return x.Forward
+		}
+	}
+	return nil
+}
+
+type isNodeResponse_Body interface {
+	isNodeResponse_Body()
+}
+
+type NodeResponse_Hello struct {
+	Hello *HelloResponse `protobuf:"bytes,10,opt,name=hello,proto3,oneof"`
+}
+
+type NodeResponse_Forward struct {
+	Forward *ForwardResponse `protobuf:"bytes,11,opt,name=forward,proto3,oneof"`
+}
+
+func (*NodeResponse_Hello) isNodeResponse_Body() {}
+
+func (*NodeResponse_Forward) isNodeResponse_Body() {}
+
+// HelloRequest asks a node who it is and what cluster it belongs to.
+type HelloRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HelloRequest) Reset() {
+	*x = HelloRequest{}
+	mi := &file_schat_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HelloRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HelloRequest) ProtoMessage() {}
+
+func (x *HelloRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
+func (*HelloRequest) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{85}
+}
+
+type HelloResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	ClusterId     string                 `protobuf:"bytes,3,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"` // empty while the node has no state
+	Shards        uint32                 `protobuf:"varint,4,opt,name=shards,proto3" json:"shards,omitempty"`
+	HasState      bool                   `protobuf:"varint,5,opt,name=has_state,json=hasState,proto3" json:"has_state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HelloResponse) Reset() {
+	*x = HelloResponse{}
+	mi := &file_schat_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HelloResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HelloResponse) ProtoMessage() {}
+
+func (x *HelloResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
+func (*HelloResponse) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *HelloResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *HelloResponse) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+func (x *HelloResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *HelloResponse) GetShards() uint32 {
+	if x != nil {
+		return x.Shards
+	}
+	return 0
+}
+
+func (x *HelloResponse) GetHasState() bool {
+	if x != nil {
+		return x.HasState
+	}
+	return false
+}
+
+// JoinRequest asks the leader of one shard to add a voter. A follower that
+// receives it passes it to the shard's leader.
+type JoinRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	Shard         uint32                 `protobuf:"varint,3,opt,name=shard,proto3" json:"shard,omitempty"`
+	Forwarded     bool                   `protobuf:"varint,4,opt,name=forwarded,proto3" json:"forwarded,omitempty"` // passed on once already: do not pass it on again
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest) Reset() {
+	*x = JoinRequest{}
+	mi := &file_schat_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest) ProtoMessage() {}
+
+func (x *JoinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
+func (*JoinRequest) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *JoinRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *JoinRequest) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
+// ForwardRequest carries a raft entry, encoded as the proposing node
+// encoded it, to the shard's leader.
+type ForwardRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	Entry         []byte                 `protobuf:"bytes,2,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardRequest) Reset() {
+	*x = ForwardRequest{}
+	mi := &file_schat_proto_msgTypes[88]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardRequest) ProtoMessage() {}
+
+func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[88]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
+func (*ForwardRequest) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{88}
+}
+
+func (x *ForwardRequest) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *ForwardRequest) GetEntry() []byte {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+// ForwardResponse holds the entry's raft index and its results: one for a
+// single command, one per command for a CommandBatch.
+type ForwardResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Results       []*ApplyResult         `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	Batch         bool                   `protobuf:"varint,3,opt,name=batch,proto3" json:"batch,omitempty"` // the entry was a CommandBatch
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardResponse) Reset() {
+	*x = ForwardResponse{}
+	mi := &file_schat_proto_msgTypes[89]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardResponse) ProtoMessage() {}
+
+func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[89]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
+func (*ForwardResponse) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{89}
+}
+
+func (x *ForwardResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ForwardResponse) GetResults() []*ApplyResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *ForwardResponse) GetBatch() bool {
+	if x != nil {
+		return x.Batch
+	}
+	return false
+}
+
+// ApplyResult is a state machine result sent back to the proposing node.
+type ApplyResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          Code                   `protobuf:"varint,1,opt,name=code,proto3,enum=schat.v1.Code" json:"code,omitempty"`
+	Detail        string                 `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	UserId        uint64                 `protobuf:"varint,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	GroupId       uint64                 `protobuf:"varint,4,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	User          *User                  `protobuf:"bytes,5,opt,name=user,proto3" json:"user,omitempty"`
+	Group         *Group                 `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
+	Message       *ChatMessage           `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	ReadSeq       uint64                 `protobuf:"varint,8,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
+	Unread        uint64                 `protobuf:"varint,9,opt,name=unread,proto3" json:"unread,omitempty"`
+	Existing      bool                   `protobuf:"varint,10,opt,name=existing,proto3" json:"existing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyResult) Reset() {
+	*x = ApplyResult{}
+	mi := &file_schat_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyResult) ProtoMessage() {}
+
+func (x *ApplyResult) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyResult.ProtoReflect.Descriptor instead.
+func (*ApplyResult) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *ApplyResult) GetCode() Code {
+	if x != nil {
+		return x.Code
+	}
+	return Code_OK
+}
+
+func (x *ApplyResult) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *ApplyResult) GetUserId() uint64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *ApplyResult) GetGroupId() uint64 {
+	if x != nil {
+		return x.GroupId
+	}
+	return 0
+}
+
+func (x *ApplyResult) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *ApplyResult) GetGroup() *Group {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+func (x *ApplyResult) GetMessage() *ChatMessage {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *ApplyResult) GetReadSeq() uint64 {
+	if x != nil {
+		return x.ReadSeq
+	}
+	return 0
+}
+
+func (x *ApplyResult) GetUnread() uint64 {
+	if x != nil {
+		return x.Unread
+	}
+	return 0
+}
+
+func (x *ApplyResult) GetExisting() bool {
+	if x != nil {
+		return x.Existing
+	}
+	return false
+}
+
+// RemoveRequest asks the leader of one shard to remove a server.
+type RemoveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Shard         uint32                 `protobuf:"varint,2,opt,name=shard,proto3" json:"shard,omitempty"`
+	Forwarded     bool                   `protobuf:"varint,3,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveRequest) Reset() {
+	*x = RemoveRequest{}
+	mi := &file_schat_proto_msgTypes[91]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveRequest) ProtoMessage() {}
+
+func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[91]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
+func (*RemoveRequest) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{91}
+}
+
+func (x *RemoveRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RemoveRequest) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *RemoveRequest) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
 var File_schat_proto protoreflect.FileDescriptor
 
 const file_schat_proto_rawDesc = "" +
@@ -7426,7 +8115,56 @@ const file_schat_proto_rawDesc = "" +
 	"\n" +
 	"created_ms\x18\n" +
 	" \x01(\x03R\tcreatedMs\x12$\n" +
-	"\x0eavatar_file_id\x18\v \x01(\tR\favatarFileId*\x81\x03\n" +
+	"\x0eavatar_file_id\x18\v \x01(\tR\favatarFileId\"\xdb\x01\n" +
+	"\vNodeRequest\x12.\n" +
+	"\x05hello\x18\x01 \x01(\v2\x16.schat.v1.HelloRequestH\x00R\x05hello\x12+\n" +
+	"\x04join\x18\x02 \x01(\v2\x15.schat.v1.JoinRequestH\x00R\x04join\x124\n" +
+	"\aforward\x18\x03 \x01(\v2\x18.schat.v1.ForwardRequestH\x00R\aforward\x121\n" +
+	"\x06remove\x18\x04 \x01(\v2\x17.schat.v1.RemoveRequestH\x00R\x06removeB\x06\n" +
+	"\x04body\"\xba\x01\n" +
+	"\fNodeResponse\x12\"\n" +
+	"\x04code\x18\x01 \x01(\x0e2\x0e.schat.v1.CodeR\x04code\x12\x16\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\x12/\n" +
+	"\x05hello\x18\n" +
+	" \x01(\v2\x17.schat.v1.HelloResponseH\x00R\x05hello\x125\n" +
+	"\aforward\x18\v \x01(\v2\x19.schat.v1.ForwardResponseH\x00R\aforwardB\x06\n" +
+	"\x04body\"\x0e\n" +
+	"\fHelloRequest\"\x99\x01\n" +
+	"\rHelloResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x03 \x01(\tR\tclusterId\x12\x16\n" +
+	"\x06shards\x18\x04 \x01(\rR\x06shards\x12\x1b\n" +
+	"\thas_state\x18\x05 \x01(\bR\bhasState\"w\n" +
+	"\vJoinRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x14\n" +
+	"\x05shard\x18\x03 \x01(\rR\x05shard\x12\x1c\n" +
+	"\tforwarded\x18\x04 \x01(\bR\tforwarded\"<\n" +
+	"\x0eForwardRequest\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x14\n" +
+	"\x05entry\x18\x02 \x01(\fR\x05entry\"n\n" +
+	"\x0fForwardResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12/\n" +
+	"\aresults\x18\x02 \x03(\v2\x15.schat.v1.ApplyResultR\aresults\x12\x14\n" +
+	"\x05batch\x18\x03 \x01(\bR\x05batch\"\xc8\x02\n" +
+	"\vApplyResult\x12\"\n" +
+	"\x04code\x18\x01 \x01(\x0e2\x0e.schat.v1.CodeR\x04code\x12\x16\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\x04R\x06userId\x12\x19\n" +
+	"\bgroup_id\x18\x04 \x01(\x04R\agroupId\x12\"\n" +
+	"\x04user\x18\x05 \x01(\v2\x0e.schat.v1.UserR\x04user\x12%\n" +
+	"\x05group\x18\x06 \x01(\v2\x0f.schat.v1.GroupR\x05group\x12/\n" +
+	"\amessage\x18\a \x01(\v2\x15.schat.v1.ChatMessageR\amessage\x12\x19\n" +
+	"\bread_seq\x18\b \x01(\x04R\areadSeq\x12\x16\n" +
+	"\x06unread\x18\t \x01(\x04R\x06unread\x12\x1a\n" +
+	"\bexisting\x18\n" +
+	" \x01(\bR\bexisting\"\\\n" +
+	"\rRemoveRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
+	"\x05shard\x18\x02 \x01(\rR\x05shard\x12\x1c\n" +
+	"\tforwarded\x18\x03 \x01(\bR\tforwarded*\x81\x03\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\x0f\n" +
 	"\vBAD_REQUEST\x10\x01\x12\x13\n" +
@@ -7483,7 +8221,7 @@ func file_schat_proto_rawDescGZIP() []byte {
 }
 
 var file_schat_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 83)
+var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 92)
 var file_schat_proto_goTypes = []any{
 	(Code)(0),                        // 0: schat.v1.Code
 	(Sex)(0),                         // 1: schat.v1.Sex
@@ -7574,6 +8312,15 @@ var file_schat_proto_goTypes = []any{
 	(*User)(nil),                     // 86: schat.v1.User
 	(*Session)(nil),                  // 87: schat.v1.Session
 	(*Group)(nil),                    // 88: schat.v1.Group
+	(*NodeRequest)(nil),              // 89: schat.v1.NodeRequest
+	(*NodeResponse)(nil),             // 90: schat.v1.NodeResponse
+	(*HelloRequest)(nil),             // 91: schat.v1.HelloRequest
+	(*HelloResponse)(nil),            // 92: schat.v1.HelloResponse
+	(*JoinRequest)(nil),              // 93: schat.v1.JoinRequest
+	(*ForwardRequest)(nil),           // 94: schat.v1.ForwardRequest
+	(*ForwardResponse)(nil),          // 95: schat.v1.ForwardResponse
+	(*ApplyResult)(nil),              // 96: schat.v1.ApplyResult
+	(*RemoveRequest)(nil),            // 97: schat.v1.RemoveRequest
 }
 var file_schat_proto_depIdxs = []int32{
 	8,   // 0: schat.v1.ClientFrame.heartbeat:type_name -> schat.v1.Heartbeat
@@ -7680,11 +8427,23 @@ var file_schat_proto_depIdxs = []int32{
 	2,   // 101: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
 	74,  // 102: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
 	1,   // 103: schat.v1.User.sex:type_name -> schat.v1.Sex
-	104, // [104:104] is the sub-list for method output_type
-	104, // [104:104] is the sub-list for method input_type
-	104, // [104:104] is the sub-list for extension type_name
-	104, // [104:104] is the sub-list for extension extendee
-	0,   // [0:104] is the sub-list for field type_name
+	91,  // 104: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
+	93,  // 105: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
+	94,  // 106: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
+	97,  // 107: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
+	0,   // 108: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
+	92,  // 109: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
+	95,  // 110: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
+	96,  // 111: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
+	0,   // 112: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
+	86,  // 113: schat.v1.ApplyResult.user:type_name -> schat.v1.User
+	88,  // 114: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
+	53,  // 115: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
+	116, // [116:116] is the sub-list for method output_type
+	116, // [116:116] is the sub-list for method input_type
+	116, // [116:116] is the sub-list for extension type_name
+	116, // [116:116] is the sub-list for extension extendee
+	0,   // [0:116] is the sub-list for field type_name
 }
 
 func init() { file_schat_proto_init() }
@@ -7780,13 +8539,23 @@ func file_schat_proto_init() {
 	}
 	file_schat_proto_msgTypes[63].OneofWrappers = []any{}
 	file_schat_proto_msgTypes[75].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[83].OneofWrappers = []any{
+		(*NodeRequest_Hello)(nil),
+		(*NodeRequest_Join)(nil),
+		(*NodeRequest_Forward)(nil),
+		(*NodeRequest_Remove)(nil),
+	}
+	file_schat_proto_msgTypes[84].OneofWrappers = []any{
+		(*NodeResponse_Hello)(nil),
+		(*NodeResponse_Forward)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_schat_proto_rawDesc), len(file_schat_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   83,
+			NumMessages:   92,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -53,6 +53,13 @@ var (
 	// ErrMuxClosed is returned by a node port channel's Accept after Close.
 	ErrMuxClosed = errors.New("transport: node port closed")
 
+	// ErrNotAuthorized means a node connection did not prove it holds the
+	// cluster secret.
+	ErrNotAuthorized = errors.New("transport: node not authorized")
+
+	// ErrIsolated means the node port is cut off by SetIsolated.
+	ErrIsolated = errors.New("transport: node isolated")
+
 	// ErrBadHeader means a node connection did not open with a valid
 	// header.
 	ErrBadHeader = errors.New("transport: bad node connection header")

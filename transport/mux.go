@@ -1,6 +1,9 @@
 package transport
 
 import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -19,11 +22,17 @@ import (
 //
 //	magic "SCHN" | version u8 | channel u8 | shard u32
 //
-// after which the bytes belong to that channel.
+// then proves that the dialer holds the cluster secret: the listener sends
+// a random 32-byte challenge, the dialer answers with
+// HMAC-SHA256(secret, challenge | header), and the listener sends one byte
+// of acceptance. After that the bytes belong to the channel. A connection
+// that fails any step is closed and logged.
 const (
 	muxMagic   = "SCHN"
 	muxVersion = 1
 	muxHeader  = len(muxMagic) + 1 + 1 + 4
+	muxNonce   = 32
+	muxAccept  = 0x01
 
 	// ChannelRaft carries one shard's raft RPCs.
 	ChannelRaft byte = 1
@@ -35,6 +44,9 @@ const (
 type MuxConfig struct {
 	// Listener is the bound node port.
 	Listener net.Listener
+	// Secret is the cluster secret every node must prove it holds.
+	// Required.
+	Secret []byte
 	// Advertise is the address other nodes dial; defaults to the
 	// listener's address.
 	Advertise string
@@ -53,10 +65,12 @@ type Mux struct {
 	cfg  MuxConfig
 	addr net.Addr
 
-	mu     sync.Mutex
-	subs   map[muxKey]*muxListener
-	closed bool
-	wg     sync.WaitGroup
+	mu       sync.Mutex
+	subs     map[muxKey]*muxListener
+	live     map[*muxConn]struct{}
+	isolated bool
+	closed   bool
+	wg       sync.WaitGroup
 }
 
 type muxKey struct {
@@ -66,8 +80,8 @@ type muxKey struct {
 
 // NewMux starts accepting on cfg.Listener.
 func NewMux(cfg MuxConfig) (*Mux, error) {
-	if cfg.Listener == nil {
-		return nil, errors.New("transport: mux needs a listener")
+	if cfg.Listener == nil || len(cfg.Secret) == 0 {
+		return nil, errors.New("transport: mux needs a listener and a cluster secret")
 	}
 	if cfg.HeaderTimeout == 0 {
 		cfg.HeaderTimeout = 5 * time.Second
@@ -86,7 +100,8 @@ func NewMux(cfg MuxConfig) (*Mux, error) {
 		}
 		addr = tcp
 	}
-	m := &Mux{cfg: cfg, addr: addr, subs: make(map[muxKey]*muxListener)}
+	m := &Mux{cfg: cfg, addr: addr, subs: make(map[muxKey]*muxListener),
+		live: make(map[*muxConn]struct{})}
 	m.wg.Add(1)
 	go m.acceptLoop()
 	return m, nil
@@ -128,11 +143,11 @@ func (m *Mux) acceptLoop() {
 	}
 }
 
-// route reads a connection's header and hands it to its channel.
+// route authenticates a connection and hands it to its channel.
 func (m *Mux) route(c net.Conn) {
-	c.SetReadDeadline(time.Now().Add(m.cfg.HeaderTimeout))
-	key, err := readMuxHeader(c)
-	c.SetReadDeadline(time.Time{})
+	c.SetDeadline(time.Now().Add(m.cfg.HeaderTimeout))
+	key, err := m.accept(c)
+	c.SetDeadline(time.Time{})
 	if err != nil {
 		m.cfg.Logger.Warn("refused node connection", "remote", c.RemoteAddr().String(), "err", err)
 		c.Close()
@@ -140,23 +155,53 @@ func (m *Mux) route(c net.Conn) {
 	}
 	m.mu.Lock()
 	l := m.subs[key]
+	mc, ok := m.track(c)
 	m.mu.Unlock()
-	if l == nil || !l.deliver(c) {
+	if !ok {
+		c.Close()
+		return
+	}
+	if l == nil || !l.deliver(mc) {
 		m.cfg.Logger.Warn("node connection for unknown channel", "remote",
 			c.RemoteAddr().String(), "channel", key.channel, "shard", key.shard)
 		c.Close()
 	}
 }
 
-func readMuxHeader(r io.Reader) (muxKey, error) {
-	var b [muxHeader]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
+// accept reads the header and checks the dialer's proof of the secret.
+func (m *Mux) accept(c net.Conn) (muxKey, error) {
+	var h [muxHeader]byte
+	if _, err := io.ReadFull(c, h[:]); err != nil {
 		return muxKey{}, fmt.Errorf("%w: %v", ErrBadHeader, err)
 	}
-	if string(b[:4]) != muxMagic || b[4] != muxVersion {
+	if string(h[:4]) != muxMagic || h[4] != muxVersion {
 		return muxKey{}, ErrBadHeader
 	}
-	return muxKey{channel: b[5], shard: binary.BigEndian.Uint32(b[6:])}, nil
+	nonce := make([]byte, muxNonce)
+	if _, err := rand.Read(nonce); err != nil {
+		return muxKey{}, err
+	}
+	if _, err := c.Write(nonce); err != nil {
+		return muxKey{}, err
+	}
+	var proof [sha256.Size]byte
+	if _, err := io.ReadFull(c, proof[:]); err != nil {
+		return muxKey{}, fmt.Errorf("%w: %v", ErrNotAuthorized, err)
+	}
+	if !hmac.Equal(proof[:], muxProof(m.cfg.Secret, nonce, h[:])) {
+		return muxKey{}, ErrNotAuthorized
+	}
+	if _, err := c.Write([]byte{muxAccept}); err != nil {
+		return muxKey{}, err
+	}
+	return muxKey{channel: h[5], shard: binary.BigEndian.Uint32(h[6:])}, nil
+}
+
+func muxProof(secret, nonce, header []byte) []byte {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(nonce)
+	mac.Write(header)
+	return mac.Sum(nil)
 }
 
 func muxHeaderBytes(channel byte, shard uint32) []byte {
@@ -184,19 +229,107 @@ func (m *Mux) Listen(channel byte, shard uint32) (net.Listener, error) {
 	return l, nil
 }
 
-// Dial opens a connection to a channel of the node at addr.
+// Dial opens an authenticated connection to a channel of the node at addr.
 func (m *Mux) Dial(addr string, channel byte, shard uint32, timeout time.Duration) (net.Conn, error) {
+	m.mu.Lock()
+	isolated := m.isolated
+	m.mu.Unlock()
+	if isolated {
+		return nil, ErrIsolated
+	}
+	c, err := DialNode(addr, m.cfg.Secret, channel, shard, timeout)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mc, ok := m.track(c)
+	if !ok {
+		c.Close()
+		return nil, ErrIsolated
+	}
+	return mc, nil
+}
+
+// SetIsolated cuts this node off from the others, or reconnects it: while
+// isolated, every node connection is closed and no new one is made in
+// either direction. It lets tests and operators fence a node without
+// stopping it.
+func (m *Mux) SetIsolated(isolated bool) {
+	m.mu.Lock()
+	m.isolated = isolated
+	var cut []*muxConn
+	if isolated {
+		for c := range m.live {
+			cut = append(cut, c)
+		}
+	}
+	m.mu.Unlock()
+	for _, c := range cut {
+		c.Close()
+	}
+}
+
+// track registers a live connection; false when the node is isolated.
+// m.mu must be held.
+func (m *Mux) track(c net.Conn) (*muxConn, bool) {
+	if m.isolated || m.closed {
+		return nil, false
+	}
+	mc := &muxConn{Conn: c, m: m}
+	m.live[mc] = struct{}{}
+	return mc, true
+}
+
+// muxConn is a node connection the mux can cut.
+type muxConn struct {
+	net.Conn
+	m    *Mux
+	once sync.Once
+}
+
+func (c *muxConn) Close() error {
+	c.once.Do(func() {
+		c.m.mu.Lock()
+		delete(c.m.live, c)
+		c.m.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// DialNode opens an authenticated connection to a channel of the node at
+// addr, proving knowledge of secret. It is what a Mux dials with, and what
+// a node that has no Mux yet (one about to join) uses.
+func DialNode(addr string, secret []byte, channel byte, shard uint32, timeout time.Duration) (net.Conn, error) {
 	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return nil, err
 	}
-	c.SetWriteDeadline(time.Now().Add(timeout))
-	if _, err := c.Write(muxHeaderBytes(channel, shard)); err != nil {
+	c.SetDeadline(time.Now().Add(timeout))
+	if err := handshake(c, secret, muxHeaderBytes(channel, shard)); err != nil {
 		c.Close()
-		return nil, err
+		return nil, fmt.Errorf("transport: node %s: %w", addr, err)
 	}
-	c.SetWriteDeadline(time.Time{})
+	c.SetDeadline(time.Time{})
 	return c, nil
+}
+
+func handshake(c net.Conn, secret, header []byte) error {
+	if _, err := c.Write(header); err != nil {
+		return err
+	}
+	nonce := make([]byte, muxNonce)
+	if _, err := io.ReadFull(c, nonce); err != nil {
+		return err
+	}
+	if _, err := c.Write(muxProof(secret, nonce, header)); err != nil {
+		return err
+	}
+	var ack [1]byte
+	if _, err := io.ReadFull(c, ack[:]); err != nil || ack[0] != muxAccept {
+		return ErrNotAuthorized
+	}
+	return nil
 }
 
 // RaftLayer returns a raft.StreamLayer for one shard's raft traffic.

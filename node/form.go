@@ -1,0 +1,228 @@
+package node
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	pb "github.com/schat/schat/proto"
+)
+
+// loadSecret finds the cluster secret: the one stored in the data
+// directory, the one configured, or, for the first start of a new
+// cluster, a fresh one.
+func (n *Node) loadSecret() error {
+	_, exists, err := readDataDir(n.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	given := []byte(strings.TrimSpace(n.cfg.ClusterSecret))
+	switch {
+	case exists:
+		if n.secret, err = readSecret(n.cfg.DataDir); err != nil {
+			return err
+		}
+		if len(given) > 0 && !hmac.Equal(given, n.secret) {
+			return fmt.Errorf("%w: the given secret differs from the one in %s",
+				ErrSecret, n.cfg.DataDir)
+		}
+	case len(given) > 0:
+		n.secret = given
+	case len(n.cfg.Join) > 0:
+		return fmt.Errorf("%w: joining a cluster needs its secret", ErrSecret)
+	default:
+		n.secret, err = newSecret()
+		n.newSecret = true
+	}
+	return err
+}
+
+// NewSecret returns the cluster secret if this start generated it, so
+// that it can be shown to the operator once; otherwise nil.
+func (n *Node) NewSecret() []byte {
+	if !n.newSecret {
+		return nil
+	}
+	return n.secret
+}
+
+// form opens the shards: on a directory with data as they are; otherwise
+// as a new one-node cluster, by joining the cluster that Join names, or by
+// bootstrapping together with the other expected nodes.
+func (n *Node) form() error {
+	info, exists, err := readDataDir(n.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if exists {
+		if err := checkShards(n.cfg.DataDir, info, n.cfg.explicitShards); err != nil {
+			return err
+		}
+		n.info = info
+		var self []raft.Server
+		if !info.Joined {
+			self = n.selfServer()
+		}
+		return n.openShards(self)
+	}
+	if len(n.cfg.Join) == 0 {
+		return n.bootstrapAlone()
+	}
+	return n.joinOrBootstrap()
+}
+
+func (n *Node) selfServer() []raft.Server {
+	return []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.NodeID),
+		Address: raft.ServerAddress(n.RaftAddr())}}
+}
+
+func (n *Node) bootstrapAlone() error {
+	id, err := newClusterID()
+	if err != nil {
+		return err
+	}
+	n.info = dirInfo{Shards: n.cfg.Shards, ClusterID: id, NodeID: n.cfg.NodeID}
+	if err := createDataDir(n.cfg.DataDir, n.info, n.secret); err != nil {
+		return err
+	}
+	n.log.Info("created data directory", "dir", n.cfg.DataDir, "shards", n.info.Shards)
+	return n.openShards(n.selfServer())
+}
+
+// formTimeout bounds how long a new node waits for its cluster.
+const formTimeout = 5 * time.Minute
+
+// joinOrBootstrap polls the Join addresses until a member of a cluster
+// answers (then joins it) or, with BootstrapExpect, until enough empty
+// nodes answer (then bootstraps with them).
+func (n *Node) joinOrBootstrap() error {
+	deadline := time.Now().Add(formTimeout)
+	for {
+		peers := n.helloAll()
+		if member := firstMember(peers); member != nil {
+			return n.join(member)
+		}
+		if n.cfg.BootstrapExpect > 0 && len(peers)+1 >= n.cfg.BootstrapExpect {
+			return n.bootstrapWith(peers)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("node: no cluster member answered at %v within %v",
+				n.cfg.Join, formTimeout)
+		}
+		n.log.Info("waiting for cluster", "join", strings.Join(n.cfg.Join, ","),
+			"heard", len(peers))
+		select {
+		case <-n.ctx.Done():
+			return errClosed
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// helloAll asks every Join address who it is; other nodes only.
+func (n *Node) helloAll() []*pb.HelloResponse {
+	var out []*pb.HelloResponse
+	for _, addr := range n.cfg.Join {
+		resp, err := n.peers.call(addr, &pb.NodeRequest{Body: &pb.NodeRequest_Hello{
+			Hello: &pb.HelloRequest{}}})
+		if err != nil || resp.GetHello() == nil {
+			n.log.Debug("no hello", "addr", addr, "err", err)
+			continue
+		}
+		if h := resp.GetHello(); h.NodeId != n.cfg.NodeID {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+func firstMember(peers []*pb.HelloResponse) *pb.HelloResponse {
+	for _, p := range peers {
+		if p.HasState {
+			return p
+		}
+	}
+	return nil
+}
+
+// join makes this node a voter of every shard of member's cluster.
+func (n *Node) join(member *pb.HelloResponse) error {
+	if n.cfg.explicitShards != 0 && n.cfg.explicitShards != int(member.Shards) {
+		return fmt.Errorf("%w: the cluster has %d shards, not %d", ErrShardCount,
+			member.Shards, n.cfg.explicitShards)
+	}
+	n.info = dirInfo{Shards: int(member.Shards), ClusterID: member.ClusterId,
+		NodeID: n.cfg.NodeID, Joined: true}
+	if err := createDataDir(n.cfg.DataDir, n.info, n.secret); err != nil {
+		return err
+	}
+	if err := n.openShards(nil); err != nil {
+		return err
+	}
+	for id := uint32(0); id <= uint32(n.info.Shards); id++ {
+		if err := n.joinShard(member.RaftAddr, id); err != nil {
+			return err
+		}
+	}
+	n.log.Info("joined cluster", "cluster", n.info.ClusterID, "via", member.NodeId)
+	return nil
+}
+
+// joinShard asks the cluster, through addr, to add this node to a shard,
+// retrying while the shard has no leader.
+func (n *Node) joinShard(addr string, shard uint32) error {
+	req := &pb.NodeRequest{Body: &pb.NodeRequest_Join{Join: &pb.JoinRequest{
+		NodeId: n.cfg.NodeID, RaftAddr: n.RaftAddr(), Shard: shard}}}
+	deadline := time.Now().Add(formTimeout)
+	for {
+		resp, err := n.peers.call(addr, req)
+		if err == nil {
+			err = respErr(resp)
+		}
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("node: join shard %d via %s: %w", shard, addr, err)
+		}
+		n.log.Warn("join shard failed; retrying", "shard", shard, "err", err)
+		select {
+		case <-n.ctx.Done():
+			return errClosed
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// bootstrapWith starts a new cluster of this node and peers. Each of them
+// computes the same configuration and cluster ID from the same answers.
+func (n *Node) bootstrapWith(peers []*pb.HelloResponse) error {
+	servers := n.selfServer()
+	ids := []string{n.cfg.NodeID}
+	for _, p := range peers {
+		if int(p.Shards) != n.cfg.Shards {
+			return fmt.Errorf("%w: node %s has %d shards, this one %d", ErrShardCount,
+				p.NodeId, p.Shards, n.cfg.Shards)
+		}
+		servers = append(servers, raft.Server{Suffrage: raft.Voter,
+			ID: raft.ServerID(p.NodeId), Address: raft.ServerAddress(p.RaftAddr)})
+		ids = append(ids, p.NodeId)
+	}
+	sort.Slice(servers, func(i, j int) bool { return servers[i].ID < servers[j].ID })
+	sort.Strings(ids)
+	mac := hmac.New(sha256.New, n.secret)
+	mac.Write([]byte("cluster-id|" + strings.Join(ids, ",")))
+	n.info = dirInfo{Shards: n.cfg.Shards, ClusterID: hex.EncodeToString(mac.Sum(nil)[:8]),
+		NodeID: n.cfg.NodeID}
+	if err := createDataDir(n.cfg.DataDir, n.info, n.secret); err != nil {
+		return err
+	}
+	n.log.Info("bootstrapping cluster", "nodes", strings.Join(ids, ","))
+	return n.openShards(servers)
+}
