@@ -71,9 +71,8 @@ type ledger struct {
 // once at its acknowledged seq, no client message ID twice, and each
 // sender goroutine's messages in the order it sent them. Each send that
 // was not acknowledged is then retried with its client message ID and
-// must land exactly once. Users 0 and 1 share a group, users 2 and 3 each
-// have their own, so that one group takes interleaved senders and the two
-// group shards both take load.
+// must land exactly once. Users 0 and 1 share a group, so that it takes
+// interleaved senders; users 2 and 3 each have their own.
 func TestServe_Kill9(t *testing.T) {
 	t.Parallel()
 	opts := serverOptions{dataDir: t.TempDir(), clientAddr: freeAddr(t),

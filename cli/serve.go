@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -42,13 +43,19 @@ func serveCommand() *cli.Command {
 				Usage: "private key file for --tls-cert"},
 			&cli.IntFlag{Name: "rate-per-minute", Value: d.RatePerMinute,
 				EnvVars: []string{"SCHAT_RATE_PER_MINUTE"},
-				Usage: "register, login and apply requests allowed per client address per minute"},
+				Usage:   "register, login and apply requests allowed per client address per minute"},
 			&cli.UintFlag{Name: "argon2-memory-kib", Value: uint(d.PasswordKDF.Memory),
 				EnvVars: []string{"SCHAT_ARGON2_MEMORY_KIB"},
-				Usage: "argon2id memory cost of new password hashes, in KiB"},
+				Usage:   "argon2id memory cost of new password hashes, in KiB"},
 			&cli.UintFlag{Name: "argon2-time", Value: uint(d.PasswordKDF.Time),
 				EnvVars: []string{"SCHAT_ARGON2_TIME"},
-				Usage: "argon2id passes of new password hashes"},
+				Usage:   "argon2id passes of new password hashes"},
+			&cli.StringSliceFlag{Name: "join", EnvVars: []string{"SCHAT_JOIN"},
+				Usage: "node-to-node addresses of cluster members to join (HOST:PORT[,HOST:PORT])"},
+			&cli.IntFlag{Name: "bootstrap-expect", EnvVars: []string{"SCHAT_BOOTSTRAP_EXPECT"},
+				Usage: "with --join listing the others: form a new cluster once this many nodes are up"},
+			&cli.StringFlag{Name: "cluster-secret", EnvVars: []string{"SCHAT_CLUSTER_SECRET"},
+				Usage: "the cluster's secret; needed to join (a new cluster prints one)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"SCHAT_LOG_FORMAT"},
 				Usage: "text or json"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"SCHAT_LOG_LEVEL"},
@@ -72,6 +79,9 @@ func serve(c *cli.Context) error {
 	cfg.RaftAdvertise = c.String("raft-advertise")
 	cfg.Shards = c.Int("shards")
 	cfg.RatePerMinute = c.Int("rate-per-minute")
+	cfg.Join = splitList(c.StringSlice("join"))
+	cfg.BootstrapExpect = c.Int("bootstrap-expect")
+	cfg.ClusterSecret = c.String("cluster-secret")
 	cfg.PasswordKDF.Memory = uint32(c.Uint("argon2-memory-kib"))
 	cfg.PasswordKDF.Time = uint32(c.Uint("argon2-time"))
 	cfg.Logger = logger
@@ -84,6 +94,12 @@ func serve(c *cli.Context) error {
 	n, err := node.New(cfg)
 	if err != nil {
 		return err
+	}
+	if secret := n.NewSecret(); secret != nil {
+		// Shown once, on standard output and never in the log: other nodes
+		// need it to join, and it is kept in the data directory.
+		fmt.Printf("new cluster secret (give it to nodes that join with --cluster-secret): %s\n",
+			secret)
 	}
 	if err := n.WaitReady(ctx); err != nil {
 		n.Close()
@@ -122,4 +138,17 @@ func loadTLS(cert, key string) (*tls.Config, error) {
 		return nil, fmt.Errorf("load TLS key pair: %w", err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// splitList flattens comma-separated values given once or repeatedly.
+func splitList(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }

@@ -304,13 +304,20 @@ func (n *Node) shareGroup(ctx context.Context, ss *session, groups []*pb.GroupSu
 	return false, nil
 }
 
-// user reads one user from the meta shard; NOT_FOUND if there is none.
+// user reads one user from the meta shard; NOT_FOUND if there is none,
+// after a read barrier (see group).
 func (n *Node) user(ctx context.Context, ss *session, uid uint64) (*pb.User, error) {
 	var u *pb.User
-	err := n.view(ctx, ss, metaShard, func(tx *bolt.Tx) (err error) {
+	read := func(tx *bolt.Tx) (err error) {
 		u, err = fsm.GetUser(tx, uid)
 		return err
-	})
+	}
+	err := n.view(ctx, ss, metaShard, read)
+	if err == nil && u == nil {
+		if err = n.barrier(ctx, metaShard); err == nil {
+			err = n.view(ctx, ss, metaShard, read)
+		}
+	}
 	if err == nil && u == nil {
 		err = pb.Errf(pb.Code_NOT_FOUND, "no user %d", uid)
 	}

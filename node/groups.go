@@ -386,13 +386,22 @@ func (s *service) ackNotices(ss *session, f *pb.ClientFrame) transport.Reply {
 	})
 }
 
-// group reads a group; NOT_FOUND if there is none.
+// group reads a group; NOT_FOUND if there is none. A group missing here
+// is looked for again after a read barrier, so that a group created
+// through another node is found as soon as its creation was acknowledged.
 func (n *Node) group(ctx context.Context, ss *session, gid uint64) (*pb.Group, error) {
+	shard := n.shardOf(gid)
 	var g *pb.Group
-	err := n.view(ctx, ss, n.shardOf(gid), func(tx *bolt.Tx) (err error) {
+	read := func(tx *bolt.Tx) (err error) {
 		g, err = fsm.GetGroup(tx, gid)
 		return err
-	})
+	}
+	err := n.view(ctx, ss, shard, read)
+	if err == nil && g == nil {
+		if err = n.barrier(ctx, shard); err == nil {
+			err = n.view(ctx, ss, shard, read)
+		}
+	}
 	if err == nil && g == nil {
 		err = pb.Errf(pb.Code_NOT_FOUND, "no group %d", gid)
 	}

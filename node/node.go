@@ -63,8 +63,9 @@ func New(cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.maintain()
+	go n.balance()
 	n.log.Info("node started", "node", cfg.NodeID, "shards", n.info.Shards,
 		"client_addr", n.ClientAddr(), "http_addr", n.HTTPAddr(), "raft_addr", n.RaftAddr())
 	return n, nil
@@ -239,6 +240,7 @@ func (n *Node) Close() error {
 		errs = append(errs, n.httpSrv.Close())
 	}
 	n.wg.Wait()
+	n.handOver()
 	if n.peerSrv != nil {
 		n.peerSrv.close()
 	}

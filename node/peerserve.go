@@ -102,6 +102,10 @@ func (n *Node) handlePeer(req *pb.NodeRequest) *pb.NodeResponse {
 		err = n.serveJoin(b.Join)
 	case *pb.NodeRequest_Remove:
 		err = n.serveRemove(b.Remove)
+	case *pb.NodeRequest_ReadIndex:
+		var idx uint64
+		idx, err = n.localReadIndex(b.ReadIndex.Shard)
+		resp.Body = &pb.NodeResponse_ReadIndex{ReadIndex: &pb.ReadIndexResponse{Index: idx}}
 	case *pb.NodeRequest_Forward:
 		var fr *pb.ForwardResponse
 		fr, err = n.serveForward(b.Forward)

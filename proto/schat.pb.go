@@ -6910,6 +6910,7 @@ type NodeRequest struct {
 	//	*NodeRequest_Join
 	//	*NodeRequest_Forward
 	//	*NodeRequest_Remove
+	//	*NodeRequest_ReadIndex
 	Body          isNodeRequest_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -6988,6 +6989,15 @@ func (x *NodeRequest) GetRemove() *RemoveRequest {
 	return nil
 }
 
+func (x *NodeRequest) GetReadIndex() *ReadIndexRequest {
+	if x != nil {
+		if x, ok := x.Body.(*NodeRequest_ReadIndex); ok {
+			return x.ReadIndex
+		}
+	}
+	return nil
+}
+
 type isNodeRequest_Body interface {
 	isNodeRequest_Body()
 }
@@ -7008,6 +7018,10 @@ type NodeRequest_Remove struct {
 	Remove *RemoveRequest `protobuf:"bytes,4,opt,name=remove,proto3,oneof"`
 }
 
+type NodeRequest_ReadIndex struct {
+	ReadIndex *ReadIndexRequest `protobuf:"bytes,5,opt,name=read_index,json=readIndex,proto3,oneof"`
+}
+
 func (*NodeRequest_Hello) isNodeRequest_Body() {}
 
 func (*NodeRequest_Join) isNodeRequest_Body() {}
@@ -7015,6 +7029,8 @@ func (*NodeRequest_Join) isNodeRequest_Body() {}
 func (*NodeRequest_Forward) isNodeRequest_Body() {}
 
 func (*NodeRequest_Remove) isNodeRequest_Body() {}
+
+func (*NodeRequest_ReadIndex) isNodeRequest_Body() {}
 
 type NodeResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -7024,6 +7040,7 @@ type NodeResponse struct {
 	//
 	//	*NodeResponse_Hello
 	//	*NodeResponse_Forward
+	//	*NodeResponse_ReadIndex
 	Body          isNodeResponse_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -7098,6 +7115,15 @@ func (x *NodeResponse) GetForward() *ForwardResponse {
 	return nil
 }
 
+func (x *NodeResponse) GetReadIndex() *ReadIndexResponse {
+	if x != nil {
+		if x, ok := x.Body.(*NodeResponse_ReadIndex); ok {
+			return x.ReadIndex
+		}
+	}
+	return nil
+}
+
 type isNodeResponse_Body interface {
 	isNodeResponse_Body()
 }
@@ -7110,9 +7136,106 @@ type NodeResponse_Forward struct {
 	Forward *ForwardResponse `protobuf:"bytes,11,opt,name=forward,proto3,oneof"`
 }
 
+type NodeResponse_ReadIndex struct {
+	ReadIndex *ReadIndexResponse `protobuf:"bytes,12,opt,name=read_index,json=readIndex,proto3,oneof"`
+}
+
 func (*NodeResponse_Hello) isNodeResponse_Body() {}
 
 func (*NodeResponse_Forward) isNodeResponse_Body() {}
+
+func (*NodeResponse_ReadIndex) isNodeResponse_Body() {}
+
+// ReadIndexRequest asks a shard's leader for an index that covers every
+// write acknowledged so far: its commit index, once it has confirmed it
+// still leads.
+type ReadIndexRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexRequest) Reset() {
+	*x = ReadIndexRequest{}
+	mi := &file_schat_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexRequest) ProtoMessage() {}
+
+func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
+func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *ReadIndexRequest) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+type ReadIndexResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexResponse) Reset() {
+	*x = ReadIndexResponse{}
+	mi := &file_schat_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexResponse) ProtoMessage() {}
+
+func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
+func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *ReadIndexResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
 
 // HelloRequest asks a node who it is and what cluster it belongs to.
 type HelloRequest struct {
@@ -7123,7 +7246,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7135,7 +7258,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7148,7 +7271,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{85}
+	return file_schat_proto_rawDescGZIP(), []int{87}
 }
 
 type HelloResponse struct {
@@ -7164,7 +7287,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7176,7 +7299,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7189,7 +7312,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{86}
+	return file_schat_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *HelloResponse) GetNodeId() string {
@@ -7241,7 +7364,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7253,7 +7376,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7266,7 +7389,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{87}
+	return file_schat_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -7309,7 +7432,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7321,7 +7444,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7334,7 +7457,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{88}
+	return file_schat_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *ForwardRequest) GetShard() uint32 {
@@ -7364,7 +7487,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7376,7 +7499,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7389,7 +7512,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{89}
+	return file_schat_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *ForwardResponse) GetIndex() uint64 {
@@ -7432,7 +7555,7 @@ type ApplyResult struct {
 
 func (x *ApplyResult) Reset() {
 	*x = ApplyResult{}
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7444,7 +7567,7 @@ func (x *ApplyResult) String() string {
 func (*ApplyResult) ProtoMessage() {}
 
 func (x *ApplyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7457,7 +7580,7 @@ func (x *ApplyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResult.ProtoReflect.Descriptor instead.
 func (*ApplyResult) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{90}
+	return file_schat_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *ApplyResult) GetCode() Code {
@@ -7542,7 +7665,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7554,7 +7677,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7567,7 +7690,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{91}
+	return file_schat_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *RemoveRequest) GetNodeId() string {
@@ -8115,20 +8238,28 @@ const file_schat_proto_rawDesc = "" +
 	"\n" +
 	"created_ms\x18\n" +
 	" \x01(\x03R\tcreatedMs\x12$\n" +
-	"\x0eavatar_file_id\x18\v \x01(\tR\favatarFileId\"\xdb\x01\n" +
+	"\x0eavatar_file_id\x18\v \x01(\tR\favatarFileId\"\x98\x02\n" +
 	"\vNodeRequest\x12.\n" +
 	"\x05hello\x18\x01 \x01(\v2\x16.schat.v1.HelloRequestH\x00R\x05hello\x12+\n" +
 	"\x04join\x18\x02 \x01(\v2\x15.schat.v1.JoinRequestH\x00R\x04join\x124\n" +
 	"\aforward\x18\x03 \x01(\v2\x18.schat.v1.ForwardRequestH\x00R\aforward\x121\n" +
-	"\x06remove\x18\x04 \x01(\v2\x17.schat.v1.RemoveRequestH\x00R\x06removeB\x06\n" +
-	"\x04body\"\xba\x01\n" +
+	"\x06remove\x18\x04 \x01(\v2\x17.schat.v1.RemoveRequestH\x00R\x06remove\x12;\n" +
+	"\n" +
+	"read_index\x18\x05 \x01(\v2\x1a.schat.v1.ReadIndexRequestH\x00R\treadIndexB\x06\n" +
+	"\x04body\"\xf8\x01\n" +
 	"\fNodeResponse\x12\"\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x0e.schat.v1.CodeR\x04code\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12/\n" +
 	"\x05hello\x18\n" +
 	" \x01(\v2\x17.schat.v1.HelloResponseH\x00R\x05hello\x125\n" +
-	"\aforward\x18\v \x01(\v2\x19.schat.v1.ForwardResponseH\x00R\aforwardB\x06\n" +
-	"\x04body\"\x0e\n" +
+	"\aforward\x18\v \x01(\v2\x19.schat.v1.ForwardResponseH\x00R\aforward\x12<\n" +
+	"\n" +
+	"read_index\x18\f \x01(\v2\x1b.schat.v1.ReadIndexResponseH\x00R\treadIndexB\x06\n" +
+	"\x04body\"(\n" +
+	"\x10ReadIndexRequest\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\")\n" +
+	"\x11ReadIndexResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x0e\n" +
 	"\fHelloRequest\"\x99\x01\n" +
 	"\rHelloResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
@@ -8221,7 +8352,7 @@ func file_schat_proto_rawDescGZIP() []byte {
 }
 
 var file_schat_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 92)
+var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
 var file_schat_proto_goTypes = []any{
 	(Code)(0),                        // 0: schat.v1.Code
 	(Sex)(0),                         // 1: schat.v1.Sex
@@ -8314,13 +8445,15 @@ var file_schat_proto_goTypes = []any{
 	(*Group)(nil),                    // 88: schat.v1.Group
 	(*NodeRequest)(nil),              // 89: schat.v1.NodeRequest
 	(*NodeResponse)(nil),             // 90: schat.v1.NodeResponse
-	(*HelloRequest)(nil),             // 91: schat.v1.HelloRequest
-	(*HelloResponse)(nil),            // 92: schat.v1.HelloResponse
-	(*JoinRequest)(nil),              // 93: schat.v1.JoinRequest
-	(*ForwardRequest)(nil),           // 94: schat.v1.ForwardRequest
-	(*ForwardResponse)(nil),          // 95: schat.v1.ForwardResponse
-	(*ApplyResult)(nil),              // 96: schat.v1.ApplyResult
-	(*RemoveRequest)(nil),            // 97: schat.v1.RemoveRequest
+	(*ReadIndexRequest)(nil),         // 91: schat.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),        // 92: schat.v1.ReadIndexResponse
+	(*HelloRequest)(nil),             // 93: schat.v1.HelloRequest
+	(*HelloResponse)(nil),            // 94: schat.v1.HelloResponse
+	(*JoinRequest)(nil),              // 95: schat.v1.JoinRequest
+	(*ForwardRequest)(nil),           // 96: schat.v1.ForwardRequest
+	(*ForwardResponse)(nil),          // 97: schat.v1.ForwardResponse
+	(*ApplyResult)(nil),              // 98: schat.v1.ApplyResult
+	(*RemoveRequest)(nil),            // 99: schat.v1.RemoveRequest
 }
 var file_schat_proto_depIdxs = []int32{
 	8,   // 0: schat.v1.ClientFrame.heartbeat:type_name -> schat.v1.Heartbeat
@@ -8427,23 +8560,25 @@ var file_schat_proto_depIdxs = []int32{
 	2,   // 101: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
 	74,  // 102: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
 	1,   // 103: schat.v1.User.sex:type_name -> schat.v1.Sex
-	91,  // 104: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
-	93,  // 105: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
-	94,  // 106: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
-	97,  // 107: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
-	0,   // 108: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
-	92,  // 109: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
-	95,  // 110: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
-	96,  // 111: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
-	0,   // 112: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
-	86,  // 113: schat.v1.ApplyResult.user:type_name -> schat.v1.User
-	88,  // 114: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
-	53,  // 115: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
-	116, // [116:116] is the sub-list for method output_type
-	116, // [116:116] is the sub-list for method input_type
-	116, // [116:116] is the sub-list for extension type_name
-	116, // [116:116] is the sub-list for extension extendee
-	0,   // [0:116] is the sub-list for field type_name
+	93,  // 104: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
+	95,  // 105: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
+	96,  // 106: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
+	99,  // 107: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
+	91,  // 108: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
+	0,   // 109: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
+	94,  // 110: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
+	97,  // 111: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
+	92,  // 112: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
+	98,  // 113: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
+	0,   // 114: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
+	86,  // 115: schat.v1.ApplyResult.user:type_name -> schat.v1.User
+	88,  // 116: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
+	53,  // 117: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
+	118, // [118:118] is the sub-list for method output_type
+	118, // [118:118] is the sub-list for method input_type
+	118, // [118:118] is the sub-list for extension type_name
+	118, // [118:118] is the sub-list for extension extendee
+	0,   // [0:118] is the sub-list for field type_name
 }
 
 func init() { file_schat_proto_init() }
@@ -8544,10 +8679,12 @@ func file_schat_proto_init() {
 		(*NodeRequest_Join)(nil),
 		(*NodeRequest_Forward)(nil),
 		(*NodeRequest_Remove)(nil),
+		(*NodeRequest_ReadIndex)(nil),
 	}
 	file_schat_proto_msgTypes[84].OneofWrappers = []any{
 		(*NodeResponse_Hello)(nil),
 		(*NodeResponse_Forward)(nil),
+		(*NodeResponse_ReadIndex)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -8555,7 +8692,7 @@ func file_schat_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_schat_proto_rawDesc), len(file_schat_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   92,
+			NumMessages:   94,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
