@@ -22,6 +22,7 @@ func main() {
 		Commands: []*cli.Command{
 			serveCommand(),
 			chatCommand(),
+			clusterCommand(),
 		},
 	}
 	if err := app.Run(os.Args); err != nil {

@@ -247,9 +247,17 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	return &snapshot{tx: tx}, nil
 }
 
-type snapshot struct{ tx *bolt.Tx }
+// snapshot holds a read transaction until it is written out. Persist ends
+// the transaction itself, since not every caller releases a snapshot
+// (raft's RecoverCluster does not), and an open read transaction keeps
+// the state file from closing.
+type snapshot struct {
+	tx   *bolt.Tx
+	once sync.Once
+}
 
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	defer s.Release()
 	if err := storage.WriteSnapshot(sink, s.tx); err != nil {
 		sink.Cancel()
 		return err
@@ -257,7 +265,7 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 	return sink.Close()
 }
 
-func (s *snapshot) Release() { s.tx.Rollback() }
+func (s *snapshot) Release() { s.once.Do(func() { s.tx.Rollback() }) }
 
 // Restore replaces the state with the snapshot in rc. A snapshot at or
 // below the index the state already holds is skipped: on start raft

@@ -52,7 +52,7 @@ func (s *service) recall(ss *session, f *pb.ClientFrame) transport.Reply {
 func (s *service) history(ss *session, f *pb.ClientFrame) transport.Reply {
 	req := f.GetHistory()
 	limit := s.n.cfg.Limits.page(req.Limit)
-	return s.readPage(ss, req.GroupId, func(tx *bolt.Tx, _ *pb.Member) (*pb.MessagePage, error) {
+	return s.readPage(ss, req.GroupId, req.Linearizable, func(tx *bolt.Tx, _ *pb.Member) (*pb.MessagePage, error) {
 		return fsm.History(tx, req.GroupId, req.BeforeSeq, limit)
 	})
 }
@@ -60,7 +60,7 @@ func (s *service) history(ss *session, f *pb.ClientFrame) transport.Reply {
 func (s *service) sync(ss *session, f *pb.ClientFrame) transport.Reply {
 	req := f.GetSync()
 	limit := s.n.cfg.Limits.page(req.Limit)
-	return s.readPage(ss, req.GroupId, func(tx *bolt.Tx, m *pb.Member) (*pb.MessagePage, error) {
+	return s.readPage(ss, req.GroupId, req.Linearizable, func(tx *bolt.Tx, m *pb.Member) (*pb.MessagePage, error) {
 		after := req.AfterSeq
 		if req.FromCursor && after < m.ReadSeq {
 			after = m.ReadSeq
@@ -69,14 +69,20 @@ func (s *service) sync(ss *session, f *pb.ClientFrame) transport.Reply {
 	})
 }
 
-// readPage reads a page of a group's messages for one of its members.
-func (s *service) readPage(ss *session, gid uint64,
+// readPage reads a page of a group's messages for one of its members,
+// after a read barrier when the client asked for a linearizable read.
+func (s *service) readPage(ss *session, gid uint64, linearizable bool,
 	read func(*bolt.Tx, *pb.Member) (*pb.MessagePage, error)) transport.Reply {
 	if err := checkGroupID(gid); err != nil {
 		return now(s.fail(err))
 	}
 	uid, _ := ss.identity()
 	return s.later(func(ctx context.Context) *pb.Response {
+		if linearizable {
+			if err := s.n.barrier(ctx, s.n.shardOf(gid)); err != nil {
+				return s.fail(err)
+			}
+		}
 		var page *pb.MessagePage
 		err := s.n.view(ctx, ss, s.n.shardOf(gid), func(tx *bolt.Tx) error {
 			m, err := fsm.GetMember(tx, gid, uid)

@@ -163,6 +163,8 @@ func (n *Node) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/ws", n.srv.WebSocket())
 	mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/cluster/status", n.adminOnly(n.serveStatus))
+	mux.HandleFunc("/cluster/remove", n.adminOnly(n.serveRemoveHTTP))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

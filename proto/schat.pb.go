@@ -3627,10 +3627,14 @@ func (x *RecallMessageRequest) GetSeq() uint64 {
 // HistoryRequest pages backwards: messages with seq < before_seq, newest
 // last. before_seq 0 means from the newest.
 type HistoryRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	GroupId       uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
-	BeforeSeq     uint64                 `protobuf:"varint,2,opt,name=before_seq,json=beforeSeq,proto3" json:"before_seq,omitempty"`
-	Limit         uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	GroupId   uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	BeforeSeq uint64                 `protobuf:"varint,2,opt,name=before_seq,json=beforeSeq,proto3" json:"before_seq,omitempty"`
+	Limit     uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Read after every write acknowledged anywhere in the cluster, not only
+	// this connection's own (which are always seen). Costs a round trip to
+	// the shard's leader.
+	Linearizable  bool `protobuf:"varint,4,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3686,6 +3690,13 @@ func (x *HistoryRequest) GetLimit() uint32 {
 	return 0
 }
 
+func (x *HistoryRequest) GetLinearizable() bool {
+	if x != nil {
+		return x.Linearizable
+	}
+	return false
+}
+
 // SyncRequest pages forwards: messages with seq > after_seq. after_seq 0
 // with from_cursor set means from the caller's read cursor.
 type SyncRequest struct {
@@ -3694,6 +3705,7 @@ type SyncRequest struct {
 	AfterSeq      uint64                 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
 	Limit         uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	FromCursor    bool                   `protobuf:"varint,4,opt,name=from_cursor,json=fromCursor,proto3" json:"from_cursor,omitempty"`
+	Linearizable  bool                   `protobuf:"varint,5,opt,name=linearizable,proto3" json:"linearizable,omitempty"` // as in HistoryRequest
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3752,6 +3764,13 @@ func (x *SyncRequest) GetLimit() uint32 {
 func (x *SyncRequest) GetFromCursor() bool {
 	if x != nil {
 		return x.FromCursor
+	}
+	return false
+}
+
+func (x *SyncRequest) GetLinearizable() bool {
+	if x != nil {
+		return x.Linearizable
 	}
 	return false
 }
@@ -7955,18 +7974,20 @@ const file_schat_proto_rawDesc = "" +
 	"\rclient_msg_id\x18\x04 \x01(\tR\vclientMsgId\"C\n" +
 	"\x14RecallMessageRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"`\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x84\x01\n" +
 	"\x0eHistoryRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x1d\n" +
 	"\n" +
 	"before_seq\x18\x02 \x01(\x04R\tbeforeSeq\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\rR\x05limit\"|\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\x12\"\n" +
+	"\flinearizable\x18\x04 \x01(\bR\flinearizable\"\xa0\x01\n" +
 	"\vSyncRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x1b\n" +
 	"\tafter_seq\x18\x02 \x01(\x04R\bafterSeq\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\x12\x1f\n" +
 	"\vfrom_cursor\x18\x04 \x01(\bR\n" +
-	"fromCursor\"\x8a\x01\n" +
+	"fromCursor\x12\"\n" +
+	"\flinearizable\x18\x05 \x01(\bR\flinearizable\"\x8a\x01\n" +
 	"\vMessagePage\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x121\n" +
 	"\bmessages\x18\x02 \x03(\v2\x15.schat.v1.ChatMessageR\bmessages\x12\x19\n" +

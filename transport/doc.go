@@ -46,6 +46,10 @@ var (
 	// type calls for.
 	ErrNoBody = errors.New("transport: response without a body")
 
+	// ErrSessionEnded ends a Session whose login the server ended: a
+	// SessionEnded event arrived, or every node rejected its token.
+	ErrSessionEnded = errors.New("transport: session ended by the server")
+
 	// ErrEventsOverflow ends a Client's connection when its Events channel
 	// is full: the caller stopped draining events.
 	ErrEventsOverflow = errors.New("transport: events not drained")
