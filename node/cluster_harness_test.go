@@ -20,11 +20,20 @@ type cluster struct {
 // newCluster starts node 1 as a new cluster and joins the others to it,
 // and waits until every shard has all of them as voters.
 func newCluster(t testing.TB, size int) *cluster {
+	return newClusterWith(t, size, nil)
+}
+
+// newClusterWith is newCluster with each node's configuration adjusted by
+// tweak.
+func newClusterWith(t testing.TB, size int, tweak func(*Config)) *cluster {
 	t.Helper()
 	c := &cluster{t: t, nodes: make([]*Node, size), cfgs: make([]Config, size)}
 	for i := range c.cfgs {
 		cfg := testConfig(t)
 		cfg.NodeID = fmt.Sprintf("node%d", i+1)
+		if tweak != nil {
+			tweak(&cfg)
+		}
 		c.cfgs[i] = cfg
 	}
 	c.start(0)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	pb "github.com/schat/schat/proto"
+	"github.com/schat/schat/transport"
 )
 
 // loadSecret finds the cluster secret: the one stored in the data
@@ -104,7 +106,10 @@ const formTimeout = 5 * time.Minute
 func (n *Node) joinOrBootstrap() error {
 	deadline := time.Now().Add(formTimeout)
 	for {
-		peers := n.helloAll()
+		peers, err := n.helloAll()
+		if err != nil {
+			return err
+		}
 		if member := firstMember(peers); member != nil {
 			return n.join(member)
 		}
@@ -125,12 +130,17 @@ func (n *Node) joinOrBootstrap() error {
 	}
 }
 
-// helloAll asks every Join address who it is; other nodes only.
-func (n *Node) helloAll() []*pb.HelloResponse {
+// helloAll asks every Join address who it is; other nodes only. A node
+// that refuses this node's secret ends the wait at once: retrying cannot
+// help.
+func (n *Node) helloAll() ([]*pb.HelloResponse, error) {
 	var out []*pb.HelloResponse
 	for _, addr := range n.cfg.Join {
 		resp, err := n.peers.call(addr, &pb.NodeRequest{Body: &pb.NodeRequest_Hello{
 			Hello: &pb.HelloRequest{}}})
+		if errors.Is(err, transport.ErrNotAuthorized) {
+			return nil, fmt.Errorf("%w: refused by %s", ErrSecret, addr)
+		}
 		if err != nil || resp.GetHello() == nil {
 			n.log.Debug("no hello", "addr", addr, "err", err)
 			continue
@@ -139,7 +149,7 @@ func (n *Node) helloAll() []*pb.HelloResponse {
 			out = append(out, h)
 		}
 	}
-	return out
+	return out, nil
 }
 
 func firstMember(peers []*pb.HelloResponse) *pb.HelloResponse {

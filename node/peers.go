@@ -56,7 +56,7 @@ func (p *peers) call(addr string, req *pb.NodeRequest) (*pb.NodeResponse, error)
 	}
 	pc, err := p.get(addr)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", errPeerUnreachable, addr, err)
+		return nil, fmt.Errorf("%w: %s: %w", errPeerUnreachable, addr, err)
 	}
 	pc.c.SetDeadline(time.Now().Add(p.timeout))
 	resp, err := pc.roundTrip(b)

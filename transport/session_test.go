@@ -324,6 +324,21 @@ func TestSession_Reconnect_RequestsWait(t *testing.T) {
 	wantSeqs(t, messageSeqs(t, s, 1), 1, 1)
 }
 
+func TestSession_Reconnect_SendAfterLossWaits(t *testing.T) {
+	h := newFakeChat()
+	srv := fakeCluster(t, h, 2)
+	s := newTestSession(t, srv[0].tcp, srv[1].tcp)
+
+	// A request made once the connection is known lost waits for the
+	// next one instead of failing on the dead one.
+	s.Client().lost(errors.New("cut by the test"))
+	m, err := s.Send(testCtx(t), chatGroup, "after", "after")
+	if err != nil || m.Seq != 1 {
+		t.Fatalf("got %v, %v, want seq 1 on the next connection", m, err)
+	}
+	wantSeqs(t, messageSeqs(t, s, 1), 1, 1)
+}
+
 func TestSession_Reconnect_RoundRobin(t *testing.T) {
 	h := newFakeChat()
 	srv := fakeCluster(t, h, 3)
