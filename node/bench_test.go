@@ -24,12 +24,36 @@ func BenchmarkNode_DurableSend(b *testing.B) {
 	}
 }
 
+// BenchmarkCluster_DurableSend is the same load on a three-node cluster in
+// this process, clients spread over the nodes, for several shard counts:
+// it shows whether leading shards on every node pays off on this machine.
+func BenchmarkCluster_DurableSend(b *testing.B) {
+	for _, shards := range []int{1, 2, 4, 8} {
+		b.Run(fmt.Sprintf("shards=%d", shards), func(b *testing.B) {
+			c := newClusterWith(b, 3, func(cfg *Config) { cfg.Shards = shards })
+			for _, n := range c.nodes {
+				n.rebalance()
+			}
+			addrs := make([]string, 3)
+			for i, n := range c.nodes {
+				addrs[i] = n.ClientAddr()
+			}
+			benchSendAt(b, addrs, 16, 32)
+		})
+	}
+}
+
 func benchSend(b *testing.B, n *Node, clients, inflight int) {
+	benchSendAt(b, []string{n.ClientAddr()}, clients, inflight)
+}
+
+// benchSendAt runs the send load with clients spread over addrs.
+func benchSendAt(b *testing.B, addrs []string, clients, inflight int) {
 	ctx := context.Background()
 	conns := make([]*transport.Client, clients)
 	gids := make([]uint64, clients)
 	for i := range conns {
-		c, _ := user(b, n.ClientAddr(), false, fmt.Sprintf("bench%d", i))
+		c, _ := user(b, addrs[i%len(addrs)], false, fmt.Sprintf("bench%d", i))
 		g := must(c.CreateGroup(ctx, &pb.CreateGroupRequest{Name: "g"}))(b)
 		conns[i], gids[i] = c, g.GroupId
 		go drain(c)

@@ -135,9 +135,10 @@ func DefaultConfig() Config {
 }
 
 // DefaultShards is the group shard count of a new data directory. On a
-// small machine more raft pipelines cost CPU without adding throughput;
-// BENCHMARKS.md has the measurements behind this value.
-const DefaultShards = 2
+// two-core machine every extra raft pipeline costs CPU that a three-node
+// cluster needs for replication, and one group shard gave the most
+// acknowledged sends per second; BENCHMARKS.md has the measurements.
+const DefaultShards = 1
 
 // withDefaults fills zero fields from DefaultConfig.
 func (c Config) withDefaults() Config {
