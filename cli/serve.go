@@ -56,6 +56,12 @@ func serveCommand() *cli.Command {
 				Usage: "with --join listing the others: form a new cluster once this many nodes are up"},
 			&cli.StringFlag{Name: "cluster-secret", EnvVars: []string{"SCHAT_CLUSTER_SECRET"},
 				Usage: "the cluster's secret; needed to join (a new cluster prints one)"},
+			&cli.StringFlag{Name: "node-tls-cert", EnvVars: []string{"SCHAT_NODE_TLS_CERT"},
+				Usage: "this node's certificate for mutual TLS between nodes"},
+			&cli.StringFlag{Name: "node-tls-key", EnvVars: []string{"SCHAT_NODE_TLS_KEY"},
+				Usage: "private key for --node-tls-cert"},
+			&cli.StringFlag{Name: "node-tls-ca", EnvVars: []string{"SCHAT_NODE_TLS_CA"},
+				Usage: "CA certificate that signed every node's certificate"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"SCHAT_LOG_FORMAT"},
 				Usage: "text or json"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"SCHAT_LOG_LEVEL"},
@@ -87,6 +93,13 @@ func serve(c *cli.Context) error {
 	cfg.Logger = logger
 	if cfg.TLS, err = loadTLS(c.String("tls-cert"), c.String("tls-key")); err != nil {
 		return err
+	}
+	if cert := c.String("node-tls-cert"); cert != "" || c.String("node-tls-ca") != "" {
+		cfg.NodeTLS, cfg.NodeClientTLS, err = node.LoadNodeTLS(cert, c.String("node-tls-key"),
+			c.String("node-tls-ca"))
+		if err != nil {
+			return err
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

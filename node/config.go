@@ -40,6 +40,10 @@ type Config struct {
 	// directories can reach each other, they bootstrap together. If one
 	// of them already belongs to a cluster, the node joins it instead.
 	BootstrapExpect int
+	// NodeTLS and NodeClientTLS, when set (see LoadNodeTLS), encrypt the
+	// node-to-node port with mutual TLS, on top of the cluster secret.
+	NodeTLS       *tls.Config
+	NodeClientTLS *tls.Config
 	// ClusterSecret authenticates nodes to each other. A new cluster
 	// generates one (see Node.NewSecret); joining nodes must be given it.
 	ClusterSecret string

@@ -77,7 +77,8 @@ func (n *Node) openMux() error {
 		return fmt.Errorf("node: raft listener: %w", err)
 	}
 	n.mux, err = transport.NewMux(transport.MuxConfig{Listener: ln, Secret: n.secret,
-		Advertise: n.cfg.RaftAdvertise, Logger: n.log})
+		TLS: n.cfg.NodeTLS, ClientTLS: n.cfg.NodeClientTLS, Advertise: n.cfg.RaftAdvertise,
+		Logger: n.log})
 	if err != nil {
 		ln.Close()
 		return err

@@ -62,7 +62,9 @@ func (p *peers) call(addr string, req *pb.NodeRequest) (*pb.NodeResponse, error)
 	resp, err := pc.roundTrip(b)
 	if err != nil {
 		pc.c.Close()
-		return nil, fmt.Errorf("node: call %s: %w", addr, err)
+		// The request may have been read and carried out before the
+		// connection broke.
+		return nil, fmt.Errorf("%w: call %s: %w", errUnknownOutcome, addr, err)
 	}
 	pc.c.SetDeadline(time.Time{})
 	p.put(addr, pc)

@@ -132,9 +132,10 @@ var (
 	// errNotLeader means this node does not lead the shard; the command
 	// was not appended.
 	errNotLeader = errors.New("node: not the shard leader")
-	// errUnknownOutcome means leadership was lost after the command was
-	// appended: it may or may not be committed.
-	errUnknownOutcome = errors.New("node: leadership lost; outcome unknown")
+	// errUnknownOutcome means the command may or may not be committed:
+	// leadership was lost after it was appended, or the connection to the
+	// leader it was forwarded to broke before the answer came.
+	errUnknownOutcome = errors.New("node: outcome unknown")
 )
 
 // close shuts raft down and closes the shard's files.

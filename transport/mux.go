@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -47,6 +48,11 @@ type MuxConfig struct {
 	// Secret is the cluster secret every node must prove it holds.
 	// Required.
 	Secret []byte
+	// TLS, when set, is the server side of mutual TLS between nodes: the
+	// connection is encrypted and the peer's certificate checked before
+	// the header is read. ClientTLS is the dialing side. Both or neither.
+	TLS       *tls.Config
+	ClientTLS *tls.Config
 	// Advertise is the address other nodes dial; defaults to the
 	// listener's address.
 	Advertise string
@@ -82,6 +88,9 @@ type muxKey struct {
 func NewMux(cfg MuxConfig) (*Mux, error) {
 	if cfg.Listener == nil || len(cfg.Secret) == 0 {
 		return nil, errors.New("transport: mux needs a listener and a cluster secret")
+	}
+	if (cfg.TLS == nil) != (cfg.ClientTLS == nil) {
+		return nil, errors.New("transport: node TLS needs both a server and a client config")
 	}
 	if cfg.HeaderTimeout == 0 {
 		cfg.HeaderTimeout = 5 * time.Second
@@ -146,6 +155,16 @@ func (m *Mux) acceptLoop() {
 // route authenticates a connection and hands it to its channel.
 func (m *Mux) route(c net.Conn) {
 	c.SetDeadline(time.Now().Add(m.cfg.HeaderTimeout))
+	if m.cfg.TLS != nil {
+		tc := tls.Server(c, m.cfg.TLS)
+		if err := tc.Handshake(); err != nil {
+			m.cfg.Logger.Warn("refused node connection", "remote", c.RemoteAddr().String(),
+				"err", err)
+			c.Close()
+			return
+		}
+		c = tc
+	}
 	key, err := m.accept(c)
 	c.SetDeadline(time.Time{})
 	if err != nil {
@@ -237,7 +256,7 @@ func (m *Mux) Dial(addr string, channel byte, shard uint32, timeout time.Duratio
 	if isolated {
 		return nil, ErrIsolated
 	}
-	c, err := DialNode(addr, m.cfg.Secret, channel, shard, timeout)
+	c, err := DialNode(addr, m.cfg.Secret, m.cfg.ClientTLS, channel, shard, timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -298,14 +317,23 @@ func (c *muxConn) Close() error {
 }
 
 // DialNode opens an authenticated connection to a channel of the node at
-// addr, proving knowledge of secret. It is what a Mux dials with, and what
-// a node that has no Mux yet (one about to join) uses.
-func DialNode(addr string, secret []byte, channel byte, shard uint32, timeout time.Duration) (net.Conn, error) {
+// addr, proving knowledge of secret, over TLS when tlsCfg is set. It is
+// what a Mux dials with.
+func DialNode(addr string, secret []byte, tlsCfg *tls.Config, channel byte, shard uint32,
+	timeout time.Duration) (net.Conn, error) {
 	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return nil, err
 	}
 	c.SetDeadline(time.Now().Add(timeout))
+	if tlsCfg != nil {
+		tc := tls.Client(c, tlsCfg)
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("transport: node %s: %w: %v", addr, ErrNotAuthorized, err)
+		}
+		c = tc
+	}
 	if err := handshake(c, secret, muxHeaderBytes(channel, shard)); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("transport: node %s: %w", addr, err)
@@ -320,6 +348,12 @@ func handshake(c net.Conn, secret, header []byte) error {
 	}
 	nonce := make([]byte, muxNonce)
 	if _, err := io.ReadFull(c, nonce); err != nil {
+		// Under TLS 1.3 a peer refuses a client certificate only after
+		// the client's handshake has returned: the refusal arrives here.
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "remote error" {
+			return fmt.Errorf("%w: %v", ErrNotAuthorized, err)
+		}
 		return err
 	}
 	if _, err := c.Write(muxProof(secret, nonce, header)); err != nil {
