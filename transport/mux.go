@@ -152,8 +152,17 @@ func (m *Mux) acceptLoop() {
 	}
 }
 
-// route authenticates a connection and hands it to its channel.
+// route authenticates a connection and hands it to its channel. An
+// isolated node refuses before the handshake, so that a dialer knows
+// nothing it sent was read.
 func (m *Mux) route(c net.Conn) {
+	m.mu.Lock()
+	refuse := m.isolated || m.closed
+	m.mu.Unlock()
+	if refuse {
+		c.Close()
+		return
+	}
 	c.SetDeadline(time.Now().Add(m.cfg.HeaderTimeout))
 	if m.cfg.TLS != nil {
 		tc := tls.Server(c, m.cfg.TLS)
