@@ -36,6 +36,8 @@ func chatCommand() *cli.Command {
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7420", EnvVars: []string{"SCHAT_ADDR"},
 				Usage: "server address: host:port (TCP) or ws://host:port/ws"},
 			&cli.BoolFlag{Name: "json", Usage: "print every line as one JSON object"},
+			&cli.StringFlag{Name: "http", EnvVars: []string{"SCHAT_HTTP"},
+				Usage: "the node's HTTP address for files (default: from --addr, port 7480 for TCP)"},
 			&cli.DurationFlag{Name: "linger",
 				Usage: "after the last command, keep printing events this long"},
 			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second,
@@ -53,6 +55,7 @@ func chatCommand() *cli.Command {
 // chatConfig is what the chat client takes from its flags.
 type chatConfig struct {
 	addr    string
+	http    string // base URL of the node's HTTP port, for files
 	tls     *tls.Config
 	json    bool
 	linger  time.Duration
@@ -66,6 +69,7 @@ func chatConfigFrom(c *cli.Context) (chatConfig, error) {
 		return cfg, fmt.Errorf("--timeout must be positive")
 	}
 	useTLS := c.Bool("tls") || c.String("tls-ca") != "" || c.Bool("tls-insecure")
+	cfg.http = httpBase(c.String("http"), cfg.addr, useTLS)
 	if !useTLS {
 		return cfg, nil
 	}
@@ -342,9 +346,20 @@ func (s *chatSession) execute(ctx context.Context, line string) *report {
 
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
 	defer cancel()
+	if cmd.run != nil {
+		if rep.fields, err = cmd.run(ctx, s, a); err != nil {
+			rep.fail(err)
+		}
+		return rep
+	}
 	c, err := s.client(ctx)
 	if err != nil {
 		return rep.fail(err)
+	}
+	if cmd.before != nil {
+		if err := cmd.before(ctx, s, a, f); err != nil {
+			return rep.fail(err)
+		}
 	}
 	resp, err := c.Do(ctx, f)
 	if err == nil && resp.Code != pb.Code_OK {

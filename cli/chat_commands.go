@@ -25,6 +25,12 @@ type command struct {
 	parse func(a argv) (*pb.ClientFrame, error)
 	// prepare, if set, completes the request from the session's state.
 	prepare func(s *chatSession, f *pb.ClientFrame) error
+	// before, if set, runs within the command's time before the request
+	// is sent: it uploads the files the request refers to.
+	before func(ctx context.Context, s *chatSession, a argv, f *pb.ClientFrame) error
+	// run, if set, does the whole command locally (a download) instead of
+	// sending a request.
+	run func(ctx context.Context, s *chatSession, a argv) (obj, error)
 	// show turns an OK response into result fields. It runs on the command
 	// loop and may send follow-up requests within ctx.
 	show func(ctx context.Context, s *chatSession, f *pb.ClientFrame,
@@ -53,9 +59,10 @@ var chatCommands = []*command{
 		parse: parseQuit, show: showRequestIDs},
 	{name: "kick", args: "<group_id> <member_id>", help: "remove a member (owner only)",
 		min: 2, max: 2, parse: parseKick, show: showRequestIDs},
-	{name: "chat", args: "<chat_type> <group_id> <msg...>",
-		help: "send a message (chat_type 0: text)", min: 3, max: -1,
-		parse: parseChat, show: showSent},
+	{name: "chat", args: "<chat_type> <group_id> <msg...|path [caption...]>",
+		help: "send a message: chat_type 0 text; 1 image, 2 voice, 3 video, 4 any file " +
+			"uploads the file at path", min: 3, max: -1,
+		parse: parseChat, before: beforeChat, show: showSent},
 	{name: "his", args: "<group_id> [before_seq] [count]",
 		help: "messages before before_seq (default: the newest)", min: 1, max: 3,
 		parse: parseHistory, show: showPage},
@@ -67,7 +74,7 @@ var chatCommands = []*command{
 		parse: parseGround, show: showGround},
 	{name: "g_attr", args: "<group_id> <attr_id> [value...]", help: "change a group: " +
 		"0 public, 1 private, 2 description, 3 name, 4 avatar, 5 join password (\"-\" clears)",
-		min: 2, max: -1, parse: parseGroupAttr, show: showGroup},
+		min: 2, max: -1, parse: parseGroupAttr, before: beforeGroupAvatar, show: showGroup},
 	{name: "dissolve", args: "<group_id>", help: "delete a group (owner only)", min: 1, max: 1,
 		parse: parseDissolve, show: showRequestIDs},
 	{name: "transfer", args: "<group_id> <uid>", help: "make a member the owner",
@@ -86,6 +93,10 @@ var chatCommands = []*command{
 		parse: parsePasswd, show: showPasswd},
 	{name: "profile", args: "<display_name|location|desc|sex> <value...>",
 		help: "change your profile", min: 2, max: -1, parse: parseProfile, show: showProfile},
+	{name: "avatar", args: "<image_path|->", help: "upload and set your avatar (\"-\" removes it)",
+		min: 1, max: 1, parse: parseAvatar, before: beforeAvatar, show: showProfile},
+	{name: "fetch", args: "<file_id> <path>", help: "download a file to a new local file",
+		min: 2, max: 2, parse: parseFetch, run: runFetch},
 	{name: "help", args: "[command]", help: "list the commands", max: 1},
 	{name: "exit", help: "leave the client"},
 }
@@ -335,17 +346,16 @@ func parseChat(a argv) (*pb.ClientFrame, error) {
 		return nil, usagef("chat_type must be a number (0: text), not %q", a.at(0))
 	case t >= int(pb.MessageType_MESSAGE_TYPE_SYSTEM):
 		return nil, usagef("chat_type %d is not a type a client can send", t)
-	case t != int(pb.MessageType_MESSAGE_TYPE_TEXT):
-		kind := enumWord(pb.MessageType(t).String(), "MESSAGE_TYPE_")
-		return nil, unsupportedf("chat_type %d (%s) carries a file; file upload is not "+
-			"supported yet, only 0 (text)", t, kind)
 	}
 	gid, err := a.id(1, "group_id")
 	if err != nil {
 		return nil, err
 	}
-	return &pb.ClientFrame{Body: &pb.ClientFrame_SendMessage{SendMessage: &pb.SendMessageRequest{
-		GroupId: gid, Type: pb.MessageType_MESSAGE_TYPE_TEXT, Text: a.from(2)}}}, nil
+	req := &pb.SendMessageRequest{GroupId: gid, Type: pb.MessageType(t), Text: a.from(2)}
+	if req.Type != pb.MessageType_MESSAGE_TYPE_TEXT {
+		req.Text = a.from(3) // the caption after the file's path
+	}
+	return &pb.ClientFrame{Body: &pb.ClientFrame_SendMessage{SendMessage: req}}, nil
 }
 
 func parseHistory(a argv) (*pb.ClientFrame, error) {
@@ -435,7 +445,11 @@ func parseGroupAttr(a argv) (*pb.ClientFrame, error) {
 		}
 		req.Name = &value
 	case attrAvatar:
-		return nil, unsupportedf("group avatars are not supported yet")
+		if value == "" {
+			return nil, usagef("attr_id 4 needs an image path, or - to remove the avatar")
+		}
+		none := ""
+		req.AvatarFileId = &none
 	case attrPassword:
 		pw := password(value)
 		req.JoinPassword = &pw

@@ -89,7 +89,8 @@ type testServer struct {
 	httpAddr   string
 	cmd        *exec.Cmd
 	logs       *lockedBuffer
-	exited     chan struct{} // closed when its stderr ends
+	exited     chan struct{}       // closed when its stderr ends
+	ready      chan map[string]any // its "ready" log line
 	stopOnce   sync.Once
 }
 
@@ -104,6 +105,15 @@ type serverOptions struct {
 
 // startServer starts a server and waits until it logs that it is ready.
 func startServer(t testing.TB, o serverOptions) *testServer {
+	t.Helper()
+	s := launchServer(t, o)
+	s.waitReady(t)
+	return s
+}
+
+// launchServer starts a server without waiting for it: nodes that form a
+// cluster together become ready only once they all run.
+func launchServer(t testing.TB, o serverOptions) *testServer {
 	t.Helper()
 	bin := schatBinary(t)
 	or := func(s, d string) string {
@@ -125,13 +135,19 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &testServer{cmd: cmd, logs: &lockedBuffer{}, exited: make(chan struct{})}
+	s := &testServer{cmd: cmd, logs: &lockedBuffer{}, exited: make(chan struct{}),
+		ready: make(chan map[string]any, 1)}
 	t.Cleanup(func() { s.stop(t) })
+	go s.readLog(stderr)
+	return s
+}
 
-	ready := make(chan map[string]any, 1)
-	go s.readLog(stderr, ready)
+// waitReady waits until the server logs that it is ready and reads its
+// addresses from that line.
+func (s *testServer) waitReady(t testing.TB) {
+	t.Helper()
 	select {
-	case line := <-ready:
+	case line := <-s.ready:
 		s.clientAddr, _ = line["client_addr"].(string)
 		s.httpAddr, _ = line["http_addr"].(string)
 	case <-s.exited:
@@ -139,11 +155,10 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 	case <-time.After(processWait):
 		t.Fatalf("server not ready within %v; log:\n%s", processWait, s.logs)
 	}
-	return s
 }
 
 // readLog keeps the server's log and hands over its "ready" line.
-func (s *testServer) readLog(r io.Reader, ready chan<- map[string]any) {
+func (s *testServer) readLog(r io.Reader) {
 	defer close(s.exited)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -152,7 +167,7 @@ func (s *testServer) readLog(r io.Reader, ready chan<- map[string]any) {
 		var line map[string]any
 		if json.Unmarshal(sc.Bytes(), &line) == nil && line["msg"] == "ready" {
 			select {
-			case ready <- line:
+			case s.ready <- line:
 			default:
 			}
 		}

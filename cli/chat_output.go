@@ -245,6 +245,9 @@ func msgFields(m *pb.ChatMessage) obj {
 	if m.Recalled {
 		o = append(o, kv{"recalled", true}, kv{"recalled_by", m.RecalledBy})
 	}
+	if m.File != nil {
+		o = append(o, kv{"file", fileFields(m.File)})
+	}
 	if n := m.System; n != nil {
 		o = append(o, kv{"system", obj{{"kind", enumWord(n.Kind.String(), "")},
 			{"uid", n.UserId}, {"name", n.Name}}})
@@ -302,7 +305,8 @@ func msgRows(ms []*pb.ChatMessage) rows {
 func groupFields(g *pb.GroupInfo) obj {
 	o := obj{{"grp_name", g.Name}, {"grp_id", g.GroupId}, {"owner", g.OwnerId},
 		{"mem_count", g.MemberCount}, {"public", g.Public}, {"has_password", g.HasPassword},
-		{"last_seq", g.LastSeq}, {"created", millis(g.CreatedMs)}, {"desc", g.Description}}
+		{"last_seq", g.LastSeq}, {"created", millis(g.CreatedMs)}, {"desc", g.Description},
+		{"avatar", g.AvatarFileId}}
 	if len(g.Members) > 0 {
 		rs := make(rows, len(g.Members))
 		for i, m := range g.Members {
@@ -343,7 +347,7 @@ func appRows(as []*pb.Application) rows {
 func profileFields(u *pb.UserProfile) obj {
 	return obj{{"uid", u.UserId}, {"name", u.LoginName}, {"display_name", u.DisplayName},
 		{"sex", int32(u.Sex)}, {"location", u.Location}, {"desc", u.Description},
-		{"created", millis(u.CreatedMs)}}
+		{"created", millis(u.CreatedMs)}, {"avatar", u.AvatarFileId}}
 }
 
 func noticeRows(ns []*pb.Notice) rows {

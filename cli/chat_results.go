@@ -84,8 +84,11 @@ func showRequestIDs(_ context.Context, _ *chatSession, f *pb.ClientFrame,
 func showSent(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
 	r *pb.Response) (obj, error) {
 	m := r.GetMessage()
-	return obj{{"grp_id", m.GetGroupId()}, {"seq", m.GetSeq()},
-		{"time", millis(m.GetTimeMs())}}, nil
+	o := obj{{"grp_id", m.GetGroupId()}, {"seq", m.GetSeq()}, {"time", millis(m.GetTimeMs())}}
+	if f := m.GetFile(); f != nil {
+		o = append(o, fileFields(f)...)
+	}
+	return o, nil
 }
 
 func pageFields(p *pb.MessagePage) obj {

@@ -184,7 +184,7 @@ func TestChat_GroupLifecycle(t *testing.T) {
 	if r.results[1]["public"] != true || r.results[2].str("grp_name") != "sc2" {
 		t.Errorf("got %v and %v, want a public group named sc2", r.results[1], r.results[2])
 	}
-	wantResult(t, r.results[3], "g_attr", codeUnsupported)
+	wantResult(t, r.results[3], "g_attr", codeFile) // a URL is no local image
 	ground := r.results[4].list("groups")
 	if len(ground) != 1 || ground[0].num("grp_id") != gid {
 		t.Errorf("got public groups %v, want sc2", ground)

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"math/big"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,10 +19,6 @@ import (
 // Dockerfile builds, a cluster of them, and break it the ways a
 // deployment breaks: a container killed, a container cut off from the
 // others. Only the docker CLI is used; the engine pulls nothing.
-
-// dockerWait bounds each wait of a Docker test: for a cluster to form,
-// for an election, for a node to catch up.
-const dockerWait = 30 * time.Second
 
 // dockerCommandWait bounds one docker command.
 const dockerCommandWait = 2 * time.Minute
@@ -88,6 +81,7 @@ func dockerTry(args ...string) (string, error) {
 // traffic, from which a test can cut a node while its clients stay
 // connected.
 type dockerCluster struct {
+	nodeProbe
 	t       testing.TB
 	name    string // prefix of every container, network and image name
 	image   string
@@ -95,23 +89,7 @@ type dockerCluster struct {
 	cluster string // the cluster network
 	subnet  string // the cluster network's first three octets, "10.x.y"
 	secret  string
-	nodes   []*dockerNode
-	http    *http.Client
-}
-
-// dockerNode is one container of a dockerCluster.
-type dockerNode struct {
-	id        string // node1, node2, ...
-	container string
-	alias     string // its name on the cluster network
-	ip        string // its address on the cluster network
-
-	// Published addresses on 127.0.0.1. They change when the container
-	// starts again.
-	clientAddr string
-	httpAddr   string
-
-	created bool // the container exists
+	nodes   []*sysNode
 }
 
 // newDockerCluster builds the image and starts size containers that
@@ -124,14 +102,14 @@ func newDockerCluster(t testing.TB, size int) *dockerCluster {
 		t.Skip("docker is not on PATH")
 	}
 	dir := staticBinary(t)
-	dc := &dockerCluster{t: t, name: "schat-test-" + randomHex(t, 4),
-		secret: randomHex(t, 32), http: &http.Client{Timeout: 2 * time.Second}}
+	dc := &dockerCluster{t: t, nodeProbe: newNodeProbe(t), name: "schat-test-" + randomHex(t, 4),
+		secret: randomHex(t, 32)}
 	dc.buildImage(dir)
 	dc.createNetworks()
 	t.Cleanup(dc.removeContainers)
 	t.Cleanup(dc.dumpLogsOnFailure)
 	for i := range size {
-		n := &dockerNode{id: fmt.Sprintf("node%d", i+1)}
+		n := &sysNode{id: fmt.Sprintf("node%d", i+1)}
 		n.container = dc.name + "-" + n.id
 		n.alias = "raft-" + n.id
 		n.ip = fmt.Sprintf("%s.%d", dc.subnet, 11+i)
@@ -202,7 +180,7 @@ func randomInt(t testing.TB, n int64) int64 {
 // cluster settings in the environment: it joins the other nodes by their
 // names on the cluster network and advertises its own. Registration,
 // login and password hashing are made cheap for the test.
-func (dc *dockerCluster) create(n *dockerNode) {
+func (dc *dockerCluster) create(n *sysNode) {
 	var join []string
 	for _, o := range dc.nodes {
 		if o != n {
@@ -238,18 +216,18 @@ func (dc *dockerCluster) create(n *dockerNode) {
 // restarted or reconnected after another one came back would otherwise
 // take that one's address, and the cluster would send each of them the
 // other's traffic.
-func (dc *dockerCluster) connect(n *dockerNode) {
+func (dc *dockerCluster) connect(n *sysNode) {
 	docker(dc.t, "network", "connect", "--ip", n.ip, "--alias", n.alias, dc.cluster, n.container)
 }
 
 // readPorts reads the host addresses of n's published ports.
-func (dc *dockerCluster) readPorts(n *dockerNode) {
+func (dc *dockerCluster) readPorts(n *sysNode) {
 	dc.t.Helper()
 	n.clientAddr = dc.port(n, "7420/tcp")
 	n.httpAddr = dc.port(n, "7480/tcp")
 }
 
-func (dc *dockerCluster) port(n *dockerNode, port string) string {
+func (dc *dockerCluster) port(n *sysNode, port string) string {
 	dc.t.Helper()
 	out := docker(dc.t, "port", n.container, port)
 	addr, _, _ := strings.Cut(out, "\n")
@@ -261,134 +239,26 @@ func (dc *dockerCluster) port(n *dockerNode, port string) string {
 }
 
 // kill ends n's container with SIGKILL.
-func (dc *dockerCluster) kill(n *dockerNode) {
+func (dc *dockerCluster) kill(n *sysNode) {
 	docker(dc.t, "kill", n.container)
 }
 
 // restart starts n's stopped container again on its data and reads its
 // new published ports.
-func (dc *dockerCluster) restart(n *dockerNode) {
+func (dc *dockerCluster) restart(n *sysNode) {
 	docker(dc.t, "start", n.container)
 	dc.readPorts(n)
 }
 
 // cut disconnects n from the cluster network: it can no longer reach the
 // other nodes, nor they it, while its clients stay connected.
-func (dc *dockerCluster) cut(n *dockerNode) {
+func (dc *dockerCluster) cut(n *sysNode) {
 	docker(dc.t, "network", "disconnect", dc.cluster, n.container)
 }
 
 // heal reconnects n to the cluster network at its address.
-func (dc *dockerCluster) heal(n *dockerNode) {
+func (dc *dockerCluster) heal(n *sysNode) {
 	dc.connect(n)
-}
-
-// waitReady polls each node's /readyz until it answers 200.
-func (dc *dockerCluster) waitReady(nodes ...*dockerNode) {
-	dc.t.Helper()
-	deadline := time.Now().Add(dockerWait)
-	for _, n := range nodes {
-		for !dc.ready(n) {
-			if time.Now().After(deadline) {
-				dc.t.Fatalf("%s not ready within %v", n.id, dockerWait)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-}
-
-func (dc *dockerCluster) ready(n *dockerNode) bool {
-	resp, err := dc.http.Get("http://" + n.httpAddr + "/readyz")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
-}
-
-// shardMetric returns the values of a per-shard series on n's /metrics,
-// by shard label.
-func (dc *dockerCluster) shardMetric(n *dockerNode, name string) (map[string]float64, error) {
-	resp, err := dc.http.Get("http://" + n.httpAddr + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out := make(map[string]float64)
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), name+`{shard="`)
-		if !ok {
-			continue
-		}
-		shard, value, _ := strings.Cut(rest, `"} `)
-		v, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			return nil, fmt.Errorf("metrics of %s: %q: %w", n.id, sc.Text(), err)
-		}
-		out[shard] = v
-	}
-	return out, sc.Err()
-}
-
-// leads returns how many shards n leads; 0 if it does not answer.
-func (dc *dockerCluster) leads(n *dockerNode) int {
-	led, _ := dc.shardMetric(n, "schat_shard_is_leader")
-	count := 0
-	for _, v := range led {
-		if v == 1 {
-			count++
-		}
-	}
-	return count
-}
-
-// waitCaughtUp waits until n has applied, in every shard, as much as the
-// most advanced of others had when the wait began.
-func (dc *dockerCluster) waitCaughtUp(n *dockerNode, others ...*dockerNode) {
-	dc.t.Helper()
-	want := make(map[string]float64)
-	for _, o := range others {
-		applied, err := dc.shardMetric(o, "schat_shard_applied_index")
-		if err != nil {
-			dc.t.Fatal(err)
-		}
-		for shard, index := range applied {
-			want[shard] = max(want[shard], index)
-		}
-	}
-	deadline := time.Now().Add(dockerWait)
-	for {
-		got, err := dc.shardMetric(n, "schat_shard_applied_index")
-		if err == nil && caughtUp(got, want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			dc.t.Fatalf("%s did not catch up within %v: applied %v, want at least %v (%v)",
-				n.id, dockerWait, got, want, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func caughtUp(got, want map[string]float64) bool {
-	for shard, index := range want {
-		if got[shard] < index {
-			return false
-		}
-	}
-	return len(want) > 0
-}
-
-// busiest returns the node among nodes that leads the most shards.
-func (dc *dockerCluster) busiest(nodes ...*dockerNode) *dockerNode {
-	best, most := nodes[0], -1
-	for _, n := range nodes {
-		if l := dc.leads(n); l > most {
-			best, most = n, l
-		}
-	}
-	return best
 }
 
 // cleanup runs a docker command that removes something, logging rather

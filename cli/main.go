@@ -2,6 +2,8 @@
 //
 //	schat serve             run a node (a complete deployment on its own)
 //	schat chat --addr ...   talk to a server interactively or from a script
+//	schat bench SCENARIO    measure a node or cluster under load
+//	schat backup, restore   move a whole deployment through one file
 package main
 
 import (
@@ -23,6 +25,10 @@ func main() {
 			serveCommand(),
 			chatCommand(),
 			clusterCommand(),
+			benchCommand(),
+			backupCommand(),
+			snapshotCommand(),
+			restoreCommand(),
 		},
 	}
 	if err := app.Run(os.Args); err != nil {

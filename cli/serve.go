@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -44,6 +45,9 @@ func serveCommand() *cli.Command {
 			&cli.IntFlag{Name: "rate-per-minute", Value: d.RatePerMinute,
 				EnvVars: []string{"SCHAT_RATE_PER_MINUTE"},
 				Usage:   "register, login and apply requests allowed per client address per minute"},
+			&cli.Int64Flag{Name: "max-file-size", Value: d.Files.MaxSize,
+				EnvVars: []string{"SCHAT_MAX_FILE_SIZE"},
+				Usage:   "largest upload accepted, in bytes"},
 			&cli.UintFlag{Name: "argon2-memory-kib", Value: uint(d.PasswordKDF.Memory),
 				EnvVars: []string{"SCHAT_ARGON2_MEMORY_KIB"},
 				Usage:   "argon2id memory cost of new password hashes, in KiB"},
@@ -62,6 +66,13 @@ func serveCommand() *cli.Command {
 				Usage: "private key for --node-tls-cert"},
 			&cli.StringFlag{Name: "node-tls-ca", EnvVars: []string{"SCHAT_NODE_TLS_CA"},
 				Usage: "CA certificate that signed every node's certificate"},
+			&cli.StringFlag{Name: "backup-dir", EnvVars: []string{"SCHAT_BACKUP_DIR"},
+				Usage: "take scheduled backups into this directory (on the meta shard's leader)"},
+			&cli.DurationFlag{Name: "backup-interval", Value: time.Hour,
+				EnvVars: []string{"SCHAT_BACKUP_INTERVAL"},
+				Usage:   "time between scheduled backups; one is skipped when nothing changed"},
+			&cli.IntFlag{Name: "backup-keep", Value: 7, EnvVars: []string{"SCHAT_BACKUP_KEEP"},
+				Usage: "scheduled backup files to keep"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"SCHAT_LOG_FORMAT"},
 				Usage: "text or json"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"SCHAT_LOG_LEVEL"},
@@ -85,12 +96,16 @@ func serve(c *cli.Context) error {
 	cfg.RaftAdvertise = c.String("raft-advertise")
 	cfg.Shards = c.Int("shards")
 	cfg.RatePerMinute = c.Int("rate-per-minute")
+	cfg.Files.MaxSize = c.Int64("max-file-size")
 	cfg.Join = splitList(c.StringSlice("join"))
 	cfg.BootstrapExpect = c.Int("bootstrap-expect")
 	cfg.ClusterSecret = c.String("cluster-secret")
 	cfg.PasswordKDF.Memory = uint32(c.Uint("argon2-memory-kib"))
 	cfg.PasswordKDF.Time = uint32(c.Uint("argon2-time"))
 	cfg.Logger = logger
+	cfg.Version = version
+	cfg.Backup = node.BackupSchedule{Dir: c.String("backup-dir"),
+		Interval: c.Duration("backup-interval"), Keep: c.Int("backup-keep")}
 	if cfg.TLS, err = loadTLS(c.String("tls-cert"), c.String("tls-key")); err != nil {
 		return err
 	}
@@ -100,6 +115,10 @@ func serve(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
+	}
+
+	if limit := raiseFileLimit(serveFiles); limit < serveFiles {
+		logger.Info("open file limit caps client connections", "limit", limit)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -123,6 +142,10 @@ func serve(c *cli.Context) error {
 	logger.Info("shutting down")
 	return n.Close()
 }
+
+// serveFiles is the open file limit serve asks for: one file per client
+// connection, with room for tens of thousands.
+const serveFiles = 1 << 16
 
 func newLogger(format, level string) (*slog.Logger, error) {
 	var lv slog.Level

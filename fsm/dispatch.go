@@ -51,7 +51,7 @@ func (f *FSM) applyMeta(a *applyCtx, cmd *pb.Command) (*Result, error) {
 	case *pb.Command_PruneSessions:
 		return f.pruneSessions(a)
 	}
-	return nil, wrongShard(cmd, "meta")
+	return f.applyFile(a, cmd, "meta")
 }
 
 // applyGroup runs a group shard command.
@@ -80,7 +80,24 @@ func (f *FSM) applyGroup(a *applyCtx, cmd *pb.Command) (*Result, error) {
 	case *pb.Command_AckNotices:
 		return f.ackNotices(a, nonNil(op.AckNotices))
 	}
-	return nil, wrongShard(cmd, "group")
+	return f.applyFile(a, cmd, "group")
+}
+
+// applyFile runs an upload command, which either kind of shard takes.
+func (f *FSM) applyFile(a *applyCtx, cmd *pb.Command, kind string) (*Result, error) {
+	switch op := cmd.Op.(type) {
+	case *pb.Command_FileBegin:
+		return f.fileBegin(a, nonNil(op.FileBegin))
+	case *pb.Command_FileChunk:
+		return f.fileChunk(a, nonNil(op.FileChunk))
+	case *pb.Command_FileCommit:
+		return f.fileCommit(a, nonNil(op.FileCommit))
+	case *pb.Command_FileAbort:
+		return f.fileAbort(a, nonNil(op.FileAbort))
+	case *pb.Command_FileSweep:
+		return f.fileSweep(a, nonNil(op.FileSweep))
+	}
+	return nil, wrongShard(cmd, kind)
 }
 
 // wrongShard refuses a command the shard does not hold (or an empty one):

@@ -10,11 +10,10 @@ package fsm
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -41,6 +40,9 @@ const (
 type Config struct {
 	// Path of the bbolt state file.
 	Path string
+	// FilesDir holds the shard's file contents; it defaults to "files"
+	// beside Path.
+	FilesDir string
 	// Kind of the shard.
 	Kind Kind
 	// Shard is the shard's number (0 for meta, 1..K for group shards). It
@@ -81,8 +83,9 @@ type FSM struct {
 	log *slog.Logger
 
 	// mu guards db against replacement by Restore: readers hold it shared.
-	mu sync.RWMutex
-	db *bolt.DB
+	mu    sync.RWMutex
+	db    *bolt.DB
+	files *storage.FileStore
 
 	applied atomic.Uint64
 	waitMu  sync.Mutex
@@ -94,11 +97,22 @@ func Open(cfg Config) (*FSM, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.FilesDir == "" {
+		cfg.FilesDir = filepath.Join(filepath.Dir(cfg.Path), "files")
+	}
+	files, err := storage.NewFileStore(cfg.FilesDir)
+	if err != nil {
+		return nil, err
+	}
 	db, err := storage.OpenState(cfg.Path)
 	if err != nil {
 		return nil, err
 	}
-	f := &FSM{cfg: cfg, log: cfg.Logger, db: db, waitCh: make(chan struct{})}
+	f := &FSM{cfg: cfg, log: cfg.Logger, db: db, files: files, waitCh: make(chan struct{})}
+	if err := f.collectFiles(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	var index uint64
 	db.View(func(tx *bolt.Tx) error {
 		index, _ = storage.Applied(tx)
@@ -106,6 +120,33 @@ func Open(cfg Config) (*FSM, error) {
 	})
 	f.applied.Store(index)
 	return f, nil
+}
+
+// collectFiles deletes the contents and partial uploads the state does
+// not name: what a crash left between a commit and its deletions.
+func (f *FSM) collectFiles() error {
+	return f.db.View(func(tx *bolt.Tx) error {
+		blobs, uploads := tx.Bucket(storage.Blobs), tx.Bucket(storage.Uploads)
+		err := f.files.Collect(func(sum []byte) bool { return blobs.Get(sum) != nil },
+			func(key []byte) bool { return uploads.Get(key) != nil })
+		if err != nil {
+			return fmt.Errorf("collect files: %w", err)
+		}
+		return nil
+	})
+}
+
+// FilesDir is the directory of the shard's file contents.
+func (f *FSM) FilesDir() string { return f.cfg.FilesDir }
+
+// BlobPath is the path of the content with SHA-256 sumHex. It exists
+// while a committed file with that content does.
+func (f *FSM) BlobPath(sumHex string) (string, error) {
+	sum, err := hex.DecodeString(sumHex)
+	if err != nil || len(sum) != 32 {
+		return "", fmt.Errorf("%w: bad SHA-256 %q", storage.ErrFormat, sumHex)
+	}
+	return f.files.BlobPath(sum), nil
 }
 
 // Close closes the state file.
@@ -163,6 +204,8 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
 	var events []Event
 	var last *raft.Log
+	var doomed [][]byte
+	fx := &fileEffects{store: f.files}
 	f.mu.RLock()
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		applied, _ := storage.Applied(tx)
@@ -174,13 +217,14 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 			if l.Type != raft.LogCommand {
 				continue
 			}
-			a := &applyCtx{tx: tx, index: l.Index}
+			a := &applyCtx{tx: tx, index: l.Index, fx: fx}
 			out[i] = f.applyEntry(a, l)
 			events = append(events, a.events...)
 		}
 		if last == nil {
 			return nil
 		}
+		doomed = fx.doomed(tx)
 		return storage.SetApplied(tx, last.Index, last.Term)
 	})
 	f.mu.RUnlock()
@@ -188,6 +232,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		// The state can no longer follow the log; continuing would let
 		// replicas diverge.
 		panic(fmt.Sprintf("fsm: commit batch ending at %d: %v", logs[len(logs)-1].Index, err))
+	}
+	if err := fx.finish(doomed); err != nil {
+		f.log.Warn("file cleanup after commit", "err", err)
 	}
 	if last != nil {
 		f.setApplied(last.Index)
@@ -212,7 +259,7 @@ func (f *FSM) applyEntry(a *applyCtx, l *raft.Log) interface{} {
 	}
 	out := make([]*Result, len(b.Commands))
 	for i, c := range b.Commands {
-		sub := &applyCtx{tx: a.tx, index: a.index}
+		sub := &applyCtx{tx: a.tx, index: a.index, fx: a.fx}
 		out[i] = f.applyCommand(sub, c)
 		a.events = append(a.events, sub.events...)
 	}
@@ -233,116 +280,4 @@ func (f *FSM) applyCommand(a *applyCtx, cmd *pb.Command) *Result {
 		panic(fmt.Sprintf("fsm: apply entry %d: %v", a.index, err))
 	}
 	return res
-}
-
-// Snapshot captures a read view of the state; raft persists it later, while
-// Apply goes on.
-func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	tx, err := f.db.Begin(false)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
-	}
-	return &snapshot{tx: tx}, nil
-}
-
-// snapshot holds a read transaction until it is written out. Persist ends
-// the transaction itself, since not every caller releases a snapshot
-// (raft's RecoverCluster does not), and an open read transaction keeps
-// the state file from closing.
-type snapshot struct {
-	tx   *bolt.Tx
-	once sync.Once
-}
-
-func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	defer s.Release()
-	if err := storage.WriteSnapshot(sink, s.tx); err != nil {
-		sink.Cancel()
-		return err
-	}
-	return sink.Close()
-}
-
-func (s *snapshot) Release() { s.once.Do(func() { s.tx.Rollback() }) }
-
-// Restore replaces the state with the snapshot in rc. A snapshot at or
-// below the index the state already holds is skipped: on start raft
-// restores its latest snapshot, and the persistent state is never older.
-func (f *FSM) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
-	h, err := storage.ReadSnapshotHeader(rc)
-	if err != nil {
-		return err
-	}
-	if h.Index <= f.applied.Load() {
-		f.log.Info("snapshot already applied", "index", h.Index,
-			"applied", f.applied.Load())
-		_, err := io.Copy(io.Discard, rc)
-		return err
-	}
-	tmp := f.cfg.Path + ".restore"
-	if err := writeFileSync(tmp, io.LimitReader(rc, h.StateSize), h.StateSize); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.swap(tmp); err != nil {
-		return err
-	}
-	f.log.Info("restored snapshot", "index", h.Index, "term", h.Term)
-	f.setApplied(h.Index)
-	return nil
-}
-
-// swap closes the state file, renames tmp over it and reopens it.
-func (f *FSM) swap(tmp string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.db.Close(); err != nil {
-		return fmt.Errorf("restore: close state: %w", err)
-	}
-	if err := os.Rename(tmp, f.cfg.Path); err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	if err := syncDir(filepath.Dir(f.cfg.Path)); err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	db, err := storage.OpenState(f.cfg.Path)
-	if err != nil {
-		return fmt.Errorf("restore: reopen: %w", err)
-	}
-	f.db = db
-	return nil
-}
-
-func writeFileSync(path string, r io.Reader, size int64) error {
-	fh, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	n, err := io.Copy(fh, r)
-	if err == nil && n != size {
-		err = fmt.Errorf("%w: state is %d bytes, header says %d",
-			storage.ErrSnapshot, n, size)
-	}
-	if err == nil {
-		err = fh.Sync()
-	}
-	if cerr := fh.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("restore: write state: %w", err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

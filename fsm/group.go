@@ -322,6 +322,9 @@ func deleteGroup(a *applyCtx, gid uint64) ([]uint64, error) {
 			return nil, err
 		}
 	}
+	if err := dropGroupFiles(a, gid); err != nil {
+		return nil, err
+	}
 	for _, b := range [][]byte{storage.Members, storage.Apps, storage.Messages, storage.Dedup} {
 		if err := storage.DeletePrefix(a.bucket(b), prefix); err != nil {
 			return nil, err
@@ -378,6 +381,13 @@ func (f *FSM) updateGroup(a *applyCtx, c *pb.UpdateGroupCmd) (*Result, error) {
 	}
 	if err := requireOwner(g, c.ActorId); err != nil {
 		return nil, err
+	}
+	if c.AvatarFileId != nil {
+		err := setAvatar(a, &g.AvatarFileId, *c.AvatarFileId, checkAvatar(
+			pb.FilePurpose_FILE_PURPOSE_GROUP_AVATAR, g.Id, c.ActorId))
+		if err != nil {
+			return nil, err
+		}
 	}
 
 	renamed := c.Name != nil && *c.Name != g.Name

@@ -182,6 +182,13 @@ func (f *FSM) updateProfile(a *applyCtx, c *pb.UpdateProfileCmd) (*Result, error
 	if err != nil {
 		return nil, err
 	}
+	if c.AvatarFileId != nil {
+		err := setAvatar(a, &u.AvatarFileId, *c.AvatarFileId, checkAvatar(
+			pb.FilePurpose_FILE_PURPOSE_USER_AVATAR, 0, u.Id))
+		if err != nil {
+			return nil, err
+		}
+	}
 	if c.DisplayName != nil {
 		u.DisplayName = *c.DisplayName
 	}

@@ -22,6 +22,7 @@ type Result struct {
 	ReadSeq  uint64
 	Unread   uint64
 	Existing bool // the command repeated an earlier one (idempotent retry)
+	File     *pb.FileInfo
 }
 
 // Err returns the refusal as a *pb.Error, or nil when Code is OK.
@@ -38,6 +39,7 @@ type applyCtx struct {
 	index  uint64
 	now    int64 // the command's stamped time, ms
 	events []Event
+	fx     *fileEffects // shared by the whole batch
 }
 
 func (a *applyCtx) emit(e Event) { a.events = append(a.events, e) }

@@ -110,20 +110,9 @@ func (s *service) resume(ss *session, f *pb.ClientFrame) transport.Reply {
 	token := f.GetResume().GetToken()
 	return s.later(func(ctx context.Context) *pb.Response {
 		hash := tokenHash(token)
-		var u *pb.User
-		var sess *pb.Session
-		err := s.n.view(ctx, ss, metaShard, func(tx *bolt.Tx) (err error) {
-			if sess, err = fsm.GetSession(tx, hash); err != nil || sess == nil {
-				return err
-			}
-			u, err = fsm.GetUser(tx, sess.UserId)
-			return err
-		})
+		u, sess, err := s.n.sessionUser(ctx, ss, hash)
 		if err != nil {
 			return s.fail(err)
-		}
-		if sess == nil || u == nil || sess.ExpiresMs <= time.Now().UnixMilli() {
-			return s.fail(pb.Errf(pb.Code_UNAUTHENTICATED, "session expired or revoked"))
 		}
 		return s.startSession(ctx, ss, u, hash, "", sess.ExpiresMs)
 	})
@@ -152,7 +141,8 @@ func (s *service) startSession(ctx context.Context, ss *session, u *pb.User, has
 		return s.fail(err)
 	}
 	resp := &pb.LoginResponse{Token: token, TokenExpiresMs: expires, User: selfProfile(u),
-		Groups: groups, ServerTimeMs: time.Now().UnixMilli(), Limits: s.n.cfg.Limits.proto()}
+		Groups: groups, ServerTimeMs: time.Now().UnixMilli(), Limits: s.n.limits(),
+		Incarnation: s.n.incarnation()}
 	if resp.Applications, err = s.n.ownedApplications(ctx, ss, u.Id, groups); err != nil {
 		return s.fail(err)
 	}
@@ -225,7 +215,8 @@ func (s *service) updateProfile(ss *session, f *pb.ClientFrame) transport.Reply 
 	err := firstErr(
 		checkText("display name", req.GetDisplayName(), l.MaxName, req.DisplayName != nil),
 		checkText("location", req.GetLocation(), l.MaxName, false),
-		checkText("description", req.GetDescription(), l.MaxDescription, false))
+		checkText("description", req.GetDescription(), l.MaxDescription, false),
+		checkText("avatar_file_id", req.GetAvatarFileId(), maxFileID, false))
 	if err != nil {
 		return now(s.fail(err))
 	}
@@ -233,7 +224,8 @@ func (s *service) updateProfile(ss *session, f *pb.ClientFrame) transport.Reply 
 	return s.later(func(ctx context.Context) *pb.Response {
 		res, err := s.n.exec(ctx, ss, metaShard, &pb.Command{Op: &pb.Command_UpdateProfile{
 			UpdateProfile: &pb.UpdateProfileCmd{UserId: uid, DisplayName: req.DisplayName,
-				Sex: req.Sex, Location: req.Location, Description: req.Description}}})
+				Sex: req.Sex, Location: req.Location, Description: req.Description,
+				AvatarFileId: req.AvatarFileId}}})
 		if err != nil {
 			return s.fail(err)
 		}

@@ -56,6 +56,8 @@ type Config struct {
 	explicitShards int
 
 	Limits Limits
+	// Files bounds uploads and downloads.
+	Files FileConfig
 	// PasswordKDF are the argon2id parameters for new password hashes.
 	PasswordKDF KDFParams
 	// SessionTTL is how long a login token stays valid.
@@ -66,6 +68,10 @@ type Config struct {
 	RatePerMinute int
 	// Raft tunes the consensus layer.
 	Raft RaftTuning
+	// Backup schedules automatic backups; off while Backup.Dir is empty.
+	Backup BackupSchedule
+	// Version is the schat version, recorded in backups.
+	Version string
 
 	Logger *slog.Logger
 }
@@ -85,6 +91,17 @@ type Limits struct {
 	MaxPage        int           // the most a client may ask for
 	MaxProfiles    int           // user IDs per profile request
 	RecallWindow   time.Duration // how long a sender may recall
+}
+
+// FileConfig bounds uploads. The limits travel in the commands that need
+// them, as Limits do.
+type FileConfig struct {
+	MaxSize       int64         // bytes of one upload
+	MaxUploads    int           // uploads in progress at once on one shard
+	UploadTimeout time.Duration // an upload idle this long is dropped
+	UnclaimedTTL  time.Duration // a file never sent nor set as an avatar goes after
+	SweepInterval time.Duration // how often shard leaders look for both
+	URLTTL        time.Duration // lifetime of a signed download URL
 }
 
 // RaftTuning holds the raft settings worth changing per deployment.
@@ -122,6 +139,14 @@ func DefaultConfig() Config {
 			MaxProfiles:    100,
 			RecallWindow:   2 * time.Minute,
 		},
+		Files: FileConfig{
+			MaxSize:       20 << 20,
+			MaxUploads:    64,
+			UploadTimeout: 10 * time.Minute,
+			UnclaimedTTL:  24 * time.Hour,
+			SweepInterval: time.Minute,
+			URLTTL:        time.Hour,
+		},
 		PasswordKDF:   DefaultKDF,
 		SessionTTL:    30 * 24 * time.Hour,
 		ApplyTimeout:  10 * time.Second,
@@ -157,6 +182,9 @@ func (c Config) withDefaults() Config {
 	if c.Limits == (Limits{}) {
 		c.Limits = d.Limits
 	}
+	if c.Files == (FileConfig{}) {
+		c.Files = d.Files
+	}
 	if c.PasswordKDF == (KDFParams{}) {
 		c.PasswordKDF = d.PasswordKDF
 	}
@@ -168,6 +196,7 @@ func (c Config) withDefaults() Config {
 	if c.Raft == (RaftTuning{}) {
 		c.Raft = d.Raft
 	}
+	c.Backup = c.Backup.withDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -199,8 +228,11 @@ func (c Config) Validate() error {
 		return errors.New("node: argon2id needs at least 1 MiB, 1 pass and 1 thread")
 	case c.RatePerMinute < 1:
 		return errors.New("node: rate per minute must be at least 1")
+	case c.Files.MaxSize < 1 || c.Files.MaxUploads < 1 || c.Files.UploadTimeout <= 0 ||
+		c.Files.UnclaimedTTL <= 0 || c.Files.SweepInterval <= 0 || c.Files.URLTTL <= 0:
+		return errors.New("node: file limits and times must be positive")
 	}
-	return nil
+	return c.Backup.validate()
 }
 
 // maxShards keeps shard numbers within the notice ID's shard bits.

@@ -71,6 +71,20 @@ func (n *Node) finish(ctx context.Context, ss *session, shard uint32, pr *propos
 	return o.res, o.res.Err()
 }
 
+// viewFresh is view, run again after a read barrier when missing reports
+// that the first read did not find what it looked for: a record written
+// through another node counts as soon as its write was acknowledged.
+func (n *Node) viewFresh(ctx context.Context, ss *session, shard uint32,
+	read func(*bolt.Tx) error, missing func() bool) error {
+	err := n.view(ctx, ss, shard, read)
+	if err == nil && missing() {
+		if err = n.barrier(ctx, shard); err == nil {
+			err = n.view(ctx, ss, shard, read)
+		}
+	}
+	return err
+}
+
 // view reads a shard's state once it holds the session's own writes.
 func (n *Node) view(ctx context.Context, ss *session, shard uint32, fn func(*bolt.Tx) error) error {
 	sh := n.shards[shard]

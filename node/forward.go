@@ -32,7 +32,10 @@ func (n *Node) forwarder(shard uint32) forwardFunc {
 
 func (n *Node) forwardOnce(shard uint32, entry []byte) (*pb.ForwardResponse, error) {
 	addr, id := n.shards[shard].raft.LeaderWithID()
-	if addr == "" || string(id) == n.cfg.NodeID {
+	if string(id) == n.cfg.NodeID {
+		return nil, errSelfLeader
+	}
+	if addr == "" {
 		return nil, errNotLeader
 	}
 	resp, err := n.peers.call(string(addr), &pb.NodeRequest{Body: &pb.NodeRequest_Forward{

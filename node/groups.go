@@ -326,13 +326,14 @@ func (s *service) updateGroup(ss *session, f *pb.ClientFrame) transport.Reply {
 	if err := firstErr(checkGroupID(req.GroupId),
 		checkText("group name", req.GetName(), l.MaxName, req.Name != nil),
 		checkText("description", req.GetDescription(), l.MaxDescription, false),
+		checkText("avatar_file_id", req.GetAvatarFileId(), maxFileID, false),
 		l.checkJoinPassword(req.GetJoinPassword())); err != nil {
 		return now(s.fail(err))
 	}
 	uid, _ := ss.identity()
 	return s.later(func(ctx context.Context) *pb.Response {
 		cmd := &pb.UpdateGroupCmd{GroupId: req.GroupId, ActorId: uid, Name: req.Name,
-			Description: req.Description, Public: req.Public}
+			Description: req.Description, Public: req.Public, AvatarFileId: req.AvatarFileId}
 		if req.JoinPassword != nil {
 			cmd.JoinPasswordHash = []byte{}
 			if *req.JoinPassword != "" {

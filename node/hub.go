@@ -21,11 +21,19 @@ type hub struct {
 
 	users  map[uint64]map[*session]struct{}
 	groups map[uint64]map[uint64]struct{} // group -> online member IDs
+
+	// queued holds each session's events of the batch being published, in
+	// order, and sessions the order in which they first got one: a batch
+	// is handed to each connection in one go, so that its writer finds the
+	// whole batch queued and sends it in one write.
+	queued   map[*session][]*transport.Message
+	sessions []*session
 }
 
 func newHub() *hub {
 	return &hub{users: make(map[uint64]map[*session]struct{}),
-		groups: make(map[uint64]map[uint64]struct{})}
+		groups: make(map[uint64]map[uint64]struct{}),
+		queued: make(map[*session][]*transport.Message)}
 }
 
 // attach registers an authenticated session. groups is called under the
@@ -99,6 +107,30 @@ func (h *hub) publish(events []fsm.Event) {
 	for i := range events {
 		h.handle(&events[i])
 	}
+	h.flush()
+}
+
+// queue adds m to the events of the batch for s; h.mu is held.
+func (h *hub) queue(s *session, m *transport.Message) {
+	q, ok := h.queued[s]
+	if !ok {
+		h.sessions = append(h.sessions, s)
+	}
+	h.queued[s] = append(q, m)
+}
+
+// flush sends every session its queued events; h.mu is held.
+func (h *hub) flush() {
+	for _, s := range h.sessions {
+		for _, m := range h.queued[s] {
+			if !s.conn.Send(m) {
+				break
+			}
+		}
+	}
+	clear(h.queued)
+	clear(h.sessions)
+	h.sessions = h.sessions[:0]
 }
 
 func (h *hub) handle(e *fsm.Event) {
@@ -132,7 +164,7 @@ func (h *hub) deliver(e *fsm.Event) {
 			if msg == nil {
 				msg = transport.EventMessage(e.Event)
 			}
-			s.conn.Send(msg)
+			h.queue(s, msg)
 		}
 	}
 	var members map[uint64]struct{}
@@ -156,6 +188,7 @@ func (h *hub) deliver(e *fsm.Event) {
 // revoke ends the connections whose sessions a logout or password change
 // invalidated.
 func (h *hub) revoke(e *fsm.Event) {
+	h.flush() // what came before the revocation is sent before it
 	for _, uid := range e.Users {
 		for s := range h.users[uid] {
 			tok := s.tokenHash()

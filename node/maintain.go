@@ -4,6 +4,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/schat/schat/fsm"
 
 	pb "github.com/schat/schat/proto"
 )
@@ -16,12 +19,40 @@ func (n *Node) maintain() {
 	defer n.wg.Done()
 	t := time.NewTicker(pruneEvery)
 	defer t.Stop()
+	sweep := time.NewTicker(n.cfg.Files.SweepInterval)
+	defer sweep.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
 			n.pruneSessions()
+		case <-sweep.C:
+			n.sweepFiles()
+		}
+	}
+}
+
+// sweepFiles has every shard this node leads drop its abandoned uploads
+// and unclaimed files, proposing a sweep only where there is something
+// to drop. The state machine decides from the command's time.
+func (n *Node) sweepFiles() {
+	c := &pb.FileSweepCmd{UploadTimeoutMs: n.cfg.Files.UploadTimeout.Milliseconds(),
+		UnclaimedMs: n.cfg.Files.UnclaimedTTL.Milliseconds()}
+	for _, sh := range n.shards {
+		if sh.raft.State() != raft.Leader {
+			continue
+		}
+		var work bool
+		err := sh.fsm.View(func(tx *bolt.Tx) (err error) {
+			work, err = fsm.FileWork(tx, time.Now().UnixMilli(), c)
+			return err
+		})
+		if err == nil && work {
+			_, err = n.exec(n.ctx, nil, sh.id, &pb.Command{Op: &pb.Command_FileSweep{FileSweep: c}})
+		}
+		if err != nil {
+			n.log.Warn("sweep files", "shard", sh.id, "err", err)
 		}
 	}
 }

@@ -15,16 +15,18 @@ import (
 // commit on the reply goroutine.
 func (s *service) send(ss *session, f *pb.ClientFrame) transport.Reply {
 	req := f.GetSendMessage()
+	text := req.Type == pb.MessageType_MESSAGE_TYPE_TEXT
 	if err := firstErr(checkGroupID(req.GroupId),
-		checkText("message", req.Text, s.n.cfg.Limits.MaxMessage, true),
-		checkText("client_msg_id", req.ClientMsgId, 64, false)); err != nil {
+		checkText("message", req.Text, s.n.cfg.Limits.MaxMessage, text),
+		checkText("client_msg_id", req.ClientMsgId, 64, false),
+		checkText("file_id", req.FileId, maxFileID, false)); err != nil {
 		return now(s.fail(err))
 	}
 	uid, name := ss.identity()
 	shard := s.n.shardOf(req.GroupId)
 	pr := s.n.submit(shard, &pb.Command{Op: &pb.Command_Send{Send: &pb.SendCmd{
 		GroupId: req.GroupId, SenderId: uid, SenderName: name, Type: req.Type,
-		Text: req.Text, ClientMsgId: req.ClientMsgId}}})
+		Text: req.Text, ClientMsgId: req.ClientMsgId, FileId: req.FileId}}})
 	return s.later(func(ctx context.Context) *pb.Response {
 		res, err := s.n.finish(ctx, ss, shard, pr)
 		return s.reply(err, func() *pb.Response {

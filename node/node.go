@@ -56,7 +56,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger, hub: newHub()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	steps := []func() error{n.loadSecret, n.openMux, n.startPeerServer, n.form,
-		n.openService, n.listenClients, n.listenHTTP}
+		n.openService, n.openFiles, n.listenClients, n.listenHTTP}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			n.Close()
@@ -66,6 +66,10 @@ func New(cfg Config) (*Node, error) {
 	n.wg.Add(2)
 	go n.maintain()
 	go n.balance()
+	if cfg.Backup.Dir != "" {
+		n.wg.Add(1)
+		go n.scheduleBackups()
+	}
 	n.log.Info("node started", "node", cfg.NodeID, "shards", n.info.Shards,
 		"client_addr", n.ClientAddr(), "http_addr", n.HTTPAddr(), "raft_addr", n.RaftAddr())
 	return n, nil
@@ -166,6 +170,9 @@ func (n *Node) routes() http.Handler {
 	mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/cluster/status", n.adminOnly(n.serveStatus))
 	mux.HandleFunc("/cluster/remove", n.adminOnly(n.serveRemoveHTTP))
+	n.routeProfiles(mux)
+	n.fileRoutes(mux)
+	mux.HandleFunc("/cluster/backup", n.adminOnly(n.serveBackup))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

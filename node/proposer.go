@@ -58,6 +58,7 @@ type forwardFunc func(entry []byte) (*pb.ForwardResponse, error)
 type flight struct {
 	fut   raft.ApplyFuture
 	batch []*proposal
+	entry []byte
 }
 
 // Batch bounds: enough to fill raft's own per-fsync batch, small enough
@@ -111,27 +112,71 @@ func (p *proposer) run() {
 		batch := p.gather(first)
 		entry := encodeBatch(batch)
 		if p.raft.State() != raft.Leader {
-			p.forwarded(batch, entry)
+			p.elsewhere(batch, entry)
 			continue
 		}
-		p.flight <- flight{fut: p.raft.Apply(entry, p.timeout), batch: batch}
+		p.flight <- flight{fut: p.raft.Apply(entry, p.timeout), batch: batch, entry: entry}
 	}
 }
 
-// forwarded proposes a batch through the leader on another node and
-// delivers its results. It blocks this shard's proposals meanwhile; what
-// queues up goes into the next, larger batch.
-func (p *proposer) forwarded(batch []*proposal, entry []byte) {
-	resp, err := p.forward(entry)
+// elsewhere gets a batch committed when this node did not lead the shard
+// as the batch was formed, or raft refused it without appending it: it
+// forwards the batch to the leader, or proposes it here again if this
+// node has become the leader meanwhile, until the batch's deadline. It
+// blocks its caller meanwhile; what queues up goes into later, larger
+// batches.
+func (p *proposer) elsewhere(batch []*proposal, entry []byte) {
+	deadline := batch[0].start.Add(p.timeout)
+	for {
+		if p.raft.State() != raft.Leader {
+			resp, err := p.forward(entry)
+			if !errors.Is(err, errSelfLeader) {
+				deliverForwarded(batch, resp, err)
+				return
+			}
+		}
+		fut := p.raft.Apply(entry, max(time.Until(deadline), time.Millisecond))
+		err := fut.Error()
+		if err == nil {
+			deliver(flight{fut: fut, batch: batch})
+			return
+		}
+		err = raftError(err)
+		if !errors.Is(err, errNotLeader) || time.Now().After(deadline) {
+			failAll(batch, err)
+			return
+		}
+		select {
+		case <-p.done:
+			failAll(batch, errClosed)
+			return
+		case <-time.After(refusedRetry):
+		}
+	}
+}
+
+// refusedRetry is how long a proposer waits before proposing again an
+// entry that raft refused, as it does while it hands leadership over.
+const refusedRetry = 20 * time.Millisecond
+
+// deliverForwarded delivers what the leader answered for a forwarded
+// batch.
+func deliverForwarded(batch []*proposal, resp *pb.ForwardResponse, err error) {
 	if err == nil && len(resp.Results) != len(batch) {
 		err = fmt.Errorf("leader returned %d results for %d commands", len(resp.Results), len(batch))
 	}
+	if err != nil {
+		failAll(batch, err)
+		return
+	}
 	for i, pr := range batch {
-		if err != nil {
-			pr.out <- outcome{err: err}
-			continue
-		}
 		pr.out <- outcome{res: decodeResult(resp.Results[i]), index: resp.Index}
+	}
+}
+
+func failAll(batch []*proposal, err error) {
+	for _, pr := range batch {
+		pr.out <- outcome{err: err}
 	}
 }
 
@@ -174,14 +219,17 @@ func (p *proposer) settle() {
 	defer p.wg.Done()
 	for f := range p.flight {
 		err := f.fut.Error()
-		if err != nil {
-			err = raftError(err)
-			for _, pr := range f.batch {
-				pr.out <- outcome{err: err}
-			}
-			continue
+		switch {
+		case err == nil:
+			deliver(f)
+		case errors.Is(raftError(err), errNotLeader):
+			// Never appended: leadership was lost before, or is being
+			// handed over. Under a new leader, this batch may land after
+			// later ones this node had proposed.
+			p.elsewhere(f.batch, f.entry)
+		default:
+			failAll(f.batch, raftError(err))
 		}
-		deliver(f)
 	}
 }
 
@@ -202,11 +250,12 @@ func deliver(f flight) {
 	}
 }
 
-// raftError sorts raft's apply errors: ErrNotLeader means the entry was
-// never appended; ErrLeadershipLost means it may still be committed.
+// raftError sorts raft's apply errors: ErrNotLeader and
+// ErrLeadershipTransferInProgress mean the entry was never appended;
+// ErrLeadershipLost means it may still be committed.
 func raftError(err error) error {
 	switch {
-	case errors.Is(err, raft.ErrNotLeader):
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return fmt.Errorf("%w: %w", errNotLeader, err)
 	case errors.Is(err, raft.ErrLeadershipLost):
 		return fmt.Errorf("%w: %w", errUnknownOutcome, err)

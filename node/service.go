@@ -178,7 +178,8 @@ func (s *service) reply(err error, body func() *pb.Response) *pb.Response {
 // does.
 func codeOf(err error) pb.Code {
 	switch {
-	case errors.Is(err, errNotLeader), errors.Is(err, raft.ErrRaftShutdown),
+	case errors.Is(err, errNotLeader), errors.Is(err, errPeerUnreachable),
+		errors.Is(err, raft.ErrRaftShutdown),
 		errors.Is(err, errClosed), errors.Is(err, context.Canceled):
 		return pb.Code_UNAVAILABLE
 	case errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, context.DeadlineExceeded),

@@ -132,6 +132,9 @@ var (
 	// errNotLeader means this node does not lead the shard; the command
 	// was not appended.
 	errNotLeader = errors.New("node: not the shard leader")
+	// errSelfLeader means a forward found this node leading the shard:
+	// the entry is to be proposed here.
+	errSelfLeader = errors.New("node: this node leads the shard")
 	// errUnknownOutcome means the command may or may not be committed:
 	// leadership was lost after it was appended, or the connection to the
 	// leader it was forwarded to broke before the answer came.

@@ -83,3 +83,10 @@ func (l Limits) proto() *pb.Limits {
 		RecallWindowMs: l.RecallWindow.Milliseconds(), MaxOwnedGroups: uint32(l.MaxOwnedGroups),
 		MaxMembers: uint32(l.MaxMembers)}
 }
+
+// limits is what a client learns of the node's bounds at login.
+func (n *Node) limits() *pb.Limits {
+	l := n.cfg.Limits.proto()
+	l.MaxFileSize = uint64(n.cfg.Files.MaxSize)
+	return l
+}

@@ -53,6 +53,7 @@ const (
 	Code_INTERNAL            Code = 18
 	Code_TIMEOUT             Code = 19 // not committed in time; outcome unknown
 	Code_ALREADY_DONE        Code = 20 // e.g. message already recalled
+	Code_TOO_LARGE           Code = 21 // an upload over the configured size limit
 )
 
 // Enum value maps for Code.
@@ -79,6 +80,7 @@ var (
 		18: "INTERNAL",
 		19: "TIMEOUT",
 		20: "ALREADY_DONE",
+		21: "TOO_LARGE",
 	}
 	Code_value = map[string]int32{
 		"OK":                  0,
@@ -102,6 +104,7 @@ var (
 		"INTERNAL":            18,
 		"TIMEOUT":             19,
 		"ALREADY_DONE":        20,
+		"TOO_LARGE":           21,
 	}
 )
 
@@ -292,6 +295,112 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_schat_proto_rawDescGZIP(), []int{3}
 }
 
+// FileKind is what an upload's content was detected to be. Only content
+// whose magic bytes match the allow-list is an image, voice or video;
+// everything else is a generic file.
+type FileKind int32
+
+const (
+	FileKind_FILE_KIND_GENERIC FileKind = 0
+	FileKind_FILE_KIND_IMAGE   FileKind = 1 // JPEG, PNG, GIF, WebP
+	FileKind_FILE_KIND_VOICE   FileKind = 2 // Ogg/Opus, AMR, M4A
+	FileKind_FILE_KIND_VIDEO   FileKind = 3 // MP4, WebM
+)
+
+// Enum value maps for FileKind.
+var (
+	FileKind_name = map[int32]string{
+		0: "FILE_KIND_GENERIC",
+		1: "FILE_KIND_IMAGE",
+		2: "FILE_KIND_VOICE",
+		3: "FILE_KIND_VIDEO",
+	}
+	FileKind_value = map[string]int32{
+		"FILE_KIND_GENERIC": 0,
+		"FILE_KIND_IMAGE":   1,
+		"FILE_KIND_VOICE":   2,
+		"FILE_KIND_VIDEO":   3,
+	}
+)
+
+func (x FileKind) Enum() *FileKind {
+	p := new(FileKind)
+	*p = x
+	return p
+}
+
+func (x FileKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FileKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_schat_proto_enumTypes[4].Descriptor()
+}
+
+func (FileKind) Type() protoreflect.EnumType {
+	return &file_schat_proto_enumTypes[4]
+}
+
+func (x FileKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FileKind.Descriptor instead.
+func (FileKind) EnumDescriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{4}
+}
+
+// FilePurpose is what an upload is for; it decides who may upload and
+// download it.
+type FilePurpose int32
+
+const (
+	FilePurpose_FILE_PURPOSE_CHAT         FilePurpose = 0 // a group member's file, for members
+	FilePurpose_FILE_PURPOSE_USER_AVATAR  FilePurpose = 1 // a user's own avatar, for everyone
+	FilePurpose_FILE_PURPOSE_GROUP_AVATAR FilePurpose = 2 // set by the group's owner, for everyone
+)
+
+// Enum value maps for FilePurpose.
+var (
+	FilePurpose_name = map[int32]string{
+		0: "FILE_PURPOSE_CHAT",
+		1: "FILE_PURPOSE_USER_AVATAR",
+		2: "FILE_PURPOSE_GROUP_AVATAR",
+	}
+	FilePurpose_value = map[string]int32{
+		"FILE_PURPOSE_CHAT":         0,
+		"FILE_PURPOSE_USER_AVATAR":  1,
+		"FILE_PURPOSE_GROUP_AVATAR": 2,
+	}
+)
+
+func (x FilePurpose) Enum() *FilePurpose {
+	p := new(FilePurpose)
+	*p = x
+	return p
+}
+
+func (x FilePurpose) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FilePurpose) Descriptor() protoreflect.EnumDescriptor {
+	return file_schat_proto_enumTypes[5].Descriptor()
+}
+
+func (FilePurpose) Type() protoreflect.EnumType {
+	return &file_schat_proto_enumTypes[5]
+}
+
+func (x FilePurpose) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FilePurpose.Descriptor instead.
+func (FilePurpose) EnumDescriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{5}
+}
+
 type SystemNote_Kind int32
 
 const (
@@ -334,11 +443,11 @@ func (x SystemNote_Kind) String() string {
 }
 
 func (SystemNote_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_schat_proto_enumTypes[4].Descriptor()
+	return file_schat_proto_enumTypes[6].Descriptor()
 }
 
 func (SystemNote_Kind) Type() protoreflect.EnumType {
-	return &file_schat_proto_enumTypes[4]
+	return &file_schat_proto_enumTypes[6]
 }
 
 func (x SystemNote_Kind) Number() protoreflect.EnumNumber {
@@ -347,7 +456,7 @@ func (x SystemNote_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SystemNote_Kind.Descriptor instead.
 func (SystemNote_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{48, 0}
+	return file_schat_proto_rawDescGZIP(), []int{50, 0}
 }
 
 type MemberChanged_Change int32
@@ -383,11 +492,11 @@ func (x MemberChanged_Change) String() string {
 }
 
 func (MemberChanged_Change) Descriptor() protoreflect.EnumDescriptor {
-	return file_schat_proto_enumTypes[5].Descriptor()
+	return file_schat_proto_enumTypes[7].Descriptor()
 }
 
 func (MemberChanged_Change) Type() protoreflect.EnumType {
-	return &file_schat_proto_enumTypes[5]
+	return &file_schat_proto_enumTypes[7]
 }
 
 func (x MemberChanged_Change) Number() protoreflect.EnumNumber {
@@ -396,7 +505,7 @@ func (x MemberChanged_Change) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MemberChanged_Change.Descriptor instead.
 func (MemberChanged_Change) EnumDescriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{50, 0}
+	return file_schat_proto_rawDescGZIP(), []int{52, 0}
 }
 
 // ClientFrame is what a client sends. A request carries a non-zero id that
@@ -1583,8 +1692,13 @@ type LoginResponse struct {
 	Notices        []*Notice              `protobuf:"bytes,6,rep,name=notices,proto3" json:"notices,omitempty"`
 	ServerTimeMs   int64                  `protobuf:"varint,7,opt,name=server_time_ms,json=serverTimeMs,proto3" json:"server_time_ms,omitempty"`
 	Limits         *Limits                `protobuf:"bytes,8,opt,name=limits,proto3" json:"limits,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// incarnation names the history the server holds. It changes when the
+	// deployment is restored from a backup, which may rewind sequence
+	// numbers and cursors: a client that saw another value resynchronises
+	// its groups from this response rather than from what it remembers.
+	Incarnation   uint64 `protobuf:"varint,9,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LoginResponse) Reset() {
@@ -1673,6 +1787,13 @@ func (x *LoginResponse) GetLimits() *Limits {
 	return nil
 }
 
+func (x *LoginResponse) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
 // Limits tells a client the server's configured bounds.
 type Limits struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -1683,6 +1804,7 @@ type Limits struct {
 	RecallWindowMs int64                  `protobuf:"varint,5,opt,name=recall_window_ms,json=recallWindowMs,proto3" json:"recall_window_ms,omitempty"`
 	MaxOwnedGroups uint32                 `protobuf:"varint,6,opt,name=max_owned_groups,json=maxOwnedGroups,proto3" json:"max_owned_groups,omitempty"`
 	MaxMembers     uint32                 `protobuf:"varint,7,opt,name=max_members,json=maxMembers,proto3" json:"max_members,omitempty"`
+	MaxFileSize    uint64                 `protobuf:"varint,8,opt,name=max_file_size,json=maxFileSize,proto3" json:"max_file_size,omitempty"` // bytes of one upload
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1762,6 +1884,13 @@ func (x *Limits) GetMaxOwnedGroups() uint32 {
 func (x *Limits) GetMaxMembers() uint32 {
 	if x != nil {
 		return x.MaxMembers
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxFileSize() uint64 {
+	if x != nil {
+		return x.MaxFileSize
 	}
 	return 0
 }
@@ -2011,6 +2140,7 @@ type UpdateProfileRequest struct {
 	Sex           *Sex                   `protobuf:"varint,2,opt,name=sex,proto3,enum=schat.v1.Sex,oneof" json:"sex,omitempty"`
 	Location      *string                `protobuf:"bytes,3,opt,name=location,proto3,oneof" json:"location,omitempty"`
 	Description   *string                `protobuf:"bytes,4,opt,name=description,proto3,oneof" json:"description,omitempty"`
+	AvatarFileId  *string                `protobuf:"bytes,5,opt,name=avatar_file_id,json=avatarFileId,proto3,oneof" json:"avatar_file_id,omitempty"` // an uploaded avatar; "" removes it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2069,6 +2199,13 @@ func (x *UpdateProfileRequest) GetLocation() string {
 func (x *UpdateProfileRequest) GetDescription() string {
 	if x != nil && x.Description != nil {
 		return *x.Description
+	}
+	return ""
+}
+
+func (x *UpdateProfileRequest) GetAvatarFileId() string {
+	if x != nil && x.AvatarFileId != nil {
+		return *x.AvatarFileId
 	}
 	return ""
 }
@@ -3032,7 +3169,8 @@ type UpdateGroupRequest struct {
 	Name          *string                `protobuf:"bytes,2,opt,name=name,proto3,oneof" json:"name,omitempty"`
 	Description   *string                `protobuf:"bytes,3,opt,name=description,proto3,oneof" json:"description,omitempty"`
 	Public        *bool                  `protobuf:"varint,4,opt,name=public,proto3,oneof" json:"public,omitempty"`
-	JoinPassword  *string                `protobuf:"bytes,5,opt,name=join_password,json=joinPassword,proto3,oneof" json:"join_password,omitempty"` // "" removes the password
+	JoinPassword  *string                `protobuf:"bytes,5,opt,name=join_password,json=joinPassword,proto3,oneof" json:"join_password,omitempty"`   // "" removes the password
+	AvatarFileId  *string                `protobuf:"bytes,6,opt,name=avatar_file_id,json=avatarFileId,proto3,oneof" json:"avatar_file_id,omitempty"` // an uploaded group avatar; "" removes it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3098,6 +3236,13 @@ func (x *UpdateGroupRequest) GetPublic() bool {
 func (x *UpdateGroupRequest) GetJoinPassword() string {
 	if x != nil && x.JoinPassword != nil {
 		return *x.JoinPassword
+	}
+	return ""
+}
+
+func (x *UpdateGroupRequest) GetAvatarFileId() string {
+	if x != nil && x.AvatarFileId != nil {
+		return *x.AvatarFileId
 	}
 	return ""
 }
@@ -3507,9 +3652,10 @@ func (x *GroupSummary) GetUnread() uint64 {
 type SendMessageRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	GroupId       uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
-	Type          MessageType            `protobuf:"varint,2,opt,name=type,proto3,enum=schat.v1.MessageType" json:"type,omitempty"` // text only, until files are stored
-	Text          string                 `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	Type          MessageType            `protobuf:"varint,2,opt,name=type,proto3,enum=schat.v1.MessageType" json:"type,omitempty"`
+	Text          string                 `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`                                    // the text, or a caption for a file
 	ClientMsgId   string                 `protobuf:"bytes,4,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"` // a retry with the same ID lands once
+	FileId        string                 `protobuf:"bytes,5,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`                  // image, voice, video and file messages: an
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3568,6 +3714,13 @@ func (x *SendMessageRequest) GetText() string {
 func (x *SendMessageRequest) GetClientMsgId() string {
 	if x != nil {
 		return x.ClientMsgId
+	}
+	return ""
+}
+
+func (x *SendMessageRequest) GetFileId() string {
+	if x != nil {
+		return x.FileId
 	}
 	return ""
 }
@@ -3962,6 +4115,7 @@ type ChatMessage struct {
 	Recalled      bool                   `protobuf:"varint,9,opt,name=recalled,proto3" json:"recalled,omitempty"`
 	RecalledBy    uint64                 `protobuf:"varint,10,opt,name=recalled_by,json=recalledBy,proto3" json:"recalled_by,omitempty"`
 	System        *SystemNote            `protobuf:"bytes,11,opt,name=system,proto3" json:"system,omitempty"` // set on MESSAGE_TYPE_SYSTEM
+	File          *FileInfo              `protobuf:"bytes,12,opt,name=file,proto3" json:"file,omitempty"`     // set on file-bearing types; cleared by recall
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4073,6 +4227,209 @@ func (x *ChatMessage) GetSystem() *SystemNote {
 	return nil
 }
 
+func (x *ChatMessage) GetFile() *FileInfo {
+	if x != nil {
+		return x.File
+	}
+	return nil
+}
+
+// FileInfo describes an uploaded file: the upload's answer and the
+// attachment of a file message.
+type FileInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FileId        string                 `protobuf:"bytes,1,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // as the uploader named it; display only
+	Size          uint64                 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	Mime          string                 `protobuf:"bytes,4,opt,name=mime,proto3" json:"mime,omitempty"` // from the detected kind, never from the client
+	Kind          FileKind               `protobuf:"varint,5,opt,name=kind,proto3,enum=schat.v1.FileKind" json:"kind,omitempty"`
+	Width         uint32                 `protobuf:"varint,6,opt,name=width,proto3" json:"width,omitempty"` // images only
+	Height        uint32                 `protobuf:"varint,7,opt,name=height,proto3" json:"height,omitempty"`
+	Thumbnail     []byte                 `protobuf:"bytes,8,opt,name=thumbnail,proto3" json:"thumbnail,omitempty"` // a small JPEG, images only
+	Sha256        string                 `protobuf:"bytes,9,opt,name=sha256,proto3" json:"sha256,omitempty"`       // hex; also the download's ETag
+	GroupId       uint64                 `protobuf:"varint,10,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	OwnerId       uint64                 `protobuf:"varint,11,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	Purpose       FilePurpose            `protobuf:"varint,12,opt,name=purpose,proto3,enum=schat.v1.FilePurpose" json:"purpose,omitempty"`
+	CreatedMs     int64                  `protobuf:"varint,13,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileInfo) Reset() {
+	*x = FileInfo{}
+	mi := &file_schat_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileInfo) ProtoMessage() {}
+
+func (x *FileInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
+func (*FileInfo) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *FileInfo) GetFileId() string {
+	if x != nil {
+		return x.FileId
+	}
+	return ""
+}
+
+func (x *FileInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FileInfo) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *FileInfo) GetMime() string {
+	if x != nil {
+		return x.Mime
+	}
+	return ""
+}
+
+func (x *FileInfo) GetKind() FileKind {
+	if x != nil {
+		return x.Kind
+	}
+	return FileKind_FILE_KIND_GENERIC
+}
+
+func (x *FileInfo) GetWidth() uint32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *FileInfo) GetHeight() uint32 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *FileInfo) GetThumbnail() []byte {
+	if x != nil {
+		return x.Thumbnail
+	}
+	return nil
+}
+
+func (x *FileInfo) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *FileInfo) GetGroupId() uint64 {
+	if x != nil {
+		return x.GroupId
+	}
+	return 0
+}
+
+func (x *FileInfo) GetOwnerId() uint64 {
+	if x != nil {
+		return x.OwnerId
+	}
+	return 0
+}
+
+func (x *FileInfo) GetPurpose() FilePurpose {
+	if x != nil {
+		return x.Purpose
+	}
+	return FilePurpose_FILE_PURPOSE_CHAT
+}
+
+func (x *FileInfo) GetCreatedMs() int64 {
+	if x != nil {
+		return x.CreatedMs
+	}
+	return 0
+}
+
+// FileLink is a download URL that needs no token until it expires, for a
+// browser's <img> or <audio>. url is relative to the node's HTTP address.
+type FileLink struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Url           string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	ExpiresMs     int64                  `protobuf:"varint,2,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileLink) Reset() {
+	*x = FileLink{}
+	mi := &file_schat_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileLink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileLink) ProtoMessage() {}
+
+func (x *FileLink) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileLink.ProtoReflect.Descriptor instead.
+func (*FileLink) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *FileLink) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *FileLink) GetExpiresMs() int64 {
+	if x != nil {
+		return x.ExpiresMs
+	}
+	return 0
+}
+
 // SystemNote is the structured content of a system message.
 type SystemNote struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -4085,7 +4442,7 @@ type SystemNote struct {
 
 func (x *SystemNote) Reset() {
 	*x = SystemNote{}
-	mi := &file_schat_proto_msgTypes[48]
+	mi := &file_schat_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4097,7 +4454,7 @@ func (x *SystemNote) String() string {
 func (*SystemNote) ProtoMessage() {}
 
 func (x *SystemNote) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[48]
+	mi := &file_schat_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4110,7 +4467,7 @@ func (x *SystemNote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemNote.ProtoReflect.Descriptor instead.
 func (*SystemNote) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{48}
+	return file_schat_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *SystemNote) GetKind() SystemNote_Kind {
@@ -4156,7 +4513,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_schat_proto_msgTypes[49]
+	mi := &file_schat_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4168,7 +4525,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[49]
+	mi := &file_schat_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4181,7 +4538,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{49}
+	return file_schat_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Event) GetBody() isEvent_Body {
@@ -4349,7 +4706,7 @@ type MemberChanged struct {
 
 func (x *MemberChanged) Reset() {
 	*x = MemberChanged{}
-	mi := &file_schat_proto_msgTypes[50]
+	mi := &file_schat_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4361,7 +4718,7 @@ func (x *MemberChanged) String() string {
 func (*MemberChanged) ProtoMessage() {}
 
 func (x *MemberChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[50]
+	mi := &file_schat_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4374,7 +4731,7 @@ func (x *MemberChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberChanged.ProtoReflect.Descriptor instead.
 func (*MemberChanged) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{50}
+	return file_schat_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MemberChanged) GetGroupId() uint64 {
@@ -4416,7 +4773,7 @@ type GroupDissolved struct {
 
 func (x *GroupDissolved) Reset() {
 	*x = GroupDissolved{}
-	mi := &file_schat_proto_msgTypes[51]
+	mi := &file_schat_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4428,7 +4785,7 @@ func (x *GroupDissolved) String() string {
 func (*GroupDissolved) ProtoMessage() {}
 
 func (x *GroupDissolved) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[51]
+	mi := &file_schat_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4441,7 +4798,7 @@ func (x *GroupDissolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupDissolved.ProtoReflect.Descriptor instead.
 func (*GroupDissolved) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{51}
+	return file_schat_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GroupDissolved) GetGroupId() uint64 {
@@ -4476,7 +4833,7 @@ type ApplicationDecided struct {
 
 func (x *ApplicationDecided) Reset() {
 	*x = ApplicationDecided{}
-	mi := &file_schat_proto_msgTypes[52]
+	mi := &file_schat_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4488,7 +4845,7 @@ func (x *ApplicationDecided) String() string {
 func (*ApplicationDecided) ProtoMessage() {}
 
 func (x *ApplicationDecided) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[52]
+	mi := &file_schat_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4501,7 +4858,7 @@ func (x *ApplicationDecided) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplicationDecided.ProtoReflect.Descriptor instead.
 func (*ApplicationDecided) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{52}
+	return file_schat_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ApplicationDecided) GetGroupId() uint64 {
@@ -4536,7 +4893,7 @@ type MessageRecalled struct {
 
 func (x *MessageRecalled) Reset() {
 	*x = MessageRecalled{}
-	mi := &file_schat_proto_msgTypes[53]
+	mi := &file_schat_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4548,7 +4905,7 @@ func (x *MessageRecalled) String() string {
 func (*MessageRecalled) ProtoMessage() {}
 
 func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[53]
+	mi := &file_schat_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4561,7 +4918,7 @@ func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRecalled.ProtoReflect.Descriptor instead.
 func (*MessageRecalled) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{53}
+	return file_schat_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MessageRecalled) GetGroupId() uint64 {
@@ -4596,7 +4953,7 @@ type ReadReceipt struct {
 
 func (x *ReadReceipt) Reset() {
 	*x = ReadReceipt{}
-	mi := &file_schat_proto_msgTypes[54]
+	mi := &file_schat_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4608,7 +4965,7 @@ func (x *ReadReceipt) String() string {
 func (*ReadReceipt) ProtoMessage() {}
 
 func (x *ReadReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[54]
+	mi := &file_schat_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4621,7 +4978,7 @@ func (x *ReadReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadReceipt.ProtoReflect.Descriptor instead.
 func (*ReadReceipt) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{54}
+	return file_schat_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ReadReceipt) GetGroupId() uint64 {
@@ -4654,7 +5011,7 @@ type SessionEnded struct {
 
 func (x *SessionEnded) Reset() {
 	*x = SessionEnded{}
-	mi := &file_schat_proto_msgTypes[55]
+	mi := &file_schat_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4666,7 +5023,7 @@ func (x *SessionEnded) String() string {
 func (*SessionEnded) ProtoMessage() {}
 
 func (x *SessionEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[55]
+	mi := &file_schat_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4679,7 +5036,7 @@ func (x *SessionEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEnded.ProtoReflect.Descriptor instead.
 func (*SessionEnded) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{55}
+	return file_schat_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SessionEnded) GetReason() string {
@@ -4702,7 +5059,7 @@ type Notice struct {
 
 func (x *Notice) Reset() {
 	*x = Notice{}
-	mi := &file_schat_proto_msgTypes[56]
+	mi := &file_schat_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4714,7 +5071,7 @@ func (x *Notice) String() string {
 func (*Notice) ProtoMessage() {}
 
 func (x *Notice) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[56]
+	mi := &file_schat_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4727,7 +5084,7 @@ func (x *Notice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notice.ProtoReflect.Descriptor instead.
 func (*Notice) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{56}
+	return file_schat_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Notice) GetId() uint64 {
@@ -4776,6 +5133,11 @@ type Command struct {
 	//	*Command_Recall
 	//	*Command_MarkRead
 	//	*Command_AckNotices
+	//	*Command_FileBegin
+	//	*Command_FileChunk
+	//	*Command_FileCommit
+	//	*Command_FileAbort
+	//	*Command_FileSweep
 	//	*Command_Batch
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
@@ -4784,7 +5146,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_schat_proto_msgTypes[57]
+	mi := &file_schat_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4796,7 +5158,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[57]
+	mi := &file_schat_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4809,7 +5171,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{57}
+	return file_schat_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Command) GetTimeMs() int64 {
@@ -5006,6 +5368,51 @@ func (x *Command) GetAckNotices() *AckNoticesCmd {
 	return nil
 }
 
+func (x *Command) GetFileBegin() *FileBeginCmd {
+	if x != nil {
+		if x, ok := x.Op.(*Command_FileBegin); ok {
+			return x.FileBegin
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetFileChunk() *FileChunkCmd {
+	if x != nil {
+		if x, ok := x.Op.(*Command_FileChunk); ok {
+			return x.FileChunk
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetFileCommit() *FileCommitCmd {
+	if x != nil {
+		if x, ok := x.Op.(*Command_FileCommit); ok {
+			return x.FileCommit
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetFileAbort() *FileAbortCmd {
+	if x != nil {
+		if x, ok := x.Op.(*Command_FileAbort); ok {
+			return x.FileAbort
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetFileSweep() *FileSweepCmd {
+	if x != nil {
+		if x, ok := x.Op.(*Command_FileSweep); ok {
+			return x.FileSweep
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetBatch() *CommandBatch {
 	if x != nil {
 		if x, ok := x.Op.(*Command_Batch); ok {
@@ -5101,6 +5508,28 @@ type Command_AckNotices struct {
 	AckNotices *AckNoticesCmd `protobuf:"bytes,40,opt,name=ack_notices,json=ackNotices,proto3,oneof"`
 }
 
+type Command_FileBegin struct {
+	// Either kind of shard: uploads (user avatars on the meta shard,
+	// everything else on the group's shard).
+	FileBegin *FileBeginCmd `protobuf:"bytes,60,opt,name=file_begin,json=fileBegin,proto3,oneof"`
+}
+
+type Command_FileChunk struct {
+	FileChunk *FileChunkCmd `protobuf:"bytes,61,opt,name=file_chunk,json=fileChunk,proto3,oneof"`
+}
+
+type Command_FileCommit struct {
+	FileCommit *FileCommitCmd `protobuf:"bytes,62,opt,name=file_commit,json=fileCommit,proto3,oneof"`
+}
+
+type Command_FileAbort struct {
+	FileAbort *FileAbortCmd `protobuf:"bytes,63,opt,name=file_abort,json=fileAbort,proto3,oneof"`
+}
+
+type Command_FileSweep struct {
+	FileSweep *FileSweepCmd `protobuf:"bytes,64,opt,name=file_sweep,json=fileSweep,proto3,oneof"`
+}
+
 type Command_Batch struct {
 	// Several commands in one log entry, applied in order, each with its
 	// own result. Nodes batch proposals so that a busy shard writes few,
@@ -5148,6 +5577,16 @@ func (*Command_MarkRead) isCommand_Op() {}
 
 func (*Command_AckNotices) isCommand_Op() {}
 
+func (*Command_FileBegin) isCommand_Op() {}
+
+func (*Command_FileChunk) isCommand_Op() {}
+
+func (*Command_FileCommit) isCommand_Op() {}
+
+func (*Command_FileAbort) isCommand_Op() {}
+
+func (*Command_FileSweep) isCommand_Op() {}
+
 func (*Command_Batch) isCommand_Op() {}
 
 // CommandBatch holds commands proposed together. It never nests.
@@ -5160,7 +5599,7 @@ type CommandBatch struct {
 
 func (x *CommandBatch) Reset() {
 	*x = CommandBatch{}
-	mi := &file_schat_proto_msgTypes[58]
+	mi := &file_schat_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5172,7 +5611,7 @@ func (x *CommandBatch) String() string {
 func (*CommandBatch) ProtoMessage() {}
 
 func (x *CommandBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[58]
+	mi := &file_schat_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5185,7 +5624,7 @@ func (x *CommandBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
 func (*CommandBatch) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{58}
+	return file_schat_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CommandBatch) GetCommands() []*Command {
@@ -5209,7 +5648,7 @@ type RegisterCmd struct {
 
 func (x *RegisterCmd) Reset() {
 	*x = RegisterCmd{}
-	mi := &file_schat_proto_msgTypes[59]
+	mi := &file_schat_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5221,7 +5660,7 @@ func (x *RegisterCmd) String() string {
 func (*RegisterCmd) ProtoMessage() {}
 
 func (x *RegisterCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[59]
+	mi := &file_schat_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5234,7 +5673,7 @@ func (x *RegisterCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterCmd.ProtoReflect.Descriptor instead.
 func (*RegisterCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{59}
+	return file_schat_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RegisterCmd) GetLoginName() string {
@@ -5294,7 +5733,7 @@ type CreateSessionCmd struct {
 
 func (x *CreateSessionCmd) Reset() {
 	*x = CreateSessionCmd{}
-	mi := &file_schat_proto_msgTypes[60]
+	mi := &file_schat_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5306,7 +5745,7 @@ func (x *CreateSessionCmd) String() string {
 func (*CreateSessionCmd) ProtoMessage() {}
 
 func (x *CreateSessionCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[60]
+	mi := &file_schat_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5319,7 +5758,7 @@ func (x *CreateSessionCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionCmd.ProtoReflect.Descriptor instead.
 func (*CreateSessionCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{60}
+	return file_schat_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CreateSessionCmd) GetUserId() uint64 {
@@ -5359,7 +5798,7 @@ type DeleteSessionCmd struct {
 
 func (x *DeleteSessionCmd) Reset() {
 	*x = DeleteSessionCmd{}
-	mi := &file_schat_proto_msgTypes[61]
+	mi := &file_schat_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5371,7 +5810,7 @@ func (x *DeleteSessionCmd) String() string {
 func (*DeleteSessionCmd) ProtoMessage() {}
 
 func (x *DeleteSessionCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[61]
+	mi := &file_schat_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5384,7 +5823,7 @@ func (x *DeleteSessionCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionCmd.ProtoReflect.Descriptor instead.
 func (*DeleteSessionCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{61}
+	return file_schat_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *DeleteSessionCmd) GetTokenHash() []byte {
@@ -5407,7 +5846,7 @@ type ChangePasswordCmd struct {
 
 func (x *ChangePasswordCmd) Reset() {
 	*x = ChangePasswordCmd{}
-	mi := &file_schat_proto_msgTypes[62]
+	mi := &file_schat_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5419,7 +5858,7 @@ func (x *ChangePasswordCmd) String() string {
 func (*ChangePasswordCmd) ProtoMessage() {}
 
 func (x *ChangePasswordCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[62]
+	mi := &file_schat_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5432,7 +5871,7 @@ func (x *ChangePasswordCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordCmd.ProtoReflect.Descriptor instead.
 func (*ChangePasswordCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{62}
+	return file_schat_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ChangePasswordCmd) GetUserId() uint64 {
@@ -5477,13 +5916,14 @@ type UpdateProfileCmd struct {
 	Sex           *Sex                   `protobuf:"varint,3,opt,name=sex,proto3,enum=schat.v1.Sex,oneof" json:"sex,omitempty"`
 	Location      *string                `protobuf:"bytes,4,opt,name=location,proto3,oneof" json:"location,omitempty"`
 	Description   *string                `protobuf:"bytes,5,opt,name=description,proto3,oneof" json:"description,omitempty"`
+	AvatarFileId  *string                `protobuf:"bytes,6,opt,name=avatar_file_id,json=avatarFileId,proto3,oneof" json:"avatar_file_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateProfileCmd) Reset() {
 	*x = UpdateProfileCmd{}
-	mi := &file_schat_proto_msgTypes[63]
+	mi := &file_schat_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5495,7 +5935,7 @@ func (x *UpdateProfileCmd) String() string {
 func (*UpdateProfileCmd) ProtoMessage() {}
 
 func (x *UpdateProfileCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[63]
+	mi := &file_schat_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5508,7 +5948,7 @@ func (x *UpdateProfileCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProfileCmd.ProtoReflect.Descriptor instead.
 func (*UpdateProfileCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{63}
+	return file_schat_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *UpdateProfileCmd) GetUserId() uint64 {
@@ -5546,6 +5986,13 @@ func (x *UpdateProfileCmd) GetDescription() string {
 	return ""
 }
 
+func (x *UpdateProfileCmd) GetAvatarFileId() string {
+	if x != nil && x.AvatarFileId != nil {
+		return *x.AvatarFileId
+	}
+	return ""
+}
+
 // ReserveGroupCmd allocates a group ID for owner and counts it against the
 // owner's limit. A repeat with the same request_key returns the same ID.
 type ReserveGroupCmd struct {
@@ -5559,7 +6006,7 @@ type ReserveGroupCmd struct {
 
 func (x *ReserveGroupCmd) Reset() {
 	*x = ReserveGroupCmd{}
-	mi := &file_schat_proto_msgTypes[64]
+	mi := &file_schat_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5571,7 +6018,7 @@ func (x *ReserveGroupCmd) String() string {
 func (*ReserveGroupCmd) ProtoMessage() {}
 
 func (x *ReserveGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[64]
+	mi := &file_schat_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5584,7 +6031,7 @@ func (x *ReserveGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveGroupCmd.ProtoReflect.Descriptor instead.
 func (*ReserveGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{64}
+	return file_schat_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ReserveGroupCmd) GetOwnerId() uint64 {
@@ -5620,7 +6067,7 @@ type ReleaseGroupCmd struct {
 
 func (x *ReleaseGroupCmd) Reset() {
 	*x = ReleaseGroupCmd{}
-	mi := &file_schat_proto_msgTypes[65]
+	mi := &file_schat_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5632,7 +6079,7 @@ func (x *ReleaseGroupCmd) String() string {
 func (*ReleaseGroupCmd) ProtoMessage() {}
 
 func (x *ReleaseGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[65]
+	mi := &file_schat_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5645,7 +6092,7 @@ func (x *ReleaseGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseGroupCmd.ProtoReflect.Descriptor instead.
 func (*ReleaseGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{65}
+	return file_schat_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ReleaseGroupCmd) GetOwnerId() uint64 {
@@ -5675,7 +6122,7 @@ type MoveOwnershipCmd struct {
 
 func (x *MoveOwnershipCmd) Reset() {
 	*x = MoveOwnershipCmd{}
-	mi := &file_schat_proto_msgTypes[66]
+	mi := &file_schat_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5687,7 +6134,7 @@ func (x *MoveOwnershipCmd) String() string {
 func (*MoveOwnershipCmd) ProtoMessage() {}
 
 func (x *MoveOwnershipCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[66]
+	mi := &file_schat_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5700,7 +6147,7 @@ func (x *MoveOwnershipCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveOwnershipCmd.ProtoReflect.Descriptor instead.
 func (*MoveOwnershipCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{66}
+	return file_schat_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *MoveOwnershipCmd) GetFromId() uint64 {
@@ -5739,7 +6186,7 @@ type PruneSessionsCmd struct {
 
 func (x *PruneSessionsCmd) Reset() {
 	*x = PruneSessionsCmd{}
-	mi := &file_schat_proto_msgTypes[67]
+	mi := &file_schat_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5751,7 +6198,7 @@ func (x *PruneSessionsCmd) String() string {
 func (*PruneSessionsCmd) ProtoMessage() {}
 
 func (x *PruneSessionsCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[67]
+	mi := &file_schat_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5764,7 +6211,7 @@ func (x *PruneSessionsCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneSessionsCmd.ProtoReflect.Descriptor instead.
 func (*PruneSessionsCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{67}
+	return file_schat_proto_rawDescGZIP(), []int{69}
 }
 
 // GroupLimits are the limits a group shard enforces, carried in the
@@ -5779,7 +6226,7 @@ type GroupLimits struct {
 
 func (x *GroupLimits) Reset() {
 	*x = GroupLimits{}
-	mi := &file_schat_proto_msgTypes[68]
+	mi := &file_schat_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5791,7 +6238,7 @@ func (x *GroupLimits) String() string {
 func (*GroupLimits) ProtoMessage() {}
 
 func (x *GroupLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[68]
+	mi := &file_schat_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5804,7 +6251,7 @@ func (x *GroupLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupLimits.ProtoReflect.Descriptor instead.
 func (*GroupLimits) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{68}
+	return file_schat_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *GroupLimits) GetMaxMembers() uint32 {
@@ -5836,7 +6283,7 @@ type CreateGroupCmd struct {
 
 func (x *CreateGroupCmd) Reset() {
 	*x = CreateGroupCmd{}
-	mi := &file_schat_proto_msgTypes[69]
+	mi := &file_schat_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5848,7 +6295,7 @@ func (x *CreateGroupCmd) String() string {
 func (*CreateGroupCmd) ProtoMessage() {}
 
 func (x *CreateGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[69]
+	mi := &file_schat_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5861,7 +6308,7 @@ func (x *CreateGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupCmd.ProtoReflect.Descriptor instead.
 func (*CreateGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{69}
+	return file_schat_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *CreateGroupCmd) GetGroupId() uint64 {
@@ -5929,7 +6376,7 @@ type ApplyCmd struct {
 
 func (x *ApplyCmd) Reset() {
 	*x = ApplyCmd{}
-	mi := &file_schat_proto_msgTypes[70]
+	mi := &file_schat_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5941,7 +6388,7 @@ func (x *ApplyCmd) String() string {
 func (*ApplyCmd) ProtoMessage() {}
 
 func (x *ApplyCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[70]
+	mi := &file_schat_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5954,7 +6401,7 @@ func (x *ApplyCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCmd.ProtoReflect.Descriptor instead.
 func (*ApplyCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{70}
+	return file_schat_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ApplyCmd) GetGroupId() uint64 {
@@ -6013,7 +6460,7 @@ type DecideCmd struct {
 
 func (x *DecideCmd) Reset() {
 	*x = DecideCmd{}
-	mi := &file_schat_proto_msgTypes[71]
+	mi := &file_schat_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6025,7 +6472,7 @@ func (x *DecideCmd) String() string {
 func (*DecideCmd) ProtoMessage() {}
 
 func (x *DecideCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[71]
+	mi := &file_schat_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6038,7 +6485,7 @@ func (x *DecideCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideCmd.ProtoReflect.Descriptor instead.
 func (*DecideCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{71}
+	return file_schat_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *DecideCmd) GetGroupId() uint64 {
@@ -6097,7 +6544,7 @@ type LeaveCmd struct {
 
 func (x *LeaveCmd) Reset() {
 	*x = LeaveCmd{}
-	mi := &file_schat_proto_msgTypes[72]
+	mi := &file_schat_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6109,7 +6556,7 @@ func (x *LeaveCmd) String() string {
 func (*LeaveCmd) ProtoMessage() {}
 
 func (x *LeaveCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[72]
+	mi := &file_schat_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6122,7 +6569,7 @@ func (x *LeaveCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveCmd.ProtoReflect.Descriptor instead.
 func (*LeaveCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{72}
+	return file_schat_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *LeaveCmd) GetGroupId() uint64 {
@@ -6163,7 +6610,7 @@ type DissolveCmd struct {
 
 func (x *DissolveCmd) Reset() {
 	*x = DissolveCmd{}
-	mi := &file_schat_proto_msgTypes[73]
+	mi := &file_schat_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6175,7 +6622,7 @@ func (x *DissolveCmd) String() string {
 func (*DissolveCmd) ProtoMessage() {}
 
 func (x *DissolveCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[73]
+	mi := &file_schat_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6188,7 +6635,7 @@ func (x *DissolveCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DissolveCmd.ProtoReflect.Descriptor instead.
 func (*DissolveCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{73}
+	return file_schat_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *DissolveCmd) GetGroupId() uint64 {
@@ -6217,7 +6664,7 @@ type TransferCmd struct {
 
 func (x *TransferCmd) Reset() {
 	*x = TransferCmd{}
-	mi := &file_schat_proto_msgTypes[74]
+	mi := &file_schat_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6229,7 +6676,7 @@ func (x *TransferCmd) String() string {
 func (*TransferCmd) ProtoMessage() {}
 
 func (x *TransferCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[74]
+	mi := &file_schat_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6242,7 +6689,7 @@ func (x *TransferCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferCmd.ProtoReflect.Descriptor instead.
 func (*TransferCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{74}
+	return file_schat_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *TransferCmd) GetGroupId() uint64 {
@@ -6281,13 +6728,14 @@ type UpdateGroupCmd struct {
 	Description      *string                `protobuf:"bytes,4,opt,name=description,proto3,oneof" json:"description,omitempty"`
 	Public           *bool                  `protobuf:"varint,5,opt,name=public,proto3,oneof" json:"public,omitempty"`
 	JoinPasswordHash []byte                 `protobuf:"bytes,6,opt,name=join_password_hash,json=joinPasswordHash,proto3,oneof" json:"join_password_hash,omitempty"` // empty: no password
+	AvatarFileId     *string                `protobuf:"bytes,7,opt,name=avatar_file_id,json=avatarFileId,proto3,oneof" json:"avatar_file_id,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
 
 func (x *UpdateGroupCmd) Reset() {
 	*x = UpdateGroupCmd{}
-	mi := &file_schat_proto_msgTypes[75]
+	mi := &file_schat_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6299,7 +6747,7 @@ func (x *UpdateGroupCmd) String() string {
 func (*UpdateGroupCmd) ProtoMessage() {}
 
 func (x *UpdateGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[75]
+	mi := &file_schat_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6312,7 +6760,7 @@ func (x *UpdateGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGroupCmd.ProtoReflect.Descriptor instead.
 func (*UpdateGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{75}
+	return file_schat_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *UpdateGroupCmd) GetGroupId() uint64 {
@@ -6357,6 +6805,13 @@ func (x *UpdateGroupCmd) GetJoinPasswordHash() []byte {
 	return nil
 }
 
+func (x *UpdateGroupCmd) GetAvatarFileId() string {
+	if x != nil && x.AvatarFileId != nil {
+		return *x.AvatarFileId
+	}
+	return ""
+}
+
 type SendCmd struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	GroupId       uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
@@ -6365,13 +6820,14 @@ type SendCmd struct {
 	Type          MessageType            `protobuf:"varint,4,opt,name=type,proto3,enum=schat.v1.MessageType" json:"type,omitempty"`
 	Text          string                 `protobuf:"bytes,5,opt,name=text,proto3" json:"text,omitempty"`
 	ClientMsgId   string                 `protobuf:"bytes,6,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	FileId        string                 `protobuf:"bytes,7,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SendCmd) Reset() {
 	*x = SendCmd{}
-	mi := &file_schat_proto_msgTypes[76]
+	mi := &file_schat_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6383,7 +6839,7 @@ func (x *SendCmd) String() string {
 func (*SendCmd) ProtoMessage() {}
 
 func (x *SendCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[76]
+	mi := &file_schat_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6396,7 +6852,7 @@ func (x *SendCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCmd.ProtoReflect.Descriptor instead.
 func (*SendCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{76}
+	return file_schat_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *SendCmd) GetGroupId() uint64 {
@@ -6441,6 +6897,13 @@ func (x *SendCmd) GetClientMsgId() string {
 	return ""
 }
 
+func (x *SendCmd) GetFileId() string {
+	if x != nil {
+		return x.FileId
+	}
+	return ""
+}
+
 type RecallCmd struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	GroupId       uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
@@ -6453,7 +6916,7 @@ type RecallCmd struct {
 
 func (x *RecallCmd) Reset() {
 	*x = RecallCmd{}
-	mi := &file_schat_proto_msgTypes[77]
+	mi := &file_schat_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6465,7 +6928,7 @@ func (x *RecallCmd) String() string {
 func (*RecallCmd) ProtoMessage() {}
 
 func (x *RecallCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[77]
+	mi := &file_schat_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6478,7 +6941,7 @@ func (x *RecallCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallCmd.ProtoReflect.Descriptor instead.
 func (*RecallCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{77}
+	return file_schat_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *RecallCmd) GetGroupId() uint64 {
@@ -6520,7 +6983,7 @@ type MarkReadCmd struct {
 
 func (x *MarkReadCmd) Reset() {
 	*x = MarkReadCmd{}
-	mi := &file_schat_proto_msgTypes[78]
+	mi := &file_schat_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6532,7 +6995,7 @@ func (x *MarkReadCmd) String() string {
 func (*MarkReadCmd) ProtoMessage() {}
 
 func (x *MarkReadCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[78]
+	mi := &file_schat_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6545,7 +7008,7 @@ func (x *MarkReadCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadCmd.ProtoReflect.Descriptor instead.
 func (*MarkReadCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{78}
+	return file_schat_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *MarkReadCmd) GetGroupId() uint64 {
@@ -6579,7 +7042,7 @@ type AckNoticesCmd struct {
 
 func (x *AckNoticesCmd) Reset() {
 	*x = AckNoticesCmd{}
-	mi := &file_schat_proto_msgTypes[79]
+	mi := &file_schat_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6591,7 +7054,7 @@ func (x *AckNoticesCmd) String() string {
 func (*AckNoticesCmd) ProtoMessage() {}
 
 func (x *AckNoticesCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[79]
+	mi := &file_schat_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6604,7 +7067,7 @@ func (x *AckNoticesCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckNoticesCmd.ProtoReflect.Descriptor instead.
 func (*AckNoticesCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{79}
+	return file_schat_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *AckNoticesCmd) GetUserId() uint64 {
@@ -6619,6 +7082,274 @@ func (x *AckNoticesCmd) GetNoticeIds() []uint64 {
 		return x.NoticeIds
 	}
 	return nil
+}
+
+// FileBeginCmd opens an upload whose bytes, size and SHA-256 the proposer
+// already knows; its chunks follow in order, then a FileCommitCmd.
+type FileBeginCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Info          *FileInfo              `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`                                // file_id, owner, group and purpose included
+	MaxSize       uint64                 `protobuf:"varint,2,opt,name=max_size,json=maxSize,proto3" json:"max_size,omitempty"`          // the configured upload limit
+	MaxUploads    uint32                 `protobuf:"varint,3,opt,name=max_uploads,json=maxUploads,proto3" json:"max_uploads,omitempty"` // uploads open at once on the shard
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileBeginCmd) Reset() {
+	*x = FileBeginCmd{}
+	mi := &file_schat_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileBeginCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileBeginCmd) ProtoMessage() {}
+
+func (x *FileBeginCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileBeginCmd.ProtoReflect.Descriptor instead.
+func (*FileBeginCmd) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *FileBeginCmd) GetInfo() *FileInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *FileBeginCmd) GetMaxSize() uint64 {
+	if x != nil {
+		return x.MaxSize
+	}
+	return 0
+}
+
+func (x *FileBeginCmd) GetMaxUploads() uint32 {
+	if x != nil {
+		return x.MaxUploads
+	}
+	return 0
+}
+
+// FileChunkCmd carries chunk index of an upload: bytes
+// [index*chunk, (index+1)*chunk) of the file, the last one shorter.
+type FileChunkCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FileId        string                 `protobuf:"bytes,1,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	Index         uint32                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileChunkCmd) Reset() {
+	*x = FileChunkCmd{}
+	mi := &file_schat_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileChunkCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileChunkCmd) ProtoMessage() {}
+
+func (x *FileChunkCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileChunkCmd.ProtoReflect.Descriptor instead.
+func (*FileChunkCmd) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *FileChunkCmd) GetFileId() string {
+	if x != nil {
+		return x.FileId
+	}
+	return ""
+}
+
+func (x *FileChunkCmd) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *FileChunkCmd) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// FileCommitCmd checks an upload's SHA-256 and makes it a file.
+type FileCommitCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FileId        string                 `protobuf:"bytes,1,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileCommitCmd) Reset() {
+	*x = FileCommitCmd{}
+	mi := &file_schat_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileCommitCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileCommitCmd) ProtoMessage() {}
+
+func (x *FileCommitCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileCommitCmd.ProtoReflect.Descriptor instead.
+func (*FileCommitCmd) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *FileCommitCmd) GetFileId() string {
+	if x != nil {
+		return x.FileId
+	}
+	return ""
+}
+
+// FileAbortCmd drops an open upload and its bytes.
+type FileAbortCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FileId        string                 `protobuf:"bytes,1,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileAbortCmd) Reset() {
+	*x = FileAbortCmd{}
+	mi := &file_schat_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileAbortCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileAbortCmd) ProtoMessage() {}
+
+func (x *FileAbortCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileAbortCmd.ProtoReflect.Descriptor instead.
+func (*FileAbortCmd) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *FileAbortCmd) GetFileId() string {
+	if x != nil {
+		return x.FileId
+	}
+	return ""
+}
+
+// FileSweepCmd drops uploads idle for upload_timeout_ms and files never
+// referenced unclaimed_ms after their upload.
+type FileSweepCmd struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	UploadTimeoutMs int64                  `protobuf:"varint,1,opt,name=upload_timeout_ms,json=uploadTimeoutMs,proto3" json:"upload_timeout_ms,omitempty"`
+	UnclaimedMs     int64                  `protobuf:"varint,2,opt,name=unclaimed_ms,json=unclaimedMs,proto3" json:"unclaimed_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *FileSweepCmd) Reset() {
+	*x = FileSweepCmd{}
+	mi := &file_schat_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileSweepCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileSweepCmd) ProtoMessage() {}
+
+func (x *FileSweepCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileSweepCmd.ProtoReflect.Descriptor instead.
+func (*FileSweepCmd) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *FileSweepCmd) GetUploadTimeoutMs() int64 {
+	if x != nil {
+		return x.UploadTimeoutMs
+	}
+	return 0
+}
+
+func (x *FileSweepCmd) GetUnclaimedMs() int64 {
+	if x != nil {
+		return x.UnclaimedMs
+	}
+	return 0
 }
 
 type User struct {
@@ -6639,7 +7370,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_schat_proto_msgTypes[80]
+	mi := &file_schat_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6651,7 +7382,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[80]
+	mi := &file_schat_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6664,7 +7395,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{80}
+	return file_schat_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *User) GetId() uint64 {
@@ -6748,7 +7479,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_schat_proto_msgTypes[81]
+	mi := &file_schat_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6760,7 +7491,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[81]
+	mi := &file_schat_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6773,7 +7504,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{81}
+	return file_schat_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *Session) GetUserId() uint64 {
@@ -6816,7 +7547,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_schat_proto_msgTypes[82]
+	mi := &file_schat_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6828,7 +7559,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[82]
+	mi := &file_schat_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6841,7 +7572,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{82}
+	return file_schat_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *Group) GetId() uint64 {
@@ -6921,6 +7652,145 @@ func (x *Group) GetAvatarFileId() string {
 	return ""
 }
 
+// StoredFile is a committed upload and how many messages and avatar slots
+// refer to it.
+type StoredFile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Info          *FileInfo              `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	Refs          uint32                 `protobuf:"varint,2,opt,name=refs,proto3" json:"refs,omitempty"`
+	Claimed       bool                   `protobuf:"varint,3,opt,name=claimed,proto3" json:"claimed,omitempty"` // referred to at least once: never swept as unclaimed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredFile) Reset() {
+	*x = StoredFile{}
+	mi := &file_schat_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredFile) ProtoMessage() {}
+
+func (x *StoredFile) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredFile.ProtoReflect.Descriptor instead.
+func (*StoredFile) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *StoredFile) GetInfo() *FileInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *StoredFile) GetRefs() uint32 {
+	if x != nil {
+		return x.Refs
+	}
+	return 0
+}
+
+func (x *StoredFile) GetClaimed() bool {
+	if x != nil {
+		return x.Claimed
+	}
+	return false
+}
+
+// Upload is an upload whose chunks are still arriving.
+type Upload struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Info          *FileInfo              `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	HashState     []byte                 `protobuf:"bytes,2,opt,name=hash_state,json=hashState,proto3" json:"hash_state,omitempty"` // SHA-256 state after the received bytes
+	Received      uint64                 `protobuf:"varint,3,opt,name=received,proto3" json:"received,omitempty"`
+	NextChunk     uint32                 `protobuf:"varint,4,opt,name=next_chunk,json=nextChunk,proto3" json:"next_chunk,omitempty"`
+	UpdatedMs     int64                  `protobuf:"varint,5,opt,name=updated_ms,json=updatedMs,proto3" json:"updated_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Upload) Reset() {
+	*x = Upload{}
+	mi := &file_schat_proto_msgTypes[91]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Upload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Upload) ProtoMessage() {}
+
+func (x *Upload) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[91]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Upload.ProtoReflect.Descriptor instead.
+func (*Upload) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{91}
+}
+
+func (x *Upload) GetInfo() *FileInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *Upload) GetHashState() []byte {
+	if x != nil {
+		return x.HashState
+	}
+	return nil
+}
+
+func (x *Upload) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+func (x *Upload) GetNextChunk() uint32 {
+	if x != nil {
+		return x.NextChunk
+	}
+	return 0
+}
+
+func (x *Upload) GetUpdatedMs() int64 {
+	if x != nil {
+		return x.UpdatedMs
+	}
+	return 0
+}
+
 type NodeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Body:
@@ -6937,7 +7807,7 @@ type NodeRequest struct {
 
 func (x *NodeRequest) Reset() {
 	*x = NodeRequest{}
-	mi := &file_schat_proto_msgTypes[83]
+	mi := &file_schat_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6949,7 +7819,7 @@ func (x *NodeRequest) String() string {
 func (*NodeRequest) ProtoMessage() {}
 
 func (x *NodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[83]
+	mi := &file_schat_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6962,7 +7832,7 @@ func (x *NodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRequest.ProtoReflect.Descriptor instead.
 func (*NodeRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{83}
+	return file_schat_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *NodeRequest) GetBody() isNodeRequest_Body {
@@ -7067,7 +7937,7 @@ type NodeResponse struct {
 
 func (x *NodeResponse) Reset() {
 	*x = NodeResponse{}
-	mi := &file_schat_proto_msgTypes[84]
+	mi := &file_schat_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7079,7 +7949,7 @@ func (x *NodeResponse) String() string {
 func (*NodeResponse) ProtoMessage() {}
 
 func (x *NodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[84]
+	mi := &file_schat_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7092,7 +7962,7 @@ func (x *NodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeResponse.ProtoReflect.Descriptor instead.
 func (*NodeResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{84}
+	return file_schat_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *NodeResponse) GetCode() Code {
@@ -7177,7 +8047,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7189,7 +8059,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7202,7 +8072,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{85}
+	return file_schat_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *ReadIndexRequest) GetShard() uint32 {
@@ -7221,7 +8091,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7233,7 +8103,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7246,7 +8116,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{86}
+	return file_schat_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -7265,7 +8135,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7277,7 +8147,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7290,7 +8160,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{87}
+	return file_schat_proto_rawDescGZIP(), []int{96}
 }
 
 type HelloResponse struct {
@@ -7306,7 +8176,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7318,7 +8188,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7331,7 +8201,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{88}
+	return file_schat_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *HelloResponse) GetNodeId() string {
@@ -7383,7 +8253,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7395,7 +8265,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7408,7 +8278,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{89}
+	return file_schat_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -7451,7 +8321,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7463,7 +8333,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7476,7 +8346,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{90}
+	return file_schat_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *ForwardRequest) GetShard() uint32 {
@@ -7506,7 +8376,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7518,7 +8388,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7531,7 +8401,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{91}
+	return file_schat_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ForwardResponse) GetIndex() uint64 {
@@ -7568,13 +8438,14 @@ type ApplyResult struct {
 	ReadSeq       uint64                 `protobuf:"varint,8,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
 	Unread        uint64                 `protobuf:"varint,9,opt,name=unread,proto3" json:"unread,omitempty"`
 	Existing      bool                   `protobuf:"varint,10,opt,name=existing,proto3" json:"existing,omitempty"`
+	File          *FileInfo              `protobuf:"bytes,11,opt,name=file,proto3" json:"file,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyResult) Reset() {
 	*x = ApplyResult{}
-	mi := &file_schat_proto_msgTypes[92]
+	mi := &file_schat_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7586,7 +8457,7 @@ func (x *ApplyResult) String() string {
 func (*ApplyResult) ProtoMessage() {}
 
 func (x *ApplyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[92]
+	mi := &file_schat_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7599,7 +8470,7 @@ func (x *ApplyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResult.ProtoReflect.Descriptor instead.
 func (*ApplyResult) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{92}
+	return file_schat_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *ApplyResult) GetCode() Code {
@@ -7672,6 +8543,13 @@ func (x *ApplyResult) GetExisting() bool {
 	return false
 }
 
+func (x *ApplyResult) GetFile() *FileInfo {
+	if x != nil {
+		return x.File
+	}
+	return nil
+}
+
 // RemoveRequest asks the leader of one shard to remove a server.
 type RemoveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -7684,7 +8562,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_schat_proto_msgTypes[93]
+	mi := &file_schat_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7696,7 +8574,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[93]
+	mi := &file_schat_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7709,7 +8587,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{93}
+	return file_schat_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *RemoveRequest) GetNodeId() string {
@@ -7819,7 +8697,7 @@ const file_schat_proto_rawDesc = "" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x16\n" +
 	"\x06device\x18\x03 \x01(\tR\x06device\"%\n" +
 	"\rResumeRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"\xe1\x02\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\x83\x03\n" +
 	"\rLoginResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12(\n" +
 	"\x10token_expires_ms\x18\x02 \x01(\x03R\x0etokenExpiresMs\x12)\n" +
@@ -7828,7 +8706,8 @@ const file_schat_proto_rawDesc = "" +
 	"\fapplications\x18\x05 \x03(\v2\x15.schat.v1.ApplicationR\fapplications\x12*\n" +
 	"\anotices\x18\x06 \x03(\v2\x10.schat.v1.NoticeR\anotices\x12$\n" +
 	"\x0eserver_time_ms\x18\a \x01(\x03R\fserverTimeMs\x12(\n" +
-	"\x06limits\x18\b \x01(\v2\x10.schat.v1.LimitsR\x06limits\"\xfd\x01\n" +
+	"\x06limits\x18\b \x01(\v2\x10.schat.v1.LimitsR\x06limits\x12 \n" +
+	"\vincarnation\x18\t \x01(\x04R\vincarnation\"\xa1\x02\n" +
 	"\x06Limits\x12\x19\n" +
 	"\bmax_name\x18\x01 \x01(\rR\amaxName\x12'\n" +
 	"\x0fmax_description\x18\x02 \x01(\rR\x0emaxDescription\x12\x1f\n" +
@@ -7838,7 +8717,8 @@ const file_schat_proto_rawDesc = "" +
 	"\x10recall_window_ms\x18\x05 \x01(\x03R\x0erecallWindowMs\x12(\n" +
 	"\x10max_owned_groups\x18\x06 \x01(\rR\x0emaxOwnedGroups\x12\x1f\n" +
 	"\vmax_members\x18\a \x01(\rR\n" +
-	"maxMembers\"\x0f\n" +
+	"maxMembers\x12\"\n" +
+	"\rmax_file_size\x18\b \x01(\x04R\vmaxFileSize\"\x0f\n" +
 	"\rLogoutRequest\"3\n" +
 	"\vPingRequest\x12$\n" +
 	"\x0eclient_time_ms\x18\x01 \x01(\x03R\fclientTimeMs\"Z\n" +
@@ -7850,16 +8730,18 @@ const file_schat_proto_rawDesc = "" +
 	"\fnew_password\x18\x02 \x01(\tR\vnewPassword\"X\n" +
 	"\x16ChangePasswordResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12(\n" +
-	"\x10token_expires_ms\x18\x02 \x01(\x03R\x0etokenExpiresMs\"\xe2\x01\n" +
+	"\x10token_expires_ms\x18\x02 \x01(\x03R\x0etokenExpiresMs\"\xa0\x02\n" +
 	"\x14UpdateProfileRequest\x12&\n" +
 	"\fdisplay_name\x18\x01 \x01(\tH\x00R\vdisplayName\x88\x01\x01\x12$\n" +
 	"\x03sex\x18\x02 \x01(\x0e2\r.schat.v1.SexH\x01R\x03sex\x88\x01\x01\x12\x1f\n" +
 	"\blocation\x18\x03 \x01(\tH\x02R\blocation\x88\x01\x01\x12%\n" +
-	"\vdescription\x18\x04 \x01(\tH\x03R\vdescription\x88\x01\x01B\x0f\n" +
+	"\vdescription\x18\x04 \x01(\tH\x03R\vdescription\x88\x01\x01\x12)\n" +
+	"\x0eavatar_file_id\x18\x05 \x01(\tH\x04R\favatarFileId\x88\x01\x01B\x0f\n" +
 	"\r_display_nameB\x06\n" +
 	"\x04_sexB\v\n" +
 	"\t_locationB\x0e\n" +
-	"\f_description\"/\n" +
+	"\f_descriptionB\x11\n" +
+	"\x0f_avatar_file_id\"/\n" +
 	"\x12GetProfilesRequest\x12\x19\n" +
 	"\buser_ids\x18\x01 \x03(\x04R\auserIds\"H\n" +
 	"\x13GetProfilesResponse\x121\n" +
@@ -7924,17 +8806,19 @@ const file_schat_proto_rawDesc = "" +
 	"\x18ListPublicGroupsResponse\x12+\n" +
 	"\x06groups\x18\x01 \x03(\v2\x13.schat.v1.GroupInfoR\x06groups\x12\x1d\n" +
 	"\n" +
-	"next_after\x18\x02 \x01(\x04R\tnextAfter\"\xec\x01\n" +
+	"next_after\x18\x02 \x01(\x04R\tnextAfter\"\xaa\x02\n" +
 	"\x12UpdateGroupRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x17\n" +
 	"\x04name\x18\x02 \x01(\tH\x00R\x04name\x88\x01\x01\x12%\n" +
 	"\vdescription\x18\x03 \x01(\tH\x01R\vdescription\x88\x01\x01\x12\x1b\n" +
 	"\x06public\x18\x04 \x01(\bH\x02R\x06public\x88\x01\x01\x12(\n" +
-	"\rjoin_password\x18\x05 \x01(\tH\x03R\fjoinPassword\x88\x01\x01B\a\n" +
+	"\rjoin_password\x18\x05 \x01(\tH\x03R\fjoinPassword\x88\x01\x01\x12)\n" +
+	"\x0eavatar_file_id\x18\x06 \x01(\tH\x04R\favatarFileId\x88\x01\x01B\a\n" +
 	"\x05_nameB\x0e\n" +
 	"\f_descriptionB\t\n" +
 	"\a_publicB\x10\n" +
-	"\x0e_join_password\"\x15\n" +
+	"\x0e_join_passwordB\x11\n" +
+	"\x0f_avatar_file_id\"\x15\n" +
 	"\x13ListMyGroupsRequest\"F\n" +
 	"\x14ListMyGroupsResponse\x12.\n" +
 	"\x06groups\x18\x01 \x03(\v2\x16.schat.v1.GroupSummaryR\x06groups\"2\n" +
@@ -7966,12 +8850,13 @@ const file_schat_proto_rawDesc = "" +
 	"\x04role\x18\x03 \x01(\x0e2\x0e.schat.v1.RoleR\x04role\x12\x19\n" +
 	"\blast_seq\x18\x04 \x01(\x04R\alastSeq\x12\x19\n" +
 	"\bread_seq\x18\x05 \x01(\x04R\areadSeq\x12\x16\n" +
-	"\x06unread\x18\x06 \x01(\x04R\x06unread\"\x92\x01\n" +
+	"\x06unread\x18\x06 \x01(\x04R\x06unread\"\xab\x01\n" +
 	"\x12SendMessageRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12)\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x15.schat.v1.MessageTypeR\x04type\x12\x12\n" +
 	"\x04text\x18\x03 \x01(\tR\x04text\x12\"\n" +
-	"\rclient_msg_id\x18\x04 \x01(\tR\vclientMsgId\"C\n" +
+	"\rclient_msg_id\x18\x04 \x01(\tR\vclientMsgId\x12\x17\n" +
+	"\afile_id\x18\x05 \x01(\tR\x06fileId\"C\n" +
 	"\x14RecallMessageRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x84\x01\n" +
@@ -7998,7 +8883,7 @@ const file_schat_proto_rawDesc = "" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\"E\n" +
 	"\x10MarkReadResponse\x12\x19\n" +
 	"\bread_seq\x18\x01 \x01(\x04R\areadSeq\x12\x16\n" +
-	"\x06unread\x18\x02 \x01(\x04R\x06unread\"\xdf\x02\n" +
+	"\x06unread\x18\x02 \x01(\x04R\x06unread\"\x87\x03\n" +
 	"\vChatMessage\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1b\n" +
@@ -8013,7 +8898,28 @@ const file_schat_proto_rawDesc = "" +
 	"\vrecalled_by\x18\n" +
 	" \x01(\x04R\n" +
 	"recalledBy\x12,\n" +
-	"\x06system\x18\v \x01(\v2\x14.schat.v1.SystemNoteR\x06system\"\xbf\x01\n" +
+	"\x06system\x18\v \x01(\v2\x14.schat.v1.SystemNoteR\x06system\x12&\n" +
+	"\x04file\x18\f \x01(\v2\x12.schat.v1.FileInfoR\x04file\"\xf1\x02\n" +
+	"\bFileInfo\x12\x17\n" +
+	"\afile_id\x18\x01 \x01(\tR\x06fileId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x04R\x04size\x12\x12\n" +
+	"\x04mime\x18\x04 \x01(\tR\x04mime\x12&\n" +
+	"\x04kind\x18\x05 \x01(\x0e2\x12.schat.v1.FileKindR\x04kind\x12\x14\n" +
+	"\x05width\x18\x06 \x01(\rR\x05width\x12\x16\n" +
+	"\x06height\x18\a \x01(\rR\x06height\x12\x1c\n" +
+	"\tthumbnail\x18\b \x01(\fR\tthumbnail\x12\x16\n" +
+	"\x06sha256\x18\t \x01(\tR\x06sha256\x12\x19\n" +
+	"\bgroup_id\x18\n" +
+	" \x01(\x04R\agroupId\x12\x19\n" +
+	"\bowner_id\x18\v \x01(\x04R\aownerId\x12/\n" +
+	"\apurpose\x18\f \x01(\x0e2\x15.schat.v1.FilePurposeR\apurpose\x12\x1d\n" +
+	"\n" +
+	"created_ms\x18\r \x01(\x03R\tcreatedMs\";\n" +
+	"\bFileLink\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1d\n" +
+	"\n" +
+	"expires_ms\x18\x02 \x01(\x03R\texpiresMs\"\xbf\x01\n" +
 	"\n" +
 	"SystemNote\x12-\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x19.schat.v1.SystemNote.KindR\x04kind\x12\x17\n" +
@@ -8075,7 +8981,7 @@ const file_schat_proto_rawDesc = "" +
 	"\x06Notice\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x17\n" +
 	"\atime_ms\x18\x02 \x01(\x03R\x06timeMs\x12%\n" +
-	"\x05event\x18\x03 \x01(\v2\x0f.schat.v1.EventR\x05event\"\xeb\t\n" +
+	"\x05event\x18\x03 \x01(\v2\x0f.schat.v1.EventR\x05event\"\x8b\f\n" +
 	"\aCommand\x12\x17\n" +
 	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x123\n" +
 	"\bregister\x18\n" +
@@ -8099,7 +9005,17 @@ const file_schat_proto_rawDesc = "" +
 	"\x06recall\x18& \x01(\v2\x13.schat.v1.RecallCmdH\x00R\x06recall\x124\n" +
 	"\tmark_read\x18' \x01(\v2\x15.schat.v1.MarkReadCmdH\x00R\bmarkRead\x12:\n" +
 	"\vack_notices\x18( \x01(\v2\x17.schat.v1.AckNoticesCmdH\x00R\n" +
-	"ackNotices\x12.\n" +
+	"ackNotices\x127\n" +
+	"\n" +
+	"file_begin\x18< \x01(\v2\x16.schat.v1.FileBeginCmdH\x00R\tfileBegin\x127\n" +
+	"\n" +
+	"file_chunk\x18= \x01(\v2\x16.schat.v1.FileChunkCmdH\x00R\tfileChunk\x12:\n" +
+	"\vfile_commit\x18> \x01(\v2\x17.schat.v1.FileCommitCmdH\x00R\n" +
+	"fileCommit\x127\n" +
+	"\n" +
+	"file_abort\x18? \x01(\v2\x16.schat.v1.FileAbortCmdH\x00R\tfileAbort\x127\n" +
+	"\n" +
+	"file_sweep\x18@ \x01(\v2\x16.schat.v1.FileSweepCmdH\x00R\tfileSweep\x12.\n" +
 	"\x05batch\x182 \x01(\v2\x16.schat.v1.CommandBatchH\x00R\x05batchB\x04\n" +
 	"\x02op\"=\n" +
 	"\fCommandBatch\x12-\n" +
@@ -8128,17 +9044,19 @@ const file_schat_proto_rawDesc = "" +
 	"\rpassword_hash\x18\x03 \x01(\fR\fpasswordHash\x12$\n" +
 	"\x0enew_token_hash\x18\x04 \x01(\fR\fnewTokenHash\x12\x1d\n" +
 	"\n" +
-	"expires_ms\x18\x05 \x01(\x03R\texpiresMs\"\xf7\x01\n" +
+	"expires_ms\x18\x05 \x01(\x03R\texpiresMs\"\xb5\x02\n" +
 	"\x10UpdateProfileCmd\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x04R\x06userId\x12&\n" +
 	"\fdisplay_name\x18\x02 \x01(\tH\x00R\vdisplayName\x88\x01\x01\x12$\n" +
 	"\x03sex\x18\x03 \x01(\x0e2\r.schat.v1.SexH\x01R\x03sex\x88\x01\x01\x12\x1f\n" +
 	"\blocation\x18\x04 \x01(\tH\x02R\blocation\x88\x01\x01\x12%\n" +
-	"\vdescription\x18\x05 \x01(\tH\x03R\vdescription\x88\x01\x01B\x0f\n" +
+	"\vdescription\x18\x05 \x01(\tH\x03R\vdescription\x88\x01\x01\x12)\n" +
+	"\x0eavatar_file_id\x18\x06 \x01(\tH\x04R\favatarFileId\x88\x01\x01B\x0f\n" +
 	"\r_display_nameB\x06\n" +
 	"\x04_sexB\v\n" +
 	"\t_locationB\x0e\n" +
-	"\f_description\"j\n" +
+	"\f_descriptionB\x11\n" +
+	"\x0f_avatar_file_id\"j\n" +
 	"\x0fReserveGroupCmd\x12\x19\n" +
 	"\bowner_id\x18\x01 \x01(\x04R\aownerId\x12\x1f\n" +
 	"\vrequest_key\x18\x02 \x01(\tR\n" +
@@ -8193,18 +9111,20 @@ const file_schat_proto_rawDesc = "" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x19\n" +
 	"\bactor_id\x18\x02 \x01(\x04R\aactorId\x12\x13\n" +
 	"\x05to_id\x18\x03 \x01(\x04R\x04toId\x12\x17\n" +
-	"\ato_name\x18\x04 \x01(\tR\x06toName\"\x91\x02\n" +
+	"\ato_name\x18\x04 \x01(\tR\x06toName\"\xcf\x02\n" +
 	"\x0eUpdateGroupCmd\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x19\n" +
 	"\bactor_id\x18\x02 \x01(\x04R\aactorId\x12\x17\n" +
 	"\x04name\x18\x03 \x01(\tH\x00R\x04name\x88\x01\x01\x12%\n" +
 	"\vdescription\x18\x04 \x01(\tH\x01R\vdescription\x88\x01\x01\x12\x1b\n" +
 	"\x06public\x18\x05 \x01(\bH\x02R\x06public\x88\x01\x01\x121\n" +
-	"\x12join_password_hash\x18\x06 \x01(\fH\x03R\x10joinPasswordHash\x88\x01\x01B\a\n" +
+	"\x12join_password_hash\x18\x06 \x01(\fH\x03R\x10joinPasswordHash\x88\x01\x01\x12)\n" +
+	"\x0eavatar_file_id\x18\a \x01(\tH\x04R\favatarFileId\x88\x01\x01B\a\n" +
 	"\x05_nameB\x0e\n" +
 	"\f_descriptionB\t\n" +
 	"\a_publicB\x15\n" +
-	"\x13_join_password_hash\"\xc5\x01\n" +
+	"\x13_join_password_hashB\x11\n" +
+	"\x0f_avatar_file_id\"\xde\x01\n" +
 	"\aSendCmd\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x1b\n" +
 	"\tsender_id\x18\x02 \x01(\x04R\bsenderId\x12\x1f\n" +
@@ -8212,7 +9132,8 @@ const file_schat_proto_rawDesc = "" +
 	"senderName\x12)\n" +
 	"\x04type\x18\x04 \x01(\x0e2\x15.schat.v1.MessageTypeR\x04type\x12\x12\n" +
 	"\x04text\x18\x05 \x01(\tR\x04text\x12\"\n" +
-	"\rclient_msg_id\x18\x06 \x01(\tR\vclientMsgId\"\x82\x01\n" +
+	"\rclient_msg_id\x18\x06 \x01(\tR\vclientMsgId\x12\x17\n" +
+	"\afile_id\x18\a \x01(\tR\x06fileId\"\x82\x01\n" +
 	"\tRecallCmd\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x19\n" +
 	"\bactor_id\x18\x02 \x01(\x04R\aactorId\x12\x10\n" +
@@ -8225,7 +9146,23 @@ const file_schat_proto_rawDesc = "" +
 	"\rAckNoticesCmd\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x04R\x06userId\x12\x1d\n" +
 	"\n" +
-	"notice_ids\x18\x02 \x03(\x04R\tnoticeIds\"\xc4\x02\n" +
+	"notice_ids\x18\x02 \x03(\x04R\tnoticeIds\"r\n" +
+	"\fFileBeginCmd\x12&\n" +
+	"\x04info\x18\x01 \x01(\v2\x12.schat.v1.FileInfoR\x04info\x12\x19\n" +
+	"\bmax_size\x18\x02 \x01(\x04R\amaxSize\x12\x1f\n" +
+	"\vmax_uploads\x18\x03 \x01(\rR\n" +
+	"maxUploads\"Q\n" +
+	"\fFileChunkCmd\x12\x17\n" +
+	"\afile_id\x18\x01 \x01(\tR\x06fileId\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\rR\x05index\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"(\n" +
+	"\rFileCommitCmd\x12\x17\n" +
+	"\afile_id\x18\x01 \x01(\tR\x06fileId\"'\n" +
+	"\fFileAbortCmd\x12\x17\n" +
+	"\afile_id\x18\x01 \x01(\tR\x06fileId\"]\n" +
+	"\fFileSweepCmd\x12*\n" +
+	"\x11upload_timeout_ms\x18\x01 \x01(\x03R\x0fuploadTimeoutMs\x12!\n" +
+	"\funclaimed_ms\x18\x02 \x01(\x03R\vunclaimedMs\"\xc4\x02\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
@@ -8259,7 +9196,21 @@ const file_schat_proto_rawDesc = "" +
 	"\n" +
 	"created_ms\x18\n" +
 	" \x01(\x03R\tcreatedMs\x12$\n" +
-	"\x0eavatar_file_id\x18\v \x01(\tR\favatarFileId\"\x98\x02\n" +
+	"\x0eavatar_file_id\x18\v \x01(\tR\favatarFileId\"b\n" +
+	"\n" +
+	"StoredFile\x12&\n" +
+	"\x04info\x18\x01 \x01(\v2\x12.schat.v1.FileInfoR\x04info\x12\x12\n" +
+	"\x04refs\x18\x02 \x01(\rR\x04refs\x12\x18\n" +
+	"\aclaimed\x18\x03 \x01(\bR\aclaimed\"\xa9\x01\n" +
+	"\x06Upload\x12&\n" +
+	"\x04info\x18\x01 \x01(\v2\x12.schat.v1.FileInfoR\x04info\x12\x1d\n" +
+	"\n" +
+	"hash_state\x18\x02 \x01(\fR\thashState\x12\x1a\n" +
+	"\breceived\x18\x03 \x01(\x04R\breceived\x12\x1d\n" +
+	"\n" +
+	"next_chunk\x18\x04 \x01(\rR\tnextChunk\x12\x1d\n" +
+	"\n" +
+	"updated_ms\x18\x05 \x01(\x03R\tupdatedMs\"\x98\x02\n" +
 	"\vNodeRequest\x12.\n" +
 	"\x05hello\x18\x01 \x01(\v2\x16.schat.v1.HelloRequestH\x00R\x05hello\x12+\n" +
 	"\x04join\x18\x02 \x01(\v2\x15.schat.v1.JoinRequestH\x00R\x04join\x124\n" +
@@ -8300,7 +9251,7 @@ const file_schat_proto_rawDesc = "" +
 	"\x0fForwardResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12/\n" +
 	"\aresults\x18\x02 \x03(\v2\x15.schat.v1.ApplyResultR\aresults\x12\x14\n" +
-	"\x05batch\x18\x03 \x01(\bR\x05batch\"\xc8\x02\n" +
+	"\x05batch\x18\x03 \x01(\bR\x05batch\"\xf0\x02\n" +
 	"\vApplyResult\x12\"\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x0e.schat.v1.CodeR\x04code\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12\x17\n" +
@@ -8312,11 +9263,12 @@ const file_schat_proto_rawDesc = "" +
 	"\bread_seq\x18\b \x01(\x04R\areadSeq\x12\x16\n" +
 	"\x06unread\x18\t \x01(\x04R\x06unread\x12\x1a\n" +
 	"\bexisting\x18\n" +
-	" \x01(\bR\bexisting\"\\\n" +
+	" \x01(\bR\bexisting\x12&\n" +
+	"\x04file\x18\v \x01(\v2\x12.schat.v1.FileInfoR\x04file\"\\\n" +
 	"\rRemoveRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05shard\x18\x02 \x01(\rR\x05shard\x12\x1c\n" +
-	"\tforwarded\x18\x03 \x01(\bR\tforwarded*\x81\x03\n" +
+	"\tforwarded\x18\x03 \x01(\bR\tforwarded*\x90\x03\n" +
 	"\x04Code\x12\x06\n" +
 	"\x02OK\x10\x00\x12\x0f\n" +
 	"\vBAD_REQUEST\x10\x01\x12\x13\n" +
@@ -8341,7 +9293,8 @@ const file_schat_proto_rawDesc = "" +
 	"\vUNAVAILABLE\x10\x11\x12\f\n" +
 	"\bINTERNAL\x10\x12\x12\v\n" +
 	"\aTIMEOUT\x10\x13\x12\x10\n" +
-	"\fALREADY_DONE\x10\x14*G\n" +
+	"\fALREADY_DONE\x10\x14\x12\r\n" +
+	"\tTOO_LARGE\x10\x15*G\n" +
 	"\x03Sex\x12\x13\n" +
 	"\x0fSEX_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bSEX_MALE\x10\x01\x12\x0e\n" +
@@ -8358,7 +9311,16 @@ const file_schat_proto_rawDesc = "" +
 	"\x04Role\x12\x0f\n" +
 	"\vROLE_MEMBER\x10\x00\x12\x0e\n" +
 	"\n" +
-	"ROLE_OWNER\x10\x01B!Z\x1fgithub.com/schat/schat/proto;pbb\x06proto3"
+	"ROLE_OWNER\x10\x01*`\n" +
+	"\bFileKind\x12\x15\n" +
+	"\x11FILE_KIND_GENERIC\x10\x00\x12\x13\n" +
+	"\x0fFILE_KIND_IMAGE\x10\x01\x12\x13\n" +
+	"\x0fFILE_KIND_VOICE\x10\x02\x12\x13\n" +
+	"\x0fFILE_KIND_VIDEO\x10\x03*a\n" +
+	"\vFilePurpose\x12\x15\n" +
+	"\x11FILE_PURPOSE_CHAT\x10\x00\x12\x1c\n" +
+	"\x18FILE_PURPOSE_USER_AVATAR\x10\x01\x12\x1d\n" +
+	"\x19FILE_PURPOSE_GROUP_AVATAR\x10\x02B!Z\x1fgithub.com/schat/schat/proto;pbb\x06proto3"
 
 var (
 	file_schat_proto_rawDescOnce sync.Once
@@ -8372,234 +9334,257 @@ func file_schat_proto_rawDescGZIP() []byte {
 	return file_schat_proto_rawDescData
 }
 
-var file_schat_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
+var file_schat_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 103)
 var file_schat_proto_goTypes = []any{
 	(Code)(0),                        // 0: schat.v1.Code
 	(Sex)(0),                         // 1: schat.v1.Sex
 	(MessageType)(0),                 // 2: schat.v1.MessageType
 	(Role)(0),                        // 3: schat.v1.Role
-	(SystemNote_Kind)(0),             // 4: schat.v1.SystemNote.Kind
-	(MemberChanged_Change)(0),        // 5: schat.v1.MemberChanged.Change
-	(*ClientFrame)(nil),              // 6: schat.v1.ClientFrame
-	(*ServerFrame)(nil),              // 7: schat.v1.ServerFrame
-	(*Heartbeat)(nil),                // 8: schat.v1.Heartbeat
-	(*Response)(nil),                 // 9: schat.v1.Response
-	(*RegisterRequest)(nil),          // 10: schat.v1.RegisterRequest
-	(*RegisterResponse)(nil),         // 11: schat.v1.RegisterResponse
-	(*LoginRequest)(nil),             // 12: schat.v1.LoginRequest
-	(*ResumeRequest)(nil),            // 13: schat.v1.ResumeRequest
-	(*LoginResponse)(nil),            // 14: schat.v1.LoginResponse
-	(*Limits)(nil),                   // 15: schat.v1.Limits
-	(*LogoutRequest)(nil),            // 16: schat.v1.LogoutRequest
-	(*PingRequest)(nil),              // 17: schat.v1.PingRequest
-	(*PingResponse)(nil),             // 18: schat.v1.PingResponse
-	(*ChangePasswordRequest)(nil),    // 19: schat.v1.ChangePasswordRequest
-	(*ChangePasswordResponse)(nil),   // 20: schat.v1.ChangePasswordResponse
-	(*UpdateProfileRequest)(nil),     // 21: schat.v1.UpdateProfileRequest
-	(*GetProfilesRequest)(nil),       // 22: schat.v1.GetProfilesRequest
-	(*GetProfilesResponse)(nil),      // 23: schat.v1.GetProfilesResponse
-	(*UserProfile)(nil),              // 24: schat.v1.UserProfile
-	(*CreateGroupRequest)(nil),       // 25: schat.v1.CreateGroupRequest
-	(*ApplyGroupRequest)(nil),        // 26: schat.v1.ApplyGroupRequest
-	(*ApplyGroupResponse)(nil),       // 27: schat.v1.ApplyGroupResponse
-	(*DecideApplicationRequest)(nil), // 28: schat.v1.DecideApplicationRequest
-	(*ListApplicationsRequest)(nil),  // 29: schat.v1.ListApplicationsRequest
-	(*ListApplicationsResponse)(nil), // 30: schat.v1.ListApplicationsResponse
-	(*Application)(nil),              // 31: schat.v1.Application
-	(*QuitGroupRequest)(nil),         // 32: schat.v1.QuitGroupRequest
-	(*KickMemberRequest)(nil),        // 33: schat.v1.KickMemberRequest
-	(*DissolveGroupRequest)(nil),     // 34: schat.v1.DissolveGroupRequest
-	(*TransferOwnershipRequest)(nil), // 35: schat.v1.TransferOwnershipRequest
-	(*GroupInfoRequest)(nil),         // 36: schat.v1.GroupInfoRequest
-	(*ListPublicGroupsRequest)(nil),  // 37: schat.v1.ListPublicGroupsRequest
-	(*ListPublicGroupsResponse)(nil), // 38: schat.v1.ListPublicGroupsResponse
-	(*UpdateGroupRequest)(nil),       // 39: schat.v1.UpdateGroupRequest
-	(*ListMyGroupsRequest)(nil),      // 40: schat.v1.ListMyGroupsRequest
-	(*ListMyGroupsResponse)(nil),     // 41: schat.v1.ListMyGroupsResponse
-	(*AckNoticesRequest)(nil),        // 42: schat.v1.AckNoticesRequest
-	(*GroupInfo)(nil),                // 43: schat.v1.GroupInfo
-	(*Member)(nil),                   // 44: schat.v1.Member
-	(*GroupSummary)(nil),             // 45: schat.v1.GroupSummary
-	(*SendMessageRequest)(nil),       // 46: schat.v1.SendMessageRequest
-	(*RecallMessageRequest)(nil),     // 47: schat.v1.RecallMessageRequest
-	(*HistoryRequest)(nil),           // 48: schat.v1.HistoryRequest
-	(*SyncRequest)(nil),              // 49: schat.v1.SyncRequest
-	(*MessagePage)(nil),              // 50: schat.v1.MessagePage
-	(*MarkReadRequest)(nil),          // 51: schat.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),         // 52: schat.v1.MarkReadResponse
-	(*ChatMessage)(nil),              // 53: schat.v1.ChatMessage
-	(*SystemNote)(nil),               // 54: schat.v1.SystemNote
-	(*Event)(nil),                    // 55: schat.v1.Event
-	(*MemberChanged)(nil),            // 56: schat.v1.MemberChanged
-	(*GroupDissolved)(nil),           // 57: schat.v1.GroupDissolved
-	(*ApplicationDecided)(nil),       // 58: schat.v1.ApplicationDecided
-	(*MessageRecalled)(nil),          // 59: schat.v1.MessageRecalled
-	(*ReadReceipt)(nil),              // 60: schat.v1.ReadReceipt
-	(*SessionEnded)(nil),             // 61: schat.v1.SessionEnded
-	(*Notice)(nil),                   // 62: schat.v1.Notice
-	(*Command)(nil),                  // 63: schat.v1.Command
-	(*CommandBatch)(nil),             // 64: schat.v1.CommandBatch
-	(*RegisterCmd)(nil),              // 65: schat.v1.RegisterCmd
-	(*CreateSessionCmd)(nil),         // 66: schat.v1.CreateSessionCmd
-	(*DeleteSessionCmd)(nil),         // 67: schat.v1.DeleteSessionCmd
-	(*ChangePasswordCmd)(nil),        // 68: schat.v1.ChangePasswordCmd
-	(*UpdateProfileCmd)(nil),         // 69: schat.v1.UpdateProfileCmd
-	(*ReserveGroupCmd)(nil),          // 70: schat.v1.ReserveGroupCmd
-	(*ReleaseGroupCmd)(nil),          // 71: schat.v1.ReleaseGroupCmd
-	(*MoveOwnershipCmd)(nil),         // 72: schat.v1.MoveOwnershipCmd
-	(*PruneSessionsCmd)(nil),         // 73: schat.v1.PruneSessionsCmd
-	(*GroupLimits)(nil),              // 74: schat.v1.GroupLimits
-	(*CreateGroupCmd)(nil),           // 75: schat.v1.CreateGroupCmd
-	(*ApplyCmd)(nil),                 // 76: schat.v1.ApplyCmd
-	(*DecideCmd)(nil),                // 77: schat.v1.DecideCmd
-	(*LeaveCmd)(nil),                 // 78: schat.v1.LeaveCmd
-	(*DissolveCmd)(nil),              // 79: schat.v1.DissolveCmd
-	(*TransferCmd)(nil),              // 80: schat.v1.TransferCmd
-	(*UpdateGroupCmd)(nil),           // 81: schat.v1.UpdateGroupCmd
-	(*SendCmd)(nil),                  // 82: schat.v1.SendCmd
-	(*RecallCmd)(nil),                // 83: schat.v1.RecallCmd
-	(*MarkReadCmd)(nil),              // 84: schat.v1.MarkReadCmd
-	(*AckNoticesCmd)(nil),            // 85: schat.v1.AckNoticesCmd
-	(*User)(nil),                     // 86: schat.v1.User
-	(*Session)(nil),                  // 87: schat.v1.Session
-	(*Group)(nil),                    // 88: schat.v1.Group
-	(*NodeRequest)(nil),              // 89: schat.v1.NodeRequest
-	(*NodeResponse)(nil),             // 90: schat.v1.NodeResponse
-	(*ReadIndexRequest)(nil),         // 91: schat.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),        // 92: schat.v1.ReadIndexResponse
-	(*HelloRequest)(nil),             // 93: schat.v1.HelloRequest
-	(*HelloResponse)(nil),            // 94: schat.v1.HelloResponse
-	(*JoinRequest)(nil),              // 95: schat.v1.JoinRequest
-	(*ForwardRequest)(nil),           // 96: schat.v1.ForwardRequest
-	(*ForwardResponse)(nil),          // 97: schat.v1.ForwardResponse
-	(*ApplyResult)(nil),              // 98: schat.v1.ApplyResult
-	(*RemoveRequest)(nil),            // 99: schat.v1.RemoveRequest
+	(FileKind)(0),                    // 4: schat.v1.FileKind
+	(FilePurpose)(0),                 // 5: schat.v1.FilePurpose
+	(SystemNote_Kind)(0),             // 6: schat.v1.SystemNote.Kind
+	(MemberChanged_Change)(0),        // 7: schat.v1.MemberChanged.Change
+	(*ClientFrame)(nil),              // 8: schat.v1.ClientFrame
+	(*ServerFrame)(nil),              // 9: schat.v1.ServerFrame
+	(*Heartbeat)(nil),                // 10: schat.v1.Heartbeat
+	(*Response)(nil),                 // 11: schat.v1.Response
+	(*RegisterRequest)(nil),          // 12: schat.v1.RegisterRequest
+	(*RegisterResponse)(nil),         // 13: schat.v1.RegisterResponse
+	(*LoginRequest)(nil),             // 14: schat.v1.LoginRequest
+	(*ResumeRequest)(nil),            // 15: schat.v1.ResumeRequest
+	(*LoginResponse)(nil),            // 16: schat.v1.LoginResponse
+	(*Limits)(nil),                   // 17: schat.v1.Limits
+	(*LogoutRequest)(nil),            // 18: schat.v1.LogoutRequest
+	(*PingRequest)(nil),              // 19: schat.v1.PingRequest
+	(*PingResponse)(nil),             // 20: schat.v1.PingResponse
+	(*ChangePasswordRequest)(nil),    // 21: schat.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),   // 22: schat.v1.ChangePasswordResponse
+	(*UpdateProfileRequest)(nil),     // 23: schat.v1.UpdateProfileRequest
+	(*GetProfilesRequest)(nil),       // 24: schat.v1.GetProfilesRequest
+	(*GetProfilesResponse)(nil),      // 25: schat.v1.GetProfilesResponse
+	(*UserProfile)(nil),              // 26: schat.v1.UserProfile
+	(*CreateGroupRequest)(nil),       // 27: schat.v1.CreateGroupRequest
+	(*ApplyGroupRequest)(nil),        // 28: schat.v1.ApplyGroupRequest
+	(*ApplyGroupResponse)(nil),       // 29: schat.v1.ApplyGroupResponse
+	(*DecideApplicationRequest)(nil), // 30: schat.v1.DecideApplicationRequest
+	(*ListApplicationsRequest)(nil),  // 31: schat.v1.ListApplicationsRequest
+	(*ListApplicationsResponse)(nil), // 32: schat.v1.ListApplicationsResponse
+	(*Application)(nil),              // 33: schat.v1.Application
+	(*QuitGroupRequest)(nil),         // 34: schat.v1.QuitGroupRequest
+	(*KickMemberRequest)(nil),        // 35: schat.v1.KickMemberRequest
+	(*DissolveGroupRequest)(nil),     // 36: schat.v1.DissolveGroupRequest
+	(*TransferOwnershipRequest)(nil), // 37: schat.v1.TransferOwnershipRequest
+	(*GroupInfoRequest)(nil),         // 38: schat.v1.GroupInfoRequest
+	(*ListPublicGroupsRequest)(nil),  // 39: schat.v1.ListPublicGroupsRequest
+	(*ListPublicGroupsResponse)(nil), // 40: schat.v1.ListPublicGroupsResponse
+	(*UpdateGroupRequest)(nil),       // 41: schat.v1.UpdateGroupRequest
+	(*ListMyGroupsRequest)(nil),      // 42: schat.v1.ListMyGroupsRequest
+	(*ListMyGroupsResponse)(nil),     // 43: schat.v1.ListMyGroupsResponse
+	(*AckNoticesRequest)(nil),        // 44: schat.v1.AckNoticesRequest
+	(*GroupInfo)(nil),                // 45: schat.v1.GroupInfo
+	(*Member)(nil),                   // 46: schat.v1.Member
+	(*GroupSummary)(nil),             // 47: schat.v1.GroupSummary
+	(*SendMessageRequest)(nil),       // 48: schat.v1.SendMessageRequest
+	(*RecallMessageRequest)(nil),     // 49: schat.v1.RecallMessageRequest
+	(*HistoryRequest)(nil),           // 50: schat.v1.HistoryRequest
+	(*SyncRequest)(nil),              // 51: schat.v1.SyncRequest
+	(*MessagePage)(nil),              // 52: schat.v1.MessagePage
+	(*MarkReadRequest)(nil),          // 53: schat.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),         // 54: schat.v1.MarkReadResponse
+	(*ChatMessage)(nil),              // 55: schat.v1.ChatMessage
+	(*FileInfo)(nil),                 // 56: schat.v1.FileInfo
+	(*FileLink)(nil),                 // 57: schat.v1.FileLink
+	(*SystemNote)(nil),               // 58: schat.v1.SystemNote
+	(*Event)(nil),                    // 59: schat.v1.Event
+	(*MemberChanged)(nil),            // 60: schat.v1.MemberChanged
+	(*GroupDissolved)(nil),           // 61: schat.v1.GroupDissolved
+	(*ApplicationDecided)(nil),       // 62: schat.v1.ApplicationDecided
+	(*MessageRecalled)(nil),          // 63: schat.v1.MessageRecalled
+	(*ReadReceipt)(nil),              // 64: schat.v1.ReadReceipt
+	(*SessionEnded)(nil),             // 65: schat.v1.SessionEnded
+	(*Notice)(nil),                   // 66: schat.v1.Notice
+	(*Command)(nil),                  // 67: schat.v1.Command
+	(*CommandBatch)(nil),             // 68: schat.v1.CommandBatch
+	(*RegisterCmd)(nil),              // 69: schat.v1.RegisterCmd
+	(*CreateSessionCmd)(nil),         // 70: schat.v1.CreateSessionCmd
+	(*DeleteSessionCmd)(nil),         // 71: schat.v1.DeleteSessionCmd
+	(*ChangePasswordCmd)(nil),        // 72: schat.v1.ChangePasswordCmd
+	(*UpdateProfileCmd)(nil),         // 73: schat.v1.UpdateProfileCmd
+	(*ReserveGroupCmd)(nil),          // 74: schat.v1.ReserveGroupCmd
+	(*ReleaseGroupCmd)(nil),          // 75: schat.v1.ReleaseGroupCmd
+	(*MoveOwnershipCmd)(nil),         // 76: schat.v1.MoveOwnershipCmd
+	(*PruneSessionsCmd)(nil),         // 77: schat.v1.PruneSessionsCmd
+	(*GroupLimits)(nil),              // 78: schat.v1.GroupLimits
+	(*CreateGroupCmd)(nil),           // 79: schat.v1.CreateGroupCmd
+	(*ApplyCmd)(nil),                 // 80: schat.v1.ApplyCmd
+	(*DecideCmd)(nil),                // 81: schat.v1.DecideCmd
+	(*LeaveCmd)(nil),                 // 82: schat.v1.LeaveCmd
+	(*DissolveCmd)(nil),              // 83: schat.v1.DissolveCmd
+	(*TransferCmd)(nil),              // 84: schat.v1.TransferCmd
+	(*UpdateGroupCmd)(nil),           // 85: schat.v1.UpdateGroupCmd
+	(*SendCmd)(nil),                  // 86: schat.v1.SendCmd
+	(*RecallCmd)(nil),                // 87: schat.v1.RecallCmd
+	(*MarkReadCmd)(nil),              // 88: schat.v1.MarkReadCmd
+	(*AckNoticesCmd)(nil),            // 89: schat.v1.AckNoticesCmd
+	(*FileBeginCmd)(nil),             // 90: schat.v1.FileBeginCmd
+	(*FileChunkCmd)(nil),             // 91: schat.v1.FileChunkCmd
+	(*FileCommitCmd)(nil),            // 92: schat.v1.FileCommitCmd
+	(*FileAbortCmd)(nil),             // 93: schat.v1.FileAbortCmd
+	(*FileSweepCmd)(nil),             // 94: schat.v1.FileSweepCmd
+	(*User)(nil),                     // 95: schat.v1.User
+	(*Session)(nil),                  // 96: schat.v1.Session
+	(*Group)(nil),                    // 97: schat.v1.Group
+	(*StoredFile)(nil),               // 98: schat.v1.StoredFile
+	(*Upload)(nil),                   // 99: schat.v1.Upload
+	(*NodeRequest)(nil),              // 100: schat.v1.NodeRequest
+	(*NodeResponse)(nil),             // 101: schat.v1.NodeResponse
+	(*ReadIndexRequest)(nil),         // 102: schat.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),        // 103: schat.v1.ReadIndexResponse
+	(*HelloRequest)(nil),             // 104: schat.v1.HelloRequest
+	(*HelloResponse)(nil),            // 105: schat.v1.HelloResponse
+	(*JoinRequest)(nil),              // 106: schat.v1.JoinRequest
+	(*ForwardRequest)(nil),           // 107: schat.v1.ForwardRequest
+	(*ForwardResponse)(nil),          // 108: schat.v1.ForwardResponse
+	(*ApplyResult)(nil),              // 109: schat.v1.ApplyResult
+	(*RemoveRequest)(nil),            // 110: schat.v1.RemoveRequest
 }
 var file_schat_proto_depIdxs = []int32{
-	8,   // 0: schat.v1.ClientFrame.heartbeat:type_name -> schat.v1.Heartbeat
-	10,  // 1: schat.v1.ClientFrame.register:type_name -> schat.v1.RegisterRequest
-	12,  // 2: schat.v1.ClientFrame.login:type_name -> schat.v1.LoginRequest
-	13,  // 3: schat.v1.ClientFrame.resume:type_name -> schat.v1.ResumeRequest
-	16,  // 4: schat.v1.ClientFrame.logout:type_name -> schat.v1.LogoutRequest
-	17,  // 5: schat.v1.ClientFrame.ping:type_name -> schat.v1.PingRequest
-	19,  // 6: schat.v1.ClientFrame.change_password:type_name -> schat.v1.ChangePasswordRequest
-	21,  // 7: schat.v1.ClientFrame.update_profile:type_name -> schat.v1.UpdateProfileRequest
-	22,  // 8: schat.v1.ClientFrame.get_profiles:type_name -> schat.v1.GetProfilesRequest
-	25,  // 9: schat.v1.ClientFrame.create_group:type_name -> schat.v1.CreateGroupRequest
-	26,  // 10: schat.v1.ClientFrame.apply_group:type_name -> schat.v1.ApplyGroupRequest
-	28,  // 11: schat.v1.ClientFrame.decide_application:type_name -> schat.v1.DecideApplicationRequest
-	29,  // 12: schat.v1.ClientFrame.list_applications:type_name -> schat.v1.ListApplicationsRequest
-	32,  // 13: schat.v1.ClientFrame.quit_group:type_name -> schat.v1.QuitGroupRequest
-	33,  // 14: schat.v1.ClientFrame.kick_member:type_name -> schat.v1.KickMemberRequest
-	34,  // 15: schat.v1.ClientFrame.dissolve_group:type_name -> schat.v1.DissolveGroupRequest
-	35,  // 16: schat.v1.ClientFrame.transfer_ownership:type_name -> schat.v1.TransferOwnershipRequest
-	36,  // 17: schat.v1.ClientFrame.group_info:type_name -> schat.v1.GroupInfoRequest
-	37,  // 18: schat.v1.ClientFrame.list_public_groups:type_name -> schat.v1.ListPublicGroupsRequest
-	39,  // 19: schat.v1.ClientFrame.update_group:type_name -> schat.v1.UpdateGroupRequest
-	40,  // 20: schat.v1.ClientFrame.list_my_groups:type_name -> schat.v1.ListMyGroupsRequest
-	42,  // 21: schat.v1.ClientFrame.ack_notices:type_name -> schat.v1.AckNoticesRequest
-	46,  // 22: schat.v1.ClientFrame.send_message:type_name -> schat.v1.SendMessageRequest
-	47,  // 23: schat.v1.ClientFrame.recall_message:type_name -> schat.v1.RecallMessageRequest
-	48,  // 24: schat.v1.ClientFrame.history:type_name -> schat.v1.HistoryRequest
-	49,  // 25: schat.v1.ClientFrame.sync:type_name -> schat.v1.SyncRequest
-	51,  // 26: schat.v1.ClientFrame.mark_read:type_name -> schat.v1.MarkReadRequest
-	9,   // 27: schat.v1.ServerFrame.response:type_name -> schat.v1.Response
-	55,  // 28: schat.v1.ServerFrame.event:type_name -> schat.v1.Event
-	8,   // 29: schat.v1.ServerFrame.heartbeat:type_name -> schat.v1.Heartbeat
+	10,  // 0: schat.v1.ClientFrame.heartbeat:type_name -> schat.v1.Heartbeat
+	12,  // 1: schat.v1.ClientFrame.register:type_name -> schat.v1.RegisterRequest
+	14,  // 2: schat.v1.ClientFrame.login:type_name -> schat.v1.LoginRequest
+	15,  // 3: schat.v1.ClientFrame.resume:type_name -> schat.v1.ResumeRequest
+	18,  // 4: schat.v1.ClientFrame.logout:type_name -> schat.v1.LogoutRequest
+	19,  // 5: schat.v1.ClientFrame.ping:type_name -> schat.v1.PingRequest
+	21,  // 6: schat.v1.ClientFrame.change_password:type_name -> schat.v1.ChangePasswordRequest
+	23,  // 7: schat.v1.ClientFrame.update_profile:type_name -> schat.v1.UpdateProfileRequest
+	24,  // 8: schat.v1.ClientFrame.get_profiles:type_name -> schat.v1.GetProfilesRequest
+	27,  // 9: schat.v1.ClientFrame.create_group:type_name -> schat.v1.CreateGroupRequest
+	28,  // 10: schat.v1.ClientFrame.apply_group:type_name -> schat.v1.ApplyGroupRequest
+	30,  // 11: schat.v1.ClientFrame.decide_application:type_name -> schat.v1.DecideApplicationRequest
+	31,  // 12: schat.v1.ClientFrame.list_applications:type_name -> schat.v1.ListApplicationsRequest
+	34,  // 13: schat.v1.ClientFrame.quit_group:type_name -> schat.v1.QuitGroupRequest
+	35,  // 14: schat.v1.ClientFrame.kick_member:type_name -> schat.v1.KickMemberRequest
+	36,  // 15: schat.v1.ClientFrame.dissolve_group:type_name -> schat.v1.DissolveGroupRequest
+	37,  // 16: schat.v1.ClientFrame.transfer_ownership:type_name -> schat.v1.TransferOwnershipRequest
+	38,  // 17: schat.v1.ClientFrame.group_info:type_name -> schat.v1.GroupInfoRequest
+	39,  // 18: schat.v1.ClientFrame.list_public_groups:type_name -> schat.v1.ListPublicGroupsRequest
+	41,  // 19: schat.v1.ClientFrame.update_group:type_name -> schat.v1.UpdateGroupRequest
+	42,  // 20: schat.v1.ClientFrame.list_my_groups:type_name -> schat.v1.ListMyGroupsRequest
+	44,  // 21: schat.v1.ClientFrame.ack_notices:type_name -> schat.v1.AckNoticesRequest
+	48,  // 22: schat.v1.ClientFrame.send_message:type_name -> schat.v1.SendMessageRequest
+	49,  // 23: schat.v1.ClientFrame.recall_message:type_name -> schat.v1.RecallMessageRequest
+	50,  // 24: schat.v1.ClientFrame.history:type_name -> schat.v1.HistoryRequest
+	51,  // 25: schat.v1.ClientFrame.sync:type_name -> schat.v1.SyncRequest
+	53,  // 26: schat.v1.ClientFrame.mark_read:type_name -> schat.v1.MarkReadRequest
+	11,  // 27: schat.v1.ServerFrame.response:type_name -> schat.v1.Response
+	59,  // 28: schat.v1.ServerFrame.event:type_name -> schat.v1.Event
+	10,  // 29: schat.v1.ServerFrame.heartbeat:type_name -> schat.v1.Heartbeat
 	0,   // 30: schat.v1.Response.code:type_name -> schat.v1.Code
-	11,  // 31: schat.v1.Response.register:type_name -> schat.v1.RegisterResponse
-	14,  // 32: schat.v1.Response.login:type_name -> schat.v1.LoginResponse
-	18,  // 33: schat.v1.Response.ping:type_name -> schat.v1.PingResponse
-	20,  // 34: schat.v1.Response.change_password:type_name -> schat.v1.ChangePasswordResponse
-	24,  // 35: schat.v1.Response.profile:type_name -> schat.v1.UserProfile
-	23,  // 36: schat.v1.Response.profiles:type_name -> schat.v1.GetProfilesResponse
-	43,  // 37: schat.v1.Response.group:type_name -> schat.v1.GroupInfo
-	27,  // 38: schat.v1.Response.apply_group:type_name -> schat.v1.ApplyGroupResponse
-	30,  // 39: schat.v1.Response.applications:type_name -> schat.v1.ListApplicationsResponse
-	38,  // 40: schat.v1.Response.public_groups:type_name -> schat.v1.ListPublicGroupsResponse
-	41,  // 41: schat.v1.Response.my_groups:type_name -> schat.v1.ListMyGroupsResponse
-	53,  // 42: schat.v1.Response.message:type_name -> schat.v1.ChatMessage
-	50,  // 43: schat.v1.Response.page:type_name -> schat.v1.MessagePage
-	52,  // 44: schat.v1.Response.mark_read:type_name -> schat.v1.MarkReadResponse
+	13,  // 31: schat.v1.Response.register:type_name -> schat.v1.RegisterResponse
+	16,  // 32: schat.v1.Response.login:type_name -> schat.v1.LoginResponse
+	20,  // 33: schat.v1.Response.ping:type_name -> schat.v1.PingResponse
+	22,  // 34: schat.v1.Response.change_password:type_name -> schat.v1.ChangePasswordResponse
+	26,  // 35: schat.v1.Response.profile:type_name -> schat.v1.UserProfile
+	25,  // 36: schat.v1.Response.profiles:type_name -> schat.v1.GetProfilesResponse
+	45,  // 37: schat.v1.Response.group:type_name -> schat.v1.GroupInfo
+	29,  // 38: schat.v1.Response.apply_group:type_name -> schat.v1.ApplyGroupResponse
+	32,  // 39: schat.v1.Response.applications:type_name -> schat.v1.ListApplicationsResponse
+	40,  // 40: schat.v1.Response.public_groups:type_name -> schat.v1.ListPublicGroupsResponse
+	43,  // 41: schat.v1.Response.my_groups:type_name -> schat.v1.ListMyGroupsResponse
+	55,  // 42: schat.v1.Response.message:type_name -> schat.v1.ChatMessage
+	52,  // 43: schat.v1.Response.page:type_name -> schat.v1.MessagePage
+	54,  // 44: schat.v1.Response.mark_read:type_name -> schat.v1.MarkReadResponse
 	1,   // 45: schat.v1.RegisterRequest.sex:type_name -> schat.v1.Sex
-	24,  // 46: schat.v1.LoginResponse.user:type_name -> schat.v1.UserProfile
-	45,  // 47: schat.v1.LoginResponse.groups:type_name -> schat.v1.GroupSummary
-	31,  // 48: schat.v1.LoginResponse.applications:type_name -> schat.v1.Application
-	62,  // 49: schat.v1.LoginResponse.notices:type_name -> schat.v1.Notice
-	15,  // 50: schat.v1.LoginResponse.limits:type_name -> schat.v1.Limits
+	26,  // 46: schat.v1.LoginResponse.user:type_name -> schat.v1.UserProfile
+	47,  // 47: schat.v1.LoginResponse.groups:type_name -> schat.v1.GroupSummary
+	33,  // 48: schat.v1.LoginResponse.applications:type_name -> schat.v1.Application
+	66,  // 49: schat.v1.LoginResponse.notices:type_name -> schat.v1.Notice
+	17,  // 50: schat.v1.LoginResponse.limits:type_name -> schat.v1.Limits
 	1,   // 51: schat.v1.UpdateProfileRequest.sex:type_name -> schat.v1.Sex
-	24,  // 52: schat.v1.GetProfilesResponse.profiles:type_name -> schat.v1.UserProfile
+	26,  // 52: schat.v1.GetProfilesResponse.profiles:type_name -> schat.v1.UserProfile
 	1,   // 53: schat.v1.UserProfile.sex:type_name -> schat.v1.Sex
-	31,  // 54: schat.v1.ListApplicationsResponse.applications:type_name -> schat.v1.Application
-	43,  // 55: schat.v1.ListPublicGroupsResponse.groups:type_name -> schat.v1.GroupInfo
-	45,  // 56: schat.v1.ListMyGroupsResponse.groups:type_name -> schat.v1.GroupSummary
-	44,  // 57: schat.v1.GroupInfo.members:type_name -> schat.v1.Member
+	33,  // 54: schat.v1.ListApplicationsResponse.applications:type_name -> schat.v1.Application
+	45,  // 55: schat.v1.ListPublicGroupsResponse.groups:type_name -> schat.v1.GroupInfo
+	47,  // 56: schat.v1.ListMyGroupsResponse.groups:type_name -> schat.v1.GroupSummary
+	46,  // 57: schat.v1.GroupInfo.members:type_name -> schat.v1.Member
 	3,   // 58: schat.v1.Member.role:type_name -> schat.v1.Role
 	3,   // 59: schat.v1.GroupSummary.role:type_name -> schat.v1.Role
 	2,   // 60: schat.v1.SendMessageRequest.type:type_name -> schat.v1.MessageType
-	53,  // 61: schat.v1.MessagePage.messages:type_name -> schat.v1.ChatMessage
+	55,  // 61: schat.v1.MessagePage.messages:type_name -> schat.v1.ChatMessage
 	2,   // 62: schat.v1.ChatMessage.type:type_name -> schat.v1.MessageType
-	54,  // 63: schat.v1.ChatMessage.system:type_name -> schat.v1.SystemNote
-	4,   // 64: schat.v1.SystemNote.kind:type_name -> schat.v1.SystemNote.Kind
-	53,  // 65: schat.v1.Event.message:type_name -> schat.v1.ChatMessage
-	56,  // 66: schat.v1.Event.member:type_name -> schat.v1.MemberChanged
-	43,  // 67: schat.v1.Event.group_changed:type_name -> schat.v1.GroupInfo
-	57,  // 68: schat.v1.Event.dissolved:type_name -> schat.v1.GroupDissolved
-	31,  // 69: schat.v1.Event.application:type_name -> schat.v1.Application
-	58,  // 70: schat.v1.Event.decided:type_name -> schat.v1.ApplicationDecided
-	59,  // 71: schat.v1.Event.recalled:type_name -> schat.v1.MessageRecalled
-	60,  // 72: schat.v1.Event.read:type_name -> schat.v1.ReadReceipt
-	61,  // 73: schat.v1.Event.session_ended:type_name -> schat.v1.SessionEnded
-	5,   // 74: schat.v1.MemberChanged.change:type_name -> schat.v1.MemberChanged.Change
-	55,  // 75: schat.v1.Notice.event:type_name -> schat.v1.Event
-	65,  // 76: schat.v1.Command.register:type_name -> schat.v1.RegisterCmd
-	66,  // 77: schat.v1.Command.create_session:type_name -> schat.v1.CreateSessionCmd
-	67,  // 78: schat.v1.Command.delete_session:type_name -> schat.v1.DeleteSessionCmd
-	68,  // 79: schat.v1.Command.change_password:type_name -> schat.v1.ChangePasswordCmd
-	69,  // 80: schat.v1.Command.update_profile:type_name -> schat.v1.UpdateProfileCmd
-	70,  // 81: schat.v1.Command.reserve_group:type_name -> schat.v1.ReserveGroupCmd
-	71,  // 82: schat.v1.Command.release_group:type_name -> schat.v1.ReleaseGroupCmd
-	72,  // 83: schat.v1.Command.move_ownership:type_name -> schat.v1.MoveOwnershipCmd
-	73,  // 84: schat.v1.Command.prune_sessions:type_name -> schat.v1.PruneSessionsCmd
-	75,  // 85: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
-	76,  // 86: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
-	77,  // 87: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
-	78,  // 88: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
-	79,  // 89: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
-	80,  // 90: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
-	81,  // 91: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
-	82,  // 92: schat.v1.Command.send:type_name -> schat.v1.SendCmd
-	83,  // 93: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
-	84,  // 94: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
-	85,  // 95: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
-	64,  // 96: schat.v1.Command.batch:type_name -> schat.v1.CommandBatch
-	63,  // 97: schat.v1.CommandBatch.commands:type_name -> schat.v1.Command
-	1,   // 98: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
-	1,   // 99: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
-	74,  // 100: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
-	2,   // 101: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
-	74,  // 102: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
-	1,   // 103: schat.v1.User.sex:type_name -> schat.v1.Sex
-	93,  // 104: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
-	95,  // 105: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
-	96,  // 106: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
-	99,  // 107: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
-	91,  // 108: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
-	0,   // 109: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
-	94,  // 110: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
-	97,  // 111: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
-	92,  // 112: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
-	98,  // 113: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
-	0,   // 114: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
-	86,  // 115: schat.v1.ApplyResult.user:type_name -> schat.v1.User
-	88,  // 116: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
-	53,  // 117: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
-	118, // [118:118] is the sub-list for method output_type
-	118, // [118:118] is the sub-list for method input_type
-	118, // [118:118] is the sub-list for extension type_name
-	118, // [118:118] is the sub-list for extension extendee
-	0,   // [0:118] is the sub-list for field type_name
+	58,  // 63: schat.v1.ChatMessage.system:type_name -> schat.v1.SystemNote
+	56,  // 64: schat.v1.ChatMessage.file:type_name -> schat.v1.FileInfo
+	4,   // 65: schat.v1.FileInfo.kind:type_name -> schat.v1.FileKind
+	5,   // 66: schat.v1.FileInfo.purpose:type_name -> schat.v1.FilePurpose
+	6,   // 67: schat.v1.SystemNote.kind:type_name -> schat.v1.SystemNote.Kind
+	55,  // 68: schat.v1.Event.message:type_name -> schat.v1.ChatMessage
+	60,  // 69: schat.v1.Event.member:type_name -> schat.v1.MemberChanged
+	45,  // 70: schat.v1.Event.group_changed:type_name -> schat.v1.GroupInfo
+	61,  // 71: schat.v1.Event.dissolved:type_name -> schat.v1.GroupDissolved
+	33,  // 72: schat.v1.Event.application:type_name -> schat.v1.Application
+	62,  // 73: schat.v1.Event.decided:type_name -> schat.v1.ApplicationDecided
+	63,  // 74: schat.v1.Event.recalled:type_name -> schat.v1.MessageRecalled
+	64,  // 75: schat.v1.Event.read:type_name -> schat.v1.ReadReceipt
+	65,  // 76: schat.v1.Event.session_ended:type_name -> schat.v1.SessionEnded
+	7,   // 77: schat.v1.MemberChanged.change:type_name -> schat.v1.MemberChanged.Change
+	59,  // 78: schat.v1.Notice.event:type_name -> schat.v1.Event
+	69,  // 79: schat.v1.Command.register:type_name -> schat.v1.RegisterCmd
+	70,  // 80: schat.v1.Command.create_session:type_name -> schat.v1.CreateSessionCmd
+	71,  // 81: schat.v1.Command.delete_session:type_name -> schat.v1.DeleteSessionCmd
+	72,  // 82: schat.v1.Command.change_password:type_name -> schat.v1.ChangePasswordCmd
+	73,  // 83: schat.v1.Command.update_profile:type_name -> schat.v1.UpdateProfileCmd
+	74,  // 84: schat.v1.Command.reserve_group:type_name -> schat.v1.ReserveGroupCmd
+	75,  // 85: schat.v1.Command.release_group:type_name -> schat.v1.ReleaseGroupCmd
+	76,  // 86: schat.v1.Command.move_ownership:type_name -> schat.v1.MoveOwnershipCmd
+	77,  // 87: schat.v1.Command.prune_sessions:type_name -> schat.v1.PruneSessionsCmd
+	79,  // 88: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
+	80,  // 89: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
+	81,  // 90: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
+	82,  // 91: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
+	83,  // 92: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
+	84,  // 93: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
+	85,  // 94: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
+	86,  // 95: schat.v1.Command.send:type_name -> schat.v1.SendCmd
+	87,  // 96: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
+	88,  // 97: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
+	89,  // 98: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
+	90,  // 99: schat.v1.Command.file_begin:type_name -> schat.v1.FileBeginCmd
+	91,  // 100: schat.v1.Command.file_chunk:type_name -> schat.v1.FileChunkCmd
+	92,  // 101: schat.v1.Command.file_commit:type_name -> schat.v1.FileCommitCmd
+	93,  // 102: schat.v1.Command.file_abort:type_name -> schat.v1.FileAbortCmd
+	94,  // 103: schat.v1.Command.file_sweep:type_name -> schat.v1.FileSweepCmd
+	68,  // 104: schat.v1.Command.batch:type_name -> schat.v1.CommandBatch
+	67,  // 105: schat.v1.CommandBatch.commands:type_name -> schat.v1.Command
+	1,   // 106: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
+	1,   // 107: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
+	78,  // 108: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
+	2,   // 109: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
+	78,  // 110: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
+	56,  // 111: schat.v1.FileBeginCmd.info:type_name -> schat.v1.FileInfo
+	1,   // 112: schat.v1.User.sex:type_name -> schat.v1.Sex
+	56,  // 113: schat.v1.StoredFile.info:type_name -> schat.v1.FileInfo
+	56,  // 114: schat.v1.Upload.info:type_name -> schat.v1.FileInfo
+	104, // 115: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
+	106, // 116: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
+	107, // 117: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
+	110, // 118: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
+	102, // 119: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
+	0,   // 120: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
+	105, // 121: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
+	108, // 122: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
+	103, // 123: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
+	109, // 124: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
+	0,   // 125: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
+	95,  // 126: schat.v1.ApplyResult.user:type_name -> schat.v1.User
+	97,  // 127: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
+	55,  // 128: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
+	56,  // 129: schat.v1.ApplyResult.file:type_name -> schat.v1.FileInfo
+	130, // [130:130] is the sub-list for method output_type
+	130, // [130:130] is the sub-list for method input_type
+	130, // [130:130] is the sub-list for extension type_name
+	130, // [130:130] is the sub-list for extension extendee
+	0,   // [0:130] is the sub-list for field type_name
 }
 
 func init() { file_schat_proto_init() }
@@ -8659,7 +9644,7 @@ func file_schat_proto_init() {
 	}
 	file_schat_proto_msgTypes[15].OneofWrappers = []any{}
 	file_schat_proto_msgTypes[33].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[49].OneofWrappers = []any{
+	file_schat_proto_msgTypes[51].OneofWrappers = []any{
 		(*Event_Message)(nil),
 		(*Event_Member)(nil),
 		(*Event_GroupChanged)(nil),
@@ -8670,7 +9655,7 @@ func file_schat_proto_init() {
 		(*Event_Read)(nil),
 		(*Event_SessionEnded)(nil),
 	}
-	file_schat_proto_msgTypes[57].OneofWrappers = []any{
+	file_schat_proto_msgTypes[59].OneofWrappers = []any{
 		(*Command_Register)(nil),
 		(*Command_CreateSession)(nil),
 		(*Command_DeleteSession)(nil),
@@ -8691,18 +9676,23 @@ func file_schat_proto_init() {
 		(*Command_Recall)(nil),
 		(*Command_MarkRead)(nil),
 		(*Command_AckNotices)(nil),
+		(*Command_FileBegin)(nil),
+		(*Command_FileChunk)(nil),
+		(*Command_FileCommit)(nil),
+		(*Command_FileAbort)(nil),
+		(*Command_FileSweep)(nil),
 		(*Command_Batch)(nil),
 	}
-	file_schat_proto_msgTypes[63].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[75].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[83].OneofWrappers = []any{
+	file_schat_proto_msgTypes[65].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[77].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[92].OneofWrappers = []any{
 		(*NodeRequest_Hello)(nil),
 		(*NodeRequest_Join)(nil),
 		(*NodeRequest_Forward)(nil),
 		(*NodeRequest_Remove)(nil),
 		(*NodeRequest_ReadIndex)(nil),
 	}
-	file_schat_proto_msgTypes[84].OneofWrappers = []any{
+	file_schat_proto_msgTypes[93].OneofWrappers = []any{
 		(*NodeResponse_Hello)(nil),
 		(*NodeResponse_Forward)(nil),
 		(*NodeResponse_ReadIndex)(nil),
@@ -8712,8 +9702,8 @@ func file_schat_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_schat_proto_rawDesc), len(file_schat_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   94,
+			NumEnums:      8,
+			NumMessages:   103,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

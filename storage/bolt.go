@@ -35,9 +35,14 @@ var (
 	Notices    = []byte("notices")     // user id + notice id -> pb.Notice
 	Public     = []byte("public")      // group id -> nil
 
+	// Both kinds of shard: uploads and the files they became.
+	Files   = []byte("files")   // file key -> pb.StoredFile
+	Uploads = []byte("uploads") // file key -> pb.Upload
+	Blobs   = []byte("blobs")   // SHA-256 -> count of files with that content
+
 	allBuckets = [][]byte{Meta, Users, Logins, Sessions, UserSessions, Owned,
 		Reservations, Groups, Members, UserGroups, Apps, Messages, Dedup,
-		Notices, Public}
+		Notices, Public, Files, Uploads, Blobs}
 )
 
 // Keys inside the Meta bucket.

@@ -10,26 +10,47 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// A shard snapshot is a fixed header followed by the bbolt state file:
+// A shard snapshot is a fixed header followed by the bbolt state file
+// and, from version 2 on, the file contents the state refers to:
 //
 //	magic "SCHATSNP" | version u32 | index u64 | term u64 | state length u64 | state
+//	then per file: kind u8 | name length u8 | name | size u64 | bytes
+//	and a closing kind 0.
 //
-// The header lets a restore see which index the state is at before reading
-// the rest. raft's snapshot store checksums the whole stream.
+// Kind 1 is a committed content named by its SHA-256 (raw bytes), kind 2
+// the received bytes of an upload in progress named by its file key. The
+// header lets a restore see which index the state is at before reading
+// the rest. raft's snapshot store checksums the whole stream. Version 1
+// snapshots (no file section) are still read.
 const (
 	snapMagic   = "SCHATSNP"
-	snapVersion = 1
+	snapVersion = 2
 	snapHeader  = len(snapMagic) + 4 + 8 + 8 + 8
 )
+
+// Kinds of file in a snapshot's file section.
+const (
+	SnapEnd     byte = 0
+	SnapBlob    byte = 1
+	SnapPartial byte = 2
+)
+
+// maxSnapFile bounds one file's size in a snapshot, so that a corrupt
+// length is refused rather than trusted.
+const maxSnapFile = 1 << 40
 
 // ErrSnapshot means a snapshot stream is malformed or of an unknown version.
 var ErrSnapshot = errors.New("storage: bad snapshot")
 
 // SnapshotHeader describes a shard snapshot.
 type SnapshotHeader struct {
+	Version     uint32
 	Index, Term uint64
 	StateSize   int64
 }
+
+// HasFiles reports whether a file section follows the state.
+func (h SnapshotHeader) HasFiles() bool { return h.Version >= 2 }
 
 // WriteSnapshot writes a snapshot of the state visible in tx to w.
 func WriteSnapshot(w io.Writer, tx *bolt.Tx) error {
@@ -61,10 +82,12 @@ func ReadSnapshotHeader(r io.Reader) (SnapshotHeader, error) {
 		return SnapshotHeader{}, fmt.Errorf("%w: not a schat snapshot", ErrSnapshot)
 	}
 	p := b[len(snapMagic):]
-	if v := binary.BigEndian.Uint32(p); v != snapVersion {
+	v := binary.BigEndian.Uint32(p)
+	if v < 1 || v > snapVersion {
 		return SnapshotHeader{}, fmt.Errorf("%w: version %d", ErrSnapshot, v)
 	}
 	h := SnapshotHeader{
+		Version:   v,
 		Index:     binary.BigEndian.Uint64(p[4:]),
 		Term:      binary.BigEndian.Uint64(p[12:]),
 		StateSize: int64(binary.BigEndian.Uint64(p[20:])),
@@ -73,4 +96,71 @@ func ReadSnapshotHeader(r io.Reader) (SnapshotHeader, error) {
 		return SnapshotHeader{}, fmt.Errorf("%w: state size %d", ErrSnapshot, h.StateSize)
 	}
 	return h, nil
+}
+
+// SnapshotFile is one file of a snapshot's file section.
+type SnapshotFile struct {
+	Kind byte
+	Name []byte // at most 255 bytes
+	Size int64
+}
+
+// WriteSnapshotFile appends one file of size f.Size, read from r, to a
+// snapshot's file section.
+func WriteSnapshotFile(w io.Writer, f SnapshotFile, r io.Reader) error {
+	if len(f.Name) > 255 || f.Kind == SnapEnd {
+		return fmt.Errorf("%w: file name of %d bytes, kind %d", ErrSnapshot, len(f.Name), f.Kind)
+	}
+	h := append([]byte{f.Kind, byte(len(f.Name))}, f.Name...)
+	h = binary.BigEndian.AppendUint64(h, uint64(f.Size))
+	if _, err := w.Write(h); err != nil {
+		return fmt.Errorf("write snapshot file: %w", err)
+	}
+	n, err := io.Copy(w, io.LimitReader(r, f.Size))
+	if err == nil && n != f.Size {
+		err = fmt.Errorf("%w: file %x has %d of %d bytes", ErrSnapshot, f.Name, n, f.Size)
+	}
+	if err != nil {
+		return fmt.Errorf("write snapshot file: %w", err)
+	}
+	return nil
+}
+
+// EndSnapshotFiles closes a snapshot's file section.
+func EndSnapshotFiles(w io.Writer) error {
+	_, err := w.Write([]byte{SnapEnd})
+	return err
+}
+
+// ReadSnapshotFiles reads a file section from r, calling fn with each
+// file and a reader of exactly its bytes, until the closing kind.
+func ReadSnapshotFiles(r io.Reader, fn func(SnapshotFile, io.Reader) error) error {
+	for {
+		var head [2]byte
+		if _, err := io.ReadFull(r, head[:1]); err != nil {
+			return fmt.Errorf("%w: file section: %v", ErrSnapshot, err)
+		}
+		if head[0] == SnapEnd {
+			return nil
+		}
+		if _, err := io.ReadFull(r, head[1:]); err != nil {
+			return fmt.Errorf("%w: file section: %v", ErrSnapshot, err)
+		}
+		rest := make([]byte, int(head[1])+8)
+		if _, err := io.ReadFull(r, rest); err != nil {
+			return fmt.Errorf("%w: file section: %v", ErrSnapshot, err)
+		}
+		f := SnapshotFile{Kind: head[0], Name: rest[:head[1]],
+			Size: int64(binary.BigEndian.Uint64(rest[head[1]:]))}
+		if f.Kind > SnapPartial || f.Size < 0 || f.Size > maxSnapFile {
+			return fmt.Errorf("%w: file kind %d of %d bytes", ErrSnapshot, f.Kind, f.Size)
+		}
+		lr := io.LimitReader(r, f.Size)
+		if err := fn(f, lr); err != nil {
+			return err
+		}
+		if _, err := io.Copy(io.Discard, lr); err != nil {
+			return fmt.Errorf("%w: file section: %v", ErrSnapshot, err)
+		}
+	}
 }

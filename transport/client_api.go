@@ -232,21 +232,42 @@ func (c *Client) Recall(ctx context.Context, gid, seq uint64) (*pb.ChatMessage, 
 // History pages backwards through group gid: messages before seq before
 // (0: from the newest), oldest first.
 func (c *Client) History(ctx context.Context,
-	gid, before uint64, limit uint32) (*pb.MessagePage, error) {
+	gid, before uint64, limit uint32, opts ...ReadOption) (*pb.MessagePage, error) {
 	f := &pb.ClientFrame{Body: &pb.ClientFrame_History{History: &pb.HistoryRequest{
-		GroupId: gid, BeforeSeq: before, Limit: limit,
+		GroupId: gid, BeforeSeq: before, Limit: limit, Linearizable: readOptions(opts).linearizable,
 	}}}
 	return body(ctx, c, f, (*pb.Response).GetPage)
 }
 
 // Sync pages forwards through group gid: messages after seq after, or
 // after the caller's read cursor when fromCursor is set and after is 0.
-func (c *Client) Sync(ctx context.Context,
-	gid, after uint64, limit uint32, fromCursor bool) (*pb.MessagePage, error) {
+func (c *Client) Sync(ctx context.Context, gid, after uint64, limit uint32, fromCursor bool,
+	opts ...ReadOption) (*pb.MessagePage, error) {
 	f := &pb.ClientFrame{Body: &pb.ClientFrame_Sync{Sync: &pb.SyncRequest{
 		GroupId: gid, AfterSeq: after, Limit: limit, FromCursor: fromCursor,
+		Linearizable: readOptions(opts).linearizable,
 	}}}
 	return body(ctx, c, f, (*pb.Response).GetPage)
+}
+
+// ReadOption changes how History and Sync read.
+type ReadOption func(*readOpts)
+
+type readOpts struct{ linearizable bool }
+
+// Linearizable makes a read see every write acknowledged before it began,
+// through any node, at the cost of a round trip to the shard's leader.
+// Without it a read sees at least the caller's own acknowledged writes.
+func Linearizable() ReadOption {
+	return func(o *readOpts) { o.linearizable = true }
+}
+
+func readOptions(opts []ReadOption) readOpts {
+	var o readOpts
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
 }
 
 // MarkRead moves the caller's read cursor in group gid forward to seq.

@@ -38,13 +38,15 @@ type pending struct {
 
 // Conn is one client connection, over TCP or WebSocket.
 //
-// It runs three goroutines. The read goroutine calls Handler.Connect,
-// decodes frames and calls Handler.Serve for each request, then, once the
-// connection is closed and the others have stopped, Handler.Disconnect.
-// The reply goroutine takes Replies in request order, calls their Wait and
-// queues the responses. The write goroutine drains the outbound queue,
-// flushing whenever it is momentarily empty, so a burst leaves in few
-// writes.
+// It runs two goroutines, and a third while requests await answers. The
+// read goroutine calls Handler.Connect, decodes frames and calls
+// Handler.Serve for each request, then, once the connection is closed and
+// the others have stopped, Handler.Disconnect. The reply goroutine, which
+// the read goroutine starts when a request finds none and which ends when
+// no request is left, takes Replies in request order, calls their Wait and
+// queues the responses: an idle connection has no stack for it. The write goroutine takes everything queued at
+// once and flushes whenever the queue is momentarily empty, so a burst
+// leaves in few writes.
 //
 // Send and Close may be called from any goroutine.
 type Conn struct {
@@ -54,15 +56,15 @@ type Conn struct {
 	remote net.Addr
 	log    *slog.Logger
 
-	out     chan *Message // outbound frames; capacity SendQueue
-	replies chan pending  // requests awaiting answers; capacity MaxInFlight
+	out     *queue[*Message] // outbound frames; at most SendQueue
+	replies *queue[pending]  // requests awaiting answers; at most MaxInFlight
 
 	done      chan struct{}
 	closeOnce sync.Once
 	closeCode websocket.StatusCode // set before done is closed
 	reason    string               // set before done is closed
 
-	stopped sync.WaitGroup // the reply and write goroutines
+	stopped sync.WaitGroup // the reply (while running) and write goroutines
 
 	mu      sync.Mutex
 	session any
@@ -79,11 +81,11 @@ func newConn(s *Server, id uint64, w wire, remote net.Addr) *Conn {
 		w:       w,
 		remote:  remote,
 		log:     s.log.With("conn", id, "remote", remote.String()),
-		out:     make(chan *Message, s.cfg.SendQueue),
-		replies: make(chan pending, s.cfg.MaxInFlight),
+		out:     newQueue[*Message](s.cfg.SendQueue),
+		replies: newQueue[pending](s.cfg.MaxInFlight),
 		done:    make(chan struct{}),
 	}
-	c.stopped.Add(2)
+	c.stopped.Add(1)
 	return c
 }
 
@@ -122,14 +124,12 @@ func (c *Conn) Send(m *Message) bool {
 		return false
 	default:
 	}
-	select {
-	case c.out <- m:
+	if c.out.tryPush(m) {
 		return true
-	default:
-		c.log.Warn("slow consumer disconnected", "queued", len(c.out))
-		c.closeWith(websocket.StatusPolicyViolation, reasonSlow)
-		return false
 	}
+	c.log.Warn("slow consumer disconnected", "queued", c.out.len())
+	c.closeWith(websocket.StatusPolicyViolation, reasonSlow)
+	return false
 }
 
 // SendAndClose queues m as the connection's last frame: once the frames
@@ -138,10 +138,7 @@ func (c *Conn) Send(m *Message) bool {
 func (c *Conn) SendAndClose(m *Message, reason string) {
 	c.finalReason.Store(&reason)
 	c.finalMsg.Store(m)
-	select {
-	case c.out <- m:
-	case <-c.done:
-	default:
+	if !c.closed() && !c.out.tryPush(m) {
 		c.closeWith(websocket.StatusNormalClosure, reason)
 	}
 }
@@ -228,9 +225,8 @@ func (c *Conn) serveFrames() (websocket.StatusCode, string) {
 			p.reply = c.srv.handler.Serve(c, f)
 		}
 
-		select {
-		case c.replies <- p:
-		case <-c.done:
+		if c.replies.pushClaim(p, c.done) {
+			c.startReplies()
 		}
 	}
 	return websocket.StatusNormalClosure, ""
@@ -253,24 +249,30 @@ func readFailure(err error) (websocket.StatusCode, string) {
 	}
 }
 
-// replyLoop is the reply goroutine.
+// startReplies starts the reply goroutine. Only the read goroutine calls
+// it, so the counts it adds to cannot be waited for meanwhile: the read
+// goroutine waits for stopped itself, and counts in the server's group.
+func (c *Conn) startReplies() {
+	c.stopped.Add(1)
+	c.srv.wg.Add(1)
+	go c.replyLoop()
+}
+
+// replyLoop is the reply goroutine. It ends when no request awaits an
+// answer, or when the connection is closed.
 func (c *Conn) replyLoop() {
 	defer c.srv.wg.Done()
 	defer c.stopped.Done()
-	for {
-		var p pending
-		select {
-		case p = <-c.replies:
-		case <-c.done:
+	for !c.closed() {
+		p, ok := c.replies.takeOrIdle()
+		if !ok {
 			return
 		}
 		m := p.msg
 		if m == nil {
 			m = c.answer(p)
 		}
-		select {
-		case c.out <- m:
-		case <-c.done:
+		if !c.out.push(m, c.done) {
 			return
 		}
 	}
@@ -309,26 +311,18 @@ func (c *Conn) writeLoop() {
 	defer c.srv.wg.Done()
 	defer c.stopped.Done()
 	defer func() { c.w.close(c.closeCode, c.reason) }()
+	var batch []*Message
 	for {
-		var m *Message
-		select {
-		case m = <-c.out:
-		case <-c.done:
+		var ok bool
+		if batch, ok = c.out.takeAll(batch, c.done); !ok {
 			return
 		}
-		if payload, err := m.encoded(c.w.textMode()); err != nil {
-			c.log.Error("frame not encodable, dropped", "err", err)
-		} else if err := c.w.writeFrame(payload); err != nil {
-			c.log.Debug("write failed", "err", err)
-			c.closeWith(websocket.StatusGoingAway, reasonWrite)
-			return
+		for _, m := range batch {
+			if !c.write(m) {
+				return
+			}
 		}
-		if final := c.finalMsg.Load(); final == m {
-			c.w.flush()
-			c.closeWith(websocket.StatusNormalClosure, *c.finalReason.Load())
-			return
-		}
-		if len(c.out) == 0 {
+		if c.out.len() == 0 {
 			if err := c.w.flush(); err != nil {
 				c.log.Debug("write failed", "err", err)
 				c.closeWith(websocket.StatusGoingAway, reasonWrite)
@@ -336,4 +330,22 @@ func (c *Conn) writeLoop() {
 			}
 		}
 	}
+}
+
+// write writes one frame, and reports whether the connection goes on: a
+// failed write or the final frame ends it.
+func (c *Conn) write(m *Message) bool {
+	if payload, err := m.encoded(c.w.textMode()); err != nil {
+		c.log.Error("frame not encodable, dropped", "err", err)
+	} else if err := c.w.writeFrame(payload); err != nil {
+		c.log.Debug("write failed", "err", err)
+		c.closeWith(websocket.StatusGoingAway, reasonWrite)
+		return false
+	}
+	if final := c.finalMsg.Load(); final == m {
+		c.w.flush()
+		c.closeWith(websocket.StatusNormalClosure, *c.finalReason.Load())
+		return false
+	}
+	return true
 }

@@ -50,14 +50,27 @@ func ReadFrame(r *bufio.Reader, max int, buf []byte) ([]byte, error) {
 		}
 		return nil, err
 	}
-	n := uint64(binary.BigEndian.Uint32(hdr))
-	if max < 0 || n > uint64(max) {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
+	n, err := frameLen(hdr, max)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := r.Discard(frameHeaderLen); err != nil {
 		return nil, err
 	}
+	return readBody(r, n, buf)
+}
 
+// frameLen decodes a frame header and checks the length against max.
+func frameLen(hdr []byte, max int) (uint64, error) {
+	n := uint64(binary.BigEndian.Uint32(hdr))
+	if max < 0 || n > uint64(max) {
+		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
+	}
+	return n, nil
+}
+
+// readBody reads a frame body of n bytes from r, into buf when it fits.
+func readBody(r io.Reader, n uint64, buf []byte) ([]byte, error) {
 	if uint64(cap(buf)) >= n {
 		buf = buf[:n]
 	} else {

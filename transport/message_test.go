@@ -89,7 +89,8 @@ func BenchmarkMessage_Fanout(b *testing.B) {
 			}
 		}
 		for _, c := range conns {
-			(<-c.out).encoded(false)
+			ms, _ := c.out.takeAll(nil, c.done)
+			ms[0].encoded(false)
 		}
 	}
 }

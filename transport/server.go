@@ -141,8 +141,9 @@ func (c ServerConfig) Validate() error {
 // Server accepts client connections over TCP and WebSocket and runs each
 // through the Handler.
 //
-// Every goroutine the server starts is tracked: three per connection (read,
-// reply, write) and one per ServeTCP call. Close waits for all of them.
+// Every goroutine the server starts is tracked: two or three per
+// connection (read, write, and reply while requests await answers) and one
+// per ServeTCP call. Close waits for all of them.
 type Server struct {
 	cfg     ServerConfig
 	log     *slog.Logger
@@ -266,11 +267,10 @@ func (s *Server) start(w wire, remote net.Addr) {
 	s.nextID++
 	c := newConn(s, s.nextID, w, remote)
 	s.conns[c.id] = c
-	s.wg.Add(3)
+	s.wg.Add(2)
 	s.mu.Unlock()
 
 	go c.readLoop()
-	go c.replyLoop()
 	go c.writeLoop()
 }
 

@@ -203,7 +203,7 @@ func TestServer_SlowConsumerDisconnected(t *testing.T) {
 	sent := 0
 	for c.Send(m) {
 		sent++
-		if n := len(c.out); n > queue {
+		if n := c.out.len(); n > queue {
 			t.Fatalf("queue holds %d frames, over SendQueue %d", n, queue)
 		}
 		if sent > 100000 {

@@ -101,6 +101,15 @@ type Reconnect struct {
 	// CaughtUp is how many missed messages were delivered on Events
 	// before this value was sent.
 	CaughtUp int
+
+	// Rewound says that the server's incarnation changed: the deployment
+	// was restored from a backup, and its history may end before what
+	// this Session delivered. Each group's mark was lowered to the
+	// group's LastSeq in Login, so the messages sent after the restore
+	// are delivered even where they reuse sequence numbers delivered
+	// before it; the caller should drop what it keeps beyond LastSeq and
+	// take cursors and groups from Login.
+	Rewound bool
 }
 
 // Session is a logged-in client that outlives the connections under it. It
@@ -116,6 +125,12 @@ type Reconnect struct {
 // forward from its mark, page by page, delivering what it finds, and from
 // then on drops each message event at or below the mark. A group that has
 // no mark yet is synced from the ReadSeq the resume response gives it.
+//
+// Every login response names the server's incarnation. When a resume
+// finds another one than the Session knew, the deployment was restored
+// from a backup and sequence numbers may have gone back: the Session
+// lowers each mark to the group's LastSeq and forgets groups it is no
+// longer in before catching up, and reports Rewound.
 //
 // Only messages are caught up: member changes, recalls, read receipts and
 // applications pushed while no connection was up are lost, and the
@@ -145,6 +160,7 @@ type Session struct {
 	ready chan struct{} // closed while up
 	token string
 	marks map[uint64]uint64 // group ID -> highest message seq delivered
+	inc   uint64            // the server's incarnation at the last login
 	ended string            // reason of a SessionEnded event forwarded
 	count int
 	err   error // set before done is closed

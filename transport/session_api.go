@@ -48,6 +48,11 @@ func (s *Session) Resume(ctx context.Context, token string) (*pb.LoginResponse, 
 func (s *Session) remember(c *Client, token string, login *pb.LoginResponse) {
 	s.mu.Lock()
 	s.token = token
+	if login.Incarnation != s.inc {
+		// Another history: what was delivered says nothing about it.
+		s.inc = login.Incarnation
+		clear(s.marks)
+	}
 	for _, g := range login.Groups {
 		if g.LastSeq > s.marks[g.GroupId] {
 			s.marks[g.GroupId] = g.LastSeq

@@ -173,6 +173,7 @@ func (s *Session) attempt(at int) (c *Client, reached bool, err error) {
 		c.Close()
 		return nil, true, err
 	}
+	rewound := s.rewind(login)
 	caught, err := s.catchUp(c, login)
 	if err != nil {
 		s.setUp(nil)
@@ -185,7 +186,8 @@ func (s *Session) attempt(at int) (c *Client, reached bool, err error) {
 
 	s.mu.Lock()
 	s.count++
-	r := Reconnect{Addr: addr, Count: s.count, Login: login, CaughtUp: caught}
+	r := Reconnect{Addr: addr, Count: s.count, Login: login, CaughtUp: caught,
+		Rewound: rewound}
 	s.mu.Unlock()
 	s.log.Info("session reconnected", "addr", addr, "count", r.Count, "caught_up", caught)
 	s.notify(r)
@@ -218,6 +220,38 @@ func (s *Session) resume(c *Client) (*pb.LoginResponse, error) {
 	}
 	s.setUpLocked(c)
 	return login, nil
+}
+
+// rewind compares the incarnation of a resumed login with the one the
+// Session knew. When it changed, the server's history was restored from
+// a backup: each mark comes down to the group's LastSeq (messages up to
+// it are the ones delivered before, those after it are new even if
+// their seq was seen), and groups login does not list are forgotten.
+func (s *Session) rewind(login *pb.LoginResponse) bool {
+	if login == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if login.Incarnation == s.inc {
+		return false
+	}
+	s.inc = login.Incarnation
+	last := make(map[uint64]uint64, len(login.Groups))
+	for _, g := range login.Groups {
+		last[g.GroupId] = g.LastSeq
+	}
+	for gid, mark := range s.marks {
+		seq, ok := last[gid]
+		switch {
+		case !ok:
+			delete(s.marks, gid)
+		case mark > seq:
+			s.marks[gid] = seq
+		}
+	}
+	s.log.Warn("server history was restored; resynchronising", "groups", len(last))
+	return true
 }
 
 // catchUp delivers, for every group of login, the messages after the

@@ -2,7 +2,11 @@ package transport
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
+	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -35,7 +39,9 @@ type wire interface {
 }
 
 // Buffer sizes of a TCP wire. The writer buffer is larger so that a burst
-// of small events leaves in few writes.
+// of small events leaves in few writes. Both are taken from pools for a
+// burst and given back when it ends (the write buffer at the flush, the
+// read buffer once it is drained), so that idle connections hold none.
 const (
 	readBufferSize  = 4 << 10
 	writeBufferSize = 16 << 10
@@ -46,12 +52,19 @@ const (
 	retainBuffer = 4 << 10
 )
 
+// readers and writers are the buffers of TCP wires between bursts.
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufferSize) }}
+)
+
 // tcpWire frames protobuf payloads with a length prefix over a net.Conn,
 // optionally TLS.
 type tcpWire struct {
 	nc           net.Conn
-	br           *bufio.Reader
-	bw           *bufio.Writer
+	hdr          [frameHeaderLen]byte
+	br           *bufio.Reader // from readers while it holds unread bytes, else nil
+	bw           *bufio.Writer // from writers while a burst is written, else nil
 	buf          []byte
 	max          int
 	idle         time.Duration // read deadline per frame; 0: none
@@ -61,8 +74,6 @@ type tcpWire struct {
 func newTCPWire(nc net.Conn, max int, idle, writeTimeout time.Duration) *tcpWire {
 	return &tcpWire{
 		nc:           nc,
-		br:           bufio.NewReaderSize(nc, readBufferSize),
-		bw:           bufio.NewWriterSize(nc, writeBufferSize),
 		max:          max,
 		idle:         idle,
 		writeTimeout: writeTimeout,
@@ -78,12 +89,42 @@ func (w *tcpWire) readFrame() ([]byte, bool, error) {
 	if cap(w.buf) > retainBuffer {
 		w.buf = nil
 	}
-	p, err := ReadFrame(w.br, w.max, w.buf)
+	var p []byte
+	var err error
+	if w.br != nil {
+		p, err = ReadFrame(w.br, w.max, w.buf)
+	} else {
+		p, err = w.readFresh()
+	}
 	if err != nil {
 		return nil, false, err
 	}
 	w.buf = p
+	if w.br.Buffered() == 0 {
+		w.br.Reset(nil)
+		readers.Put(w.br)
+		w.br = nil
+	}
 	return p, false, nil
+}
+
+// readFresh reads a frame when nothing is buffered: it waits for the
+// header with no buffer held, then reads the body through a pooled reader,
+// which takes in whatever follows it too.
+func (w *tcpWire) readFresh() ([]byte, error) {
+	if k, err := io.ReadFull(w.nc, w.hdr[:]); err != nil {
+		if k > 0 && errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("transport: frame header: %w", err)
+		}
+		return nil, err
+	}
+	n, err := frameLen(w.hdr[:], w.max)
+	if err != nil {
+		return nil, err
+	}
+	w.br = readers.Get().(*bufio.Reader)
+	w.br.Reset(w.nc)
+	return readBody(w.br, n, w.buf)
 }
 
 func (w *tcpWire) textMode() bool { return false }
@@ -94,10 +135,24 @@ func (w *tcpWire) writeFrame(payload []byte) error {
 			return err
 		}
 	}
+	if w.bw == nil {
+		w.bw = writers.Get().(*bufio.Writer)
+		w.bw.Reset(w.nc)
+	}
 	return WriteFrame(w.bw, payload)
 }
 
-func (w *tcpWire) flush() error { return w.bw.Flush() }
+// flush writes what is buffered and gives the buffer back to the pool.
+func (w *tcpWire) flush() error {
+	if w.bw == nil {
+		return nil
+	}
+	err := w.bw.Flush()
+	w.bw.Reset(nil)
+	writers.Put(w.bw)
+	w.bw = nil
+	return err
+}
 
 func (w *tcpWire) close(websocket.StatusCode, string) { w.nc.Close() }
 

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runSchat runs the schat binary with args and returns its standard
+// output and exit error.
+func runSchat(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), processWait)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, schatBinary(t), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		err = fmt.Errorf("%w: %s", err, stderr.String())
+	}
+	return stdout.String(), err
+}
+
+// TestBackup_MoveToNewDirectory moves a deployment the way an operator
+// does: `schat backup` from a running `schat serve`, `schat snapshot
+// inspect`, `schat restore` into a new directory, start it, log in and
+// read the history. A damaged copy is reported as not whole, and the
+// stopped node's directory backs up offline.
+func TestBackup_MoveToNewDirectory(t *testing.T) {
+	t.Parallel()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	srv := startServer(t, serverOptions{dataDir: dataDir})
+	r := script(t, srv.clientAddr, `
+		reg ann 123 ann 1 here
+		login ann 123
+		create moving 123
+	`)
+	gid := r.results[2].num("grp_id")
+	script(t, srv.clientAddr, fmt.Sprintf("login ann 123\nchat 0 %d packed\nchat 0 %[1]d shipped\n", gid))
+
+	secret, err := os.ReadFile(filepath.Join(dataDir, "cluster.secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "move.backup")
+	out, err := runSchat(t, "backup", "--addr", srv.httpAddr, "--cluster-secret",
+		strings.TrimSpace(string(secret)), "--out", file)
+	if err != nil || !strings.Contains(out, "backup written") {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	wantWhole(t, file)
+	wantDamagedRefused(t, file)
+
+	restored := filepath.Join(t.TempDir(), "restored")
+	raftAddr := freeAddr(t)
+	out, err = runSchat(t, "restore", "--from", file, "--data-dir", restored,
+		"--node-id", "moved1", "--raft-addr", raftAddr)
+	if err != nil || !strings.Contains(out, "new cluster secret") ||
+		!strings.Contains(out, "restored 1 users, 1 groups") {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	srv.stop(t)
+	moved := startServer(t, serverOptions{dataDir: restored, raftAddr: raftAddr,
+		extra: []string{"--node-id", "moved1"}})
+	r = script(t, moved.clientAddr, fmt.Sprintf("login ann 123\nhis %d\n", gid))
+	wantTexts(t, r.results[1].list("messages")[1:], "packed", "shipped")
+
+	offline := filepath.Join(t.TempDir(), "offline.backup")
+	if out, err := runSchat(t, "backup", "--data-dir", dataDir, "--out", offline); err != nil {
+		t.Fatalf("offline backup: %v\n%s", err, out)
+	}
+	wantWhole(t, offline)
+}
+
+func wantWhole(t testing.TB, file string) {
+	t.Helper()
+	out, err := runSchat(t, "snapshot", "inspect", file)
+	if err != nil || !strings.Contains(out, "status    whole") ||
+		!strings.Contains(out, "1 users, 1 groups, 3 messages") {
+		t.Fatalf("inspect %s: %v\n%s", file, err, out)
+	}
+}
+
+// wantDamagedRefused flips a byte of a copy of file: inspect says it is
+// not whole and restore refuses it without creating the directory.
+func wantDamagedRefused(t testing.TB, file string) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	bad := filepath.Join(t.TempDir(), "bad.backup")
+	if err := os.WriteFile(bad, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runSchat(t, "snapshot", "inspect", bad)
+	if err == nil || !strings.Contains(out, "NOT WHOLE") {
+		t.Fatalf("inspect of a damaged file: %v\n%s", err, out)
+	}
+	dir := filepath.Join(t.TempDir(), "never")
+	if _, err := runSchat(t, "restore", "--from", bad, "--data-dir", dir); err == nil ||
+		!strings.Contains(err.Error(), "nothing written") {
+		t.Fatalf("restore of a damaged file: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("restore of a damaged file left %s: %v", dir, err)
+	}
+}

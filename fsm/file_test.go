@@ -1,0 +1,285 @@
+package fsm
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	pb "github.com/schat/schat/proto"
+)
+
+func fileCmd(op any) *pb.Command {
+	c := &pb.Command{}
+	switch b := op.(type) {
+	case *pb.FileBeginCmd:
+		c.Op = &pb.Command_FileBegin{FileBegin: b}
+	case *pb.FileChunkCmd:
+		c.Op = &pb.Command_FileChunk{FileChunk: b}
+	case *pb.FileCommitCmd:
+		c.Op = &pb.Command_FileCommit{FileCommit: b}
+	case *pb.FileAbortCmd:
+		c.Op = &pb.Command_FileAbort{FileAbort: b}
+	case *pb.FileSweepCmd:
+		c.Op = &pb.Command_FileSweep{FileSweep: b}
+	}
+	return c
+}
+
+// testFileID is the ID of upload n to group gid.
+func testFileID(gid uint64, n byte) string {
+	return NewFileID(false, gid, [16]byte{n})
+}
+
+// begin opens an upload of data by uid to g1 as a chat file.
+func begin(id string, uid uint64, data []byte, kind pb.FileKind) *pb.Command {
+	sum := sha256.Sum256(data)
+	scope, _, _, _ := ParseFileID(id)
+	return fileCmd(&pb.FileBeginCmd{Info: &pb.FileInfo{FileId: id, OwnerId: uid, GroupId: scope,
+		Size: uint64(len(data)), Sha256: hex.EncodeToString(sum[:]), Kind: kind,
+		Mime: "application/octet-stream"}, MaxSize: 1 << 20, MaxUploads: 2})
+}
+
+// upload stores data as a committed chat file of uid in g1.
+func (h *harness) upload(t testing.TB, id string, uid uint64, data []byte, kind pb.FileKind) {
+	t.Helper()
+	h.must(t, begin(id, uid, data, kind))
+	for i := 0; i*ChunkSize < len(data); i++ {
+		end := min((i+1)*ChunkSize, len(data))
+		h.must(t, fileCmd(&pb.FileChunkCmd{FileId: id, Index: uint32(i), Data: data[i*ChunkSize : end]}))
+	}
+	h.must(t, fileCmd(&pb.FileCommitCmd{FileId: id}))
+}
+
+// blobExists reports whether content data is on disk.
+func (h *harness) blobExists(data []byte) bool {
+	sum := sha256.Sum256(data)
+	_, err := os.Stat(h.f.files.BlobPath(sum[:]))
+	return err == nil
+}
+
+func (h *harness) partials(t testing.TB) int {
+	t.Helper()
+	es, err := os.ReadDir(filepath.Join(h.f.files.Dir(), "partial"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(es)
+}
+
+func TestFSM_FileRules(t *testing.T) {
+	data := bytes.Repeat([]byte("abc"), ChunkSize/2) // two chunks
+	id := testFileID(g1, 1)
+	chunk := func(i uint32, b []byte) *pb.Command {
+		return fileCmd(&pb.FileChunkCmd{FileId: id, Index: i, Data: b})
+	}
+	tests := []struct {
+		name  string
+		setup []*pb.Command
+		cmd   *pb.Command
+		want  pb.Code
+	}{
+		{"non-member uploads", nil, begin(id, carol, data, 0), pb.Code_NOT_MEMBER},
+		{"over the size limit", nil, fileCmd(&pb.FileBeginCmd{Info: begin(id, bob, data, 0).
+			GetFileBegin().Info, MaxSize: 10}), pb.Code_TOO_LARGE},
+		{"ID of another group", nil, begin(testFileID(g2, 1), bob, data, 0), pb.Code_NOT_MEMBER},
+		{"chunk out of order", []*pb.Command{begin(id, bob, data, 0)},
+			chunk(1, data[ChunkSize:]), pb.Code_INVALID_ARGUMENT},
+		{"chunk of the wrong size", []*pb.Command{begin(id, bob, data, 0)},
+			chunk(0, data[:10]), pb.Code_INVALID_ARGUMENT},
+		{"commit before the last chunk", []*pb.Command{begin(id, bob, data, 0),
+			chunk(0, data[:ChunkSize])}, fileCmd(&pb.FileCommitCmd{FileId: id}),
+			pb.Code_INVALID_ARGUMENT},
+		{"too many uploads", []*pb.Command{begin(testFileID(g1, 2), bob, data, 0),
+			begin(testFileID(g1, 3), bob, data, 0)}, begin(id, bob, data, 0), pb.Code_LIMIT_EXCEEDED},
+		{"chunk of no upload", nil, chunk(0, data[:ChunkSize]), pb.Code_NOT_FOUND},
+		{"bad file ID", nil, fileCmd(&pb.FileAbortCmd{FileId: "1001-zz"}), pb.Code_INVALID_ARGUMENT},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newWorld(t)
+			for _, c := range tc.setup {
+				h.must(t, c)
+			}
+			before := h.dump(t, false)
+			wantCode(t, h.apply(t, tc.cmd), tc.want)
+			sameState(t, h.dump(t, false), before)
+		})
+	}
+}
+
+func TestFSM_FileChecksumMismatchDropsUpload(t *testing.T) {
+	h := newWorld(t)
+	id := testFileID(g1, 1)
+	h.must(t, begin(id, bob, []byte("right"), 0))
+	h.must(t, fileCmd(&pb.FileChunkCmd{FileId: id, Data: []byte("wrong")}))
+	wantCode(t, h.apply(t, fileCmd(&pb.FileCommitCmd{FileId: id})), pb.Code_INVALID_ARGUMENT)
+	if n := h.partials(t); n != 0 || h.blobExists([]byte("wrong")) {
+		t.Fatalf("got %d partial files after a mismatch, want none and no content", n)
+	}
+}
+
+func TestFSM_FileRefcounts(t *testing.T) {
+	h := newWorld(t)
+	data := []byte("shared picture")
+	id, twin := testFileID(g1, 1), testFileID(g1, 2)
+	h.upload(t, id, bob, data, pb.FileKind_FILE_KIND_IMAGE)
+	h.upload(t, twin, alice, data, pb.FileKind_FILE_KIND_IMAGE) // same bytes
+	send := func(uid uint64, fid string, typ pb.MessageType) *Result {
+		return h.apply(t, cmd(&pb.SendCmd{GroupId: g1, SenderId: uid, Type: typ, FileId: fid}))
+	}
+	img := pb.MessageType_MESSAGE_TYPE_IMAGE
+	wantCode(t, send(alice, id, img), pb.Code_PERMISSION_DENIED) // not her upload
+	wantCode(t, send(bob, id, pb.MessageType_MESSAGE_TYPE_VOICE), pb.Code_INVALID_ARGUMENT)
+	wantCode(t, send(bob, "", img), pb.Code_INVALID_ARGUMENT)
+	first := send(bob, id, img).Message.Seq
+	second := send(bob, id, pb.MessageType_MESSAGE_TYPE_FILE).Message.Seq
+	send(alice, twin, img)
+
+	recall := func(seq uint64) {
+		h.must(t, cmd(&pb.RecallCmd{GroupId: g1, ActorId: alice, Seq: seq}))
+	}
+	recall(first)
+	if !h.blobExists(data) {
+		t.Fatal("content gone after recalling one of two messages, want it kept")
+	}
+	recall(second)
+	h.view(t, func(tx *bolt.Tx) error {
+		if f, _ := GetFile(tx, id); f != nil {
+			t.Errorf("got file %s after recalling both messages, want it gone", id)
+		}
+		return nil
+	})
+	if !h.blobExists(data) {
+		t.Fatal("content gone while another file has it, want it kept")
+	}
+	h.must(t, cmd(&pb.DissolveCmd{GroupId: g1, ActorId: alice}))
+	if h.blobExists(data) {
+		t.Fatal("content kept after the group was dissolved, want it gone")
+	}
+}
+
+func TestFSM_GroupAvatarReplaced(t *testing.T) {
+	h := newWorld(t)
+	first, second := []byte("avatar one"), []byte("avatar two")
+	a, b := testFileID(g1, 1), testFileID(g1, 2)
+	for _, u := range []struct {
+		id   string
+		data []byte
+	}{{a, first}, {b, second}} {
+		c := begin(u.id, alice, u.data, pb.FileKind_FILE_KIND_IMAGE)
+		c.GetFileBegin().Info.Purpose = pb.FilePurpose_FILE_PURPOSE_GROUP_AVATAR
+		h.must(t, c)
+		h.must(t, fileCmd(&pb.FileChunkCmd{FileId: u.id, Data: u.data}))
+		h.must(t, fileCmd(&pb.FileCommitCmd{FileId: u.id}))
+	}
+	set := func(actor uint64, id string) *Result {
+		return h.apply(t, cmd(&pb.UpdateGroupCmd{GroupId: g1, ActorId: actor, AvatarFileId: &id}))
+	}
+	wantCode(t, set(bob, a), pb.Code_PERMISSION_DENIED)
+	if got := set(alice, a).Group.AvatarFileId; got != a {
+		t.Fatalf("got avatar %q, want %q", got, a)
+	}
+	set(alice, b)
+	if h.blobExists(first) || !h.blobExists(second) {
+		t.Fatal("after replacing the avatar, want only the new one's content kept")
+	}
+}
+
+func TestFSM_FileSweep(t *testing.T) {
+	h := newWorld(t)
+	id, kept := testFileID(g1, 1), testFileID(g1, 2)
+	h.must(t, begin(id, bob, []byte("half of it"), 0))
+	h.must(t, fileCmd(&pb.FileChunkCmd{FileId: id, Data: []byte("half of it")}))
+	h.upload(t, kept, bob, []byte("unsent"), 0)
+	h.now += 1000
+	h.must(t, fileCmd(&pb.FileSweepCmd{UploadTimeoutMs: 500, UnclaimedMs: 5000}))
+	if n := h.partials(t); n != 0 {
+		t.Fatalf("got %d partial files after the sweep, want 0", n)
+	}
+	if !h.blobExists([]byte("unsent")) {
+		t.Fatal("unclaimed file dropped before its time")
+	}
+	h.now += 5000
+	h.must(t, fileCmd(&pb.FileSweepCmd{UploadTimeoutMs: 500, UnclaimedMs: 5000}))
+	if h.blobExists([]byte("unsent")) {
+		t.Fatal("unclaimed file kept after its time, want it dropped")
+	}
+}
+
+// TestFSM_FileSnapshotCarriesFiles: a content deleted while a snapshot is
+// held still goes into it, and restoring the snapshot brings contents
+// and uploads in progress back.
+func TestFSM_FileSnapshotCarriesFiles(t *testing.T) {
+	h := newWorld(t)
+	data := []byte("picture in a snapshot")
+	id, open := testFileID(g1, 1), testFileID(g1, 2)
+	h.upload(t, id, bob, data, 0)
+	h.must(t, begin(open, bob, []byte("partial!"), 0))
+	h.must(t, fileCmd(&pb.FileChunkCmd{FileId: open, Data: []byte("partial!")}))
+	seq := h.apply(t, cmd(&pb.SendCmd{GroupId: g1, SenderId: bob,
+		Type: pb.MessageType_MESSAGE_TYPE_FILE, FileId: id})).Message.Seq
+
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.must(t, cmd(&pb.RecallCmd{GroupId: g1, ActorId: alice, Seq: seq}))
+	var buf bytes.Buffer
+	if err := snap.Persist(&bufSink{Buffer: &buf}); err != nil {
+		t.Fatalf("persist: %v", err)
+	}
+	if h.blobExists(data) {
+		t.Fatal("content kept after the snapshot's release, want it deleted")
+	}
+
+	other := newFSM(t, KindGroup)
+	if err := other.f.Restore(io.NopCloser(&buf)); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if !other.blobExists(data) || other.partials(t) != 1 {
+		t.Fatal("restored shard lacks the snapshot's content or upload")
+	}
+	other.index = h.index
+	other.must(t, fileCmd(&pb.FileCommitCmd{FileId: open}))
+	if !other.blobExists([]byte("partial!")) {
+		t.Fatal("upload restored mid-way did not complete")
+	}
+}
+
+// TestFSM_FileReplayAfterCrash: a commit whose transaction was lost is
+// applied again on restart; the partial file is still there, so the
+// content is linked again.
+func TestFSM_FileReplayAfterCrash(t *testing.T) {
+	h := newWorld(t)
+	id := testFileID(g1, 1)
+	h.must(t, begin(id, bob, []byte("replayed"), 0))
+	h.must(t, fileCmd(&pb.FileChunkCmd{FileId: id, Data: []byte("replayed")}))
+	// The crash: the content is linked, as Apply does before its commit,
+	// and the transaction never commits.
+	sum := sha256.Sum256([]byte("replayed"))
+	_, _, key, _ := ParseFileID(id)
+	if err := h.f.files.LinkBlob(key, sum[:]); err != nil {
+		t.Fatal(err)
+	}
+	h.reopen(t)
+	if h.blobExists([]byte("replayed")) {
+		t.Fatal("open kept a content the state does not count")
+	}
+	h.must(t, fileCmd(&pb.FileCommitCmd{FileId: id}))
+	if !h.blobExists([]byte("replayed")) || h.partials(t) != 0 {
+		t.Fatal("replayed commit did not leave exactly the content")
+	}
+}
+
+// bufSink is a raft.SnapshotSink over a buffer.
+type bufSink struct{ *bytes.Buffer }
+
+func (bufSink) ID() string    { return "test" }
+func (bufSink) Cancel() error { return nil }
+func (bufSink) Close() error  { return nil }

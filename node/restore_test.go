@@ -1,0 +1,274 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	pb "github.com/schat/schat/proto"
+	"github.com/schat/schat/storage"
+	"github.com/schat/schat/transport"
+)
+
+// TestRestore_RefusesBadInput restores from damaged files and into a
+// directory with data: each is refused, and nothing is written beside
+// the target.
+func TestRestore_RefusesBadInput(t *testing.T) {
+	n := startNode(t, testConfig(t))
+	populate(t, n.ClientAddr())
+	file, _ := httpBackup(t, n)
+	good, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := slices.Clone(good)
+	flipped[len(good)/2] ^= 0x01
+	version := slices.Clone(good)
+	binary.BigEndian.PutUint32(version[8:], storage.BackupFormat+1)
+
+	for _, tc := range []struct {
+		name   string
+		data   []byte
+		target func(t *testing.T, dir string)
+		want   error
+	}{
+		{"flipped byte", flipped, nil, storage.ErrBackupCorrupt},
+		{"truncated", good[:len(good)*2/3], nil, storage.ErrBackupTruncated},
+		{"wrong format version", version, nil, storage.ErrBackupVersion},
+		{"existing data directory", good, func(t *testing.T, dir string) {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "schat.json"), []byte("{}"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, ErrTargetNotEmpty},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := t.TempDir()
+			from := filepath.Join(parent, "in.backup")
+			if err := os.WriteFile(from, tc.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(parent, "data")
+			if tc.target != nil {
+				tc.target(t, dir)
+			}
+			before := listDir(t, parent)
+			_, err := Restore(RestoreConfig{From: from, DataDir: dir})
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if after := listDir(t, parent); !slices.Equal(after, before) {
+				t.Fatalf("restore left %v, had %v", after, before)
+			}
+		})
+	}
+}
+
+// listDir lists every path under dir.
+func listDir(t testing.TB, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		out = append(out, p)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestBackupDir_MatchesOnline backs a node up while it runs and again
+// from its directory once stopped: the two files name the same indexes
+// and counts and restore to the same records.
+func TestBackupDir_MatchesOnline(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Shards = 2
+	n := startNode(t, cfg)
+	populate(t, n.ClientAddr())
+	online, mOn := httpBackup(t, n)
+	n.Close()
+
+	offline := filepath.Join(t.TempDir(), "offline.backup")
+	f, err := os.Create(offline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mOff, err := BackupDir(BackupDirConfig{DataDir: cfg.DataDir}, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatalf("BackupDir: %v", err)
+	}
+	verifyFile(t, offline)
+	if mOff.Counts != mOn.Counts || mOff.ClusterID != mOn.ClusterID || len(mOff.Parts) != 3 {
+		t.Fatalf("offline manifest %+v, online %+v", mOff, mOn)
+	}
+	dirs := []string{filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")}
+	for i, file := range []string{online, offline} {
+		if _, err := Restore(RestoreConfig{From: file, DataDir: dirs[i]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for s := range mOn.Parts {
+		if mOn.Parts[s].Index != mOff.Parts[s].Index {
+			t.Fatalf("shard %d: offline index %d, online %d", s, mOff.Parts[s].Index,
+				mOn.Parts[s].Index)
+		}
+		a := logicalDump(t, openRestoredShard(t, dirs[0], uint32(s)))
+		b := logicalDump(t, openRestoredShard(t, dirs[1], uint32(s)))
+		if a != b {
+			t.Fatalf("shard %d: the offline backup restores to other records", s)
+		}
+	}
+}
+
+// TestBackup_Scheduled runs scheduled backups on a node: a first backup
+// is written, an attempt with nothing changed is skipped, and only the
+// newest Keep files stay.
+func TestBackup_Scheduled(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Backup = BackupSchedule{Dir: t.TempDir(), Interval: 20 * time.Millisecond, Keep: 2}
+	n := startNode(t, cfg)
+	waitUntil(t, "a first scheduled backup", func() bool { return len(backups(t, n)) == 1 })
+	idx := exportIndexesNow(t, n)
+	if got, err := n.scheduledBackup(idx); err != nil || !slices.Equal(got, idx) ||
+		len(backups(t, n)) != 1 {
+		t.Fatalf("with nothing changed: indexes %v, %v, %d files; want a skip",
+			got, err, len(backups(t, n)))
+	}
+
+	c, _ := user(t, n.ClientAddr(), false, "ann")
+	for i := range 3 {
+		g := must(c.CreateGroup(ctxFor(t), &pb.CreateGroupRequest{Name: "g"}))(t)
+		waitUntil(t, "a backup holding the new group", func() bool {
+			files := backups(t, n)
+			m := verifyFile(t, files[len(files)-1])
+			return m.Counts.Groups == uint64(i+1) && g.GroupId != 0
+		})
+	}
+	if files := backups(t, n); len(files) != 2 {
+		t.Fatalf("got %d backup files, want Keep=2", len(files))
+	}
+}
+
+// backups lists n's scheduled backup files, oldest first.
+func backups(t testing.TB, n *Node) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(n.cfg.Backup.Dir, "schat-*.backup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func exportIndexesNow(t testing.TB, n *Node) []uint64 {
+	t.Helper()
+	exports, err := n.exportAll(ctxFor(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer releaseAll(exports)
+	return exportIndexes(exports)
+}
+
+// TestSession_NoticesRestore keeps a Session connected while its server
+// is replaced by a restore of an older backup. The Session sees the new
+// incarnation, reports Rewound, and delivers the messages sent after the
+// restore although their seqs were delivered before it.
+func TestSession_NoticesRestore(t *testing.T) {
+	src := startNode(t, testConfig(t))
+	owner, _ := user(t, src.ClientAddr(), false, "owner")
+	go drain(owner)
+	g := must(owner.CreateGroup(ctxFor(t), &pb.CreateGroupRequest{Name: "g"}))(t)
+	restoredAddr := freeAddr(t)
+	reader := ownerSession(t, src.ClientAddr(), restoredAddr)
+	sendTexts(t, owner, g.GroupId, "before backup", 3)
+	file, _ := httpBackup(t, src)
+	sendTexts(t, owner, g.GroupId, "lost by the restore", 4)
+	var lostTo uint64
+	for range 7 {
+		lostTo = nextMessage(t, reader).Seq
+	}
+	src.Close()
+
+	rcfg := testConfig(t)
+	rcfg.ClientAddr, rcfg.RaftAddr, rcfg.Shards = restoredAddr, freeAddr(t), 0
+	if _, err := Restore(RestoreConfig{From: file, DataDir: rcfg.DataDir,
+		RaftAddr: rcfg.RaftAddr}); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, rcfg)
+	r := awaitReconnect(t, reader)
+	if !r.Rewound || r.Login.Incarnation == 0 {
+		t.Fatalf("reconnect %+v: want Rewound and a new incarnation", r)
+	}
+	owner2 := dial(t, n.ClientAddr(), false)
+	must(owner2.Login(ctxFor(t), "owner", "pw-owner"))(t)
+	go drain(owner2)
+	sendTexts(t, owner2, g.GroupId, "after restore", 1)
+	m := nextMessage(t, reader)
+	if m.Text != "after restore 0" || m.Seq > lostTo {
+		t.Fatalf("got message %d %q after the restore, want \"after restore 0\" at a reused seq",
+			m.Seq, m.Text)
+	}
+}
+
+// ownerSession logs owner in on a Session over addrs; its token is the
+// one it resumes with after the restore, so it logs in before the backup.
+func ownerSession(t testing.TB, addrs ...string) *transport.Session {
+	t.Helper()
+	s, err := transport.NewSession(context.Background(), transport.SessionConfig{
+		Addrs: addrs, ReconnectWait: 20 * time.Millisecond, Logger: sessionLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	must(s.Login(ctxFor(t), "owner", "pw-owner"))(t)
+	return s
+}
+
+func sendTexts(t testing.TB, c *transport.Client, gid uint64, text string, n int) {
+	t.Helper()
+	for i := range n {
+		must(c.Send(ctxFor(t), gid, text+" "+string(rune('0'+i)), ""))(t)
+	}
+}
+
+// nextMessage returns the next message event of s.
+func nextMessage(t testing.TB, s *transport.Session) *pb.ChatMessage {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case e, ok := <-s.Events():
+			if !ok {
+				t.Fatalf("session ended: %v", s.Err())
+			}
+			if m := e.GetMessage(); m != nil {
+				return m
+			}
+		case <-deadline:
+			t.Fatal("no message within 10s")
+		}
+	}
+}
+
+func awaitReconnect(t testing.TB, s *transport.Session) transport.Reconnect {
+	t.Helper()
+	select {
+	case r := <-s.Reconnects():
+		return r
+	case <-time.After(20 * time.Second):
+		t.Fatal("no reconnect within 20s")
+	}
+	return transport.Reconnect{}
+}
