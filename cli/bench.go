@@ -14,7 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/schat/schat/bench"
+	"github.com/schat/schat/cli/bench"
 )
 
 func benchCommand() *cli.Command {
