@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/schat/schat/proto"
@@ -299,20 +300,13 @@ func (f *FSM) moveOwnership(a *applyCtx, c *pb.MoveOwnershipCmd) (*Result, error
 // pruneSessions deletes every session that has expired by the command's
 // time. It reads every session: the cost grows with the number of them.
 func (f *FSM) pruneSessions(a *applyCtx) (*Result, error) {
-	type expired struct {
-		uid  uint64
-		hash []byte
-	}
-	var drop []expired
-	c := a.bucket(storage.Sessions).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		var s pb.Session
-		if err := proto.Unmarshal(v, &s); err != nil {
-			return nil, fmt.Errorf("decode session: %w", err)
-		}
-		if s.ExpiresMs <= a.now {
-			drop = append(drop, expired{s.UserId, bytes.Clone(k)})
-		}
+	var drop []expiredSession
+	err := eachExpired(a.tx, a.now, func(e expiredSession) bool {
+		drop = append(drop, e)
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	for _, e := range drop {
 		if err := removeSession(a, e.uid, e.hash); err != nil {
@@ -320,4 +314,37 @@ func (f *FSM) pruneSessions(a *applyCtx) (*Result, error) {
 		}
 	}
 	return &Result{}, nil
+}
+
+// SessionsExpired reports whether some session has expired by nowMs, so
+// that a node proposes a prune only then.
+func SessionsExpired(tx *bolt.Tx, nowMs int64) (bool, error) {
+	found := false
+	err := eachExpired(tx, nowMs, func(expiredSession) bool {
+		found = true
+		return false
+	})
+	return found, err
+}
+
+// expiredSession names a session to drop.
+type expiredSession struct {
+	uid  uint64
+	hash []byte
+}
+
+// eachExpired calls fn with every session expired by nowMs, in token hash
+// order, until fn returns false.
+func eachExpired(tx *bolt.Tx, nowMs int64, fn func(expiredSession) bool) error {
+	c := tx.Bucket(storage.Sessions).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		var s pb.Session
+		if err := proto.Unmarshal(v, &s); err != nil {
+			return fmt.Errorf("decode session: %w", err)
+		}
+		if s.ExpiresMs <= nowMs && !fn(expiredSession{s.UserId, bytes.Clone(k)}) {
+			return nil
+		}
+	}
+	return nil
 }
