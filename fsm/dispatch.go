@@ -50,6 +50,8 @@ func (f *FSM) applyMeta(a *applyCtx, cmd *pb.Command) (*Result, error) {
 		return f.moveOwnership(a, nonNil(op.MoveOwnership))
 	case *pb.Command_PruneSessions:
 		return f.pruneSessions(a)
+	case *pb.Command_ReconcileOwned:
+		return f.reconcileOwned(a, nonNil(op.ReconcileOwned))
 	}
 	return f.applyFile(a, cmd, "meta")
 }

@@ -243,6 +243,8 @@ func cmd(body proto.Message) *pb.Command {
 		c.Op = &pb.Command_MoveOwnership{MoveOwnership: b}
 	case *pb.PruneSessionsCmd:
 		c.Op = &pb.Command_PruneSessions{PruneSessions: b}
+	case *pb.ReconcileOwnedCmd:
+		c.Op = &pb.Command_ReconcileOwned{ReconcileOwned: b}
 	default:
 		groupCmd(c, body)
 	}

@@ -217,7 +217,10 @@ func (f *FSM) reserveGroup(a *applyCtx, c *pb.ReserveGroupCmd) (*Result, error) 
 			return nil, err
 		}
 		if v := a.bucket(storage.Reservations).Get(rkey); len(v) == 8 {
-			return &Result{GroupID: storage.ReadU64(v, 0), Existing: true}, nil
+			// The retry refreshes the entry, so that a reconciler that read
+			// it before does not take it for one left by a crash.
+			gid := storage.ReadU64(v, 0)
+			return &Result{GroupID: gid, Existing: true}, own(a, c.OwnerId, gid)
 		}
 	}
 	if err := checkOwnedLimit(a, c.OwnerId, c.MaxOwned); err != nil {
@@ -228,7 +231,7 @@ func (f *FSM) reserveGroup(a *applyCtx, c *pb.ReserveGroupCmd) (*Result, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := a.bucket(storage.Owned).Put(storage.U64s(c.OwnerId, gid), []byte{}); err != nil {
+	if err := own(a, c.OwnerId, gid); err != nil {
 		return nil, err
 	}
 	if rkey != nil {
@@ -260,7 +263,7 @@ func (f *FSM) releaseGroup(a *applyCtx, c *pb.ReleaseGroupCmd) (*Result, error) 
 // that name gid, which would otherwise hand a retry a group owner no
 // longer has.
 func disown(a *applyCtx, owner, gid uint64) error {
-	if err := a.bucket(storage.Owned).Delete(storage.U64s(owner, gid)); err != nil {
+	if err := unown(a, owner, gid); err != nil {
 		return err
 	}
 	res := a.bucket(storage.Reservations)
@@ -280,7 +283,8 @@ func disown(a *applyCtx, owner, gid uint64) error {
 	return nil
 }
 
-// moveOwnership moves a group from one owner's count to another's.
+// moveOwnership moves a group from one owner's count to another's. A
+// retry refreshes the new owner's entry, as a reservation's does.
 func (f *FSM) moveOwnership(a *applyCtx, c *pb.MoveOwnershipCmd) (*Result, error) {
 	existing := has(a.bucket(storage.Owned), storage.U64s(c.ToId, c.GroupId))
 	if !existing {
@@ -291,7 +295,7 @@ func (f *FSM) moveOwnership(a *applyCtx, c *pb.MoveOwnershipCmd) (*Result, error
 	if err := disown(a, c.FromId, c.GroupId); err != nil {
 		return nil, err
 	}
-	if err := a.bucket(storage.Owned).Put(storage.U64s(c.ToId, c.GroupId), []byte{}); err != nil {
+	if err := own(a, c.ToId, c.GroupId); err != nil {
 		return nil, err
 	}
 	return &Result{GroupID: c.GroupId, Existing: existing}, nil

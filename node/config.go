@@ -58,6 +58,9 @@ type Config struct {
 	Limits Limits
 	// Files bounds uploads and downloads.
 	Files FileConfig
+	// Ownership sets how the meta shard's leader keeps its record of who
+	// owns which group in line with the groups.
+	Ownership OwnershipCheck
 	// PasswordKDF are the argon2id parameters for new password hashes.
 	PasswordKDF KDFParams
 	// SessionTTL is how long a login token stays valid.
@@ -104,6 +107,17 @@ type FileConfig struct {
 	URLTTL        time.Duration // lifetime of a signed download URL
 }
 
+// OwnershipCheck configures the reconciliation of the owned-groups
+// record on the meta shard with the owners the group shards hold.
+type OwnershipCheck struct {
+	// Interval is the time between two passes over every group.
+	Interval time.Duration
+	// Grace is how long an entry is left alone after it was written: a
+	// create or a transfer may still be between its two steps. It must
+	// exceed twice ApplyTimeout.
+	Grace time.Duration
+}
+
 // RaftTuning holds the raft settings worth changing per deployment.
 type RaftTuning struct {
 	HeartbeatTimeout  time.Duration
@@ -147,6 +161,10 @@ func DefaultConfig() Config {
 			SweepInterval: time.Minute,
 			URLTTL:        time.Hour,
 		},
+		Ownership: OwnershipCheck{
+			Interval: 5 * time.Minute,
+			Grace:    10 * time.Minute,
+		},
 		PasswordKDF:   DefaultKDF,
 		SessionTTL:    30 * 24 * time.Hour,
 		ApplyTimeout:  10 * time.Second,
@@ -185,6 +203,8 @@ func (c Config) withDefaults() Config {
 	if c.Files == (FileConfig{}) {
 		c.Files = d.Files
 	}
+	setDur(&c.Ownership.Interval, d.Ownership.Interval)
+	setDur(&c.Ownership.Grace, d.Ownership.Grace)
 	if c.PasswordKDF == (KDFParams{}) {
 		c.PasswordKDF = d.PasswordKDF
 	}
@@ -231,6 +251,8 @@ func (c Config) Validate() error {
 	case c.Files.MaxSize < 1 || c.Files.MaxUploads < 1 || c.Files.UploadTimeout <= 0 ||
 		c.Files.UnclaimedTTL <= 0 || c.Files.SweepInterval <= 0 || c.Files.URLTTL <= 0:
 		return errors.New("node: file limits and times must be positive")
+	case c.Ownership.Interval <= 0 || c.Ownership.Grace < 2*c.ApplyTimeout:
+		return errors.New("node: the ownership grace must be at least twice the apply timeout")
 	}
 	return c.Backup.validate()
 }

@@ -21,6 +21,8 @@ func (n *Node) maintain() {
 	defer t.Stop()
 	sweep := time.NewTicker(n.cfg.Files.SweepInterval)
 	defer sweep.Stop()
+	owned := time.NewTicker(n.cfg.Ownership.Interval)
+	defer owned.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -29,6 +31,8 @@ func (n *Node) maintain() {
 			n.pruneSessions(time.Now())
 		case <-sweep.C:
 			n.sweepFiles()
+		case <-owned.C:
+			n.reconcileOwnership(time.Now())
 		}
 	}
 }

@@ -5122,6 +5122,7 @@ type Command struct {
 	//	*Command_ReleaseGroup
 	//	*Command_MoveOwnership
 	//	*Command_PruneSessions
+	//	*Command_ReconcileOwned
 	//	*Command_CreateGroup
 	//	*Command_Apply
 	//	*Command_Decide
@@ -5264,6 +5265,15 @@ func (x *Command) GetPruneSessions() *PruneSessionsCmd {
 	if x != nil {
 		if x, ok := x.Op.(*Command_PruneSessions); ok {
 			return x.PruneSessions
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetReconcileOwned() *ReconcileOwnedCmd {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ReconcileOwned); ok {
+			return x.ReconcileOwned
 		}
 	}
 	return nil
@@ -5463,6 +5473,10 @@ type Command_PruneSessions struct {
 	PruneSessions *PruneSessionsCmd `protobuf:"bytes,18,opt,name=prune_sessions,json=pruneSessions,proto3,oneof"`
 }
 
+type Command_ReconcileOwned struct {
+	ReconcileOwned *ReconcileOwnedCmd `protobuf:"bytes,19,opt,name=reconcile_owned,json=reconcileOwned,proto3,oneof"`
+}
+
 type Command_CreateGroup struct {
 	// Group shards.
 	CreateGroup *CreateGroupCmd `protobuf:"bytes,30,opt,name=create_group,json=createGroup,proto3,oneof"`
@@ -5554,6 +5568,8 @@ func (*Command_ReleaseGroup) isCommand_Op() {}
 func (*Command_MoveOwnership) isCommand_Op() {}
 
 func (*Command_PruneSessions) isCommand_Op() {}
+
+func (*Command_ReconcileOwned) isCommand_Op() {}
 
 func (*Command_CreateGroup) isCommand_Op() {}
 
@@ -6214,6 +6230,186 @@ func (*PruneSessionsCmd) Descriptor() ([]byte, []int) {
 	return file_schat_proto_rawDescGZIP(), []int{69}
 }
 
+// ReconcileOwnedCmd corrects the meta shard's record of who owns which
+// group (an index of what the group shards hold) to what the group shards
+// hold. A fix applies only if the group's entries are still those the
+// proposer read and none was written within grace_ms of the command's
+// time; otherwise it waits for the next pass.
+type ReconcileOwnedCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GraceMs       int64                  `protobuf:"varint,1,opt,name=grace_ms,json=graceMs,proto3" json:"grace_ms,omitempty"`
+	Fixes         []*OwnedFix            `protobuf:"bytes,2,rep,name=fixes,proto3" json:"fixes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileOwnedCmd) Reset() {
+	*x = ReconcileOwnedCmd{}
+	mi := &file_schat_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileOwnedCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileOwnedCmd) ProtoMessage() {}
+
+func (x *ReconcileOwnedCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileOwnedCmd.ProtoReflect.Descriptor instead.
+func (*ReconcileOwnedCmd) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *ReconcileOwnedCmd) GetGraceMs() int64 {
+	if x != nil {
+		return x.GraceMs
+	}
+	return 0
+}
+
+func (x *ReconcileOwnedCmd) GetFixes() []*OwnedFix {
+	if x != nil {
+		return x.Fixes
+	}
+	return nil
+}
+
+// OwnedFix records owner_id, the owner the group's shard holds (0: there
+// is no such group), as the only owner of group_id.
+type OwnedFix struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GroupId       uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	OwnerId       uint64                 `protobuf:"varint,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	Seen          []*OwnedEntry          `protobuf:"bytes,3,rep,name=seen,proto3" json:"seen,omitempty"` // the group's entries as the proposer read them
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnedFix) Reset() {
+	*x = OwnedFix{}
+	mi := &file_schat_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnedFix) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnedFix) ProtoMessage() {}
+
+func (x *OwnedFix) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnedFix.ProtoReflect.Descriptor instead.
+func (*OwnedFix) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *OwnedFix) GetGroupId() uint64 {
+	if x != nil {
+		return x.GroupId
+	}
+	return 0
+}
+
+func (x *OwnedFix) GetOwnerId() uint64 {
+	if x != nil {
+		return x.OwnerId
+	}
+	return 0
+}
+
+func (x *OwnedFix) GetSeen() []*OwnedEntry {
+	if x != nil {
+		return x.Seen
+	}
+	return nil
+}
+
+// OwnedEntry is one owner the meta shard records for a group.
+type OwnedEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OwnerId       uint64                 `protobuf:"varint,1,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	TimeMs        int64                  `protobuf:"varint,2,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"` // when it was last written
+	Index         uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`                 // the raft index of the entry that last wrote it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnedEntry) Reset() {
+	*x = OwnedEntry{}
+	mi := &file_schat_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnedEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnedEntry) ProtoMessage() {}
+
+func (x *OwnedEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnedEntry.ProtoReflect.Descriptor instead.
+func (*OwnedEntry) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *OwnedEntry) GetOwnerId() uint64 {
+	if x != nil {
+		return x.OwnerId
+	}
+	return 0
+}
+
+func (x *OwnedEntry) GetTimeMs() int64 {
+	if x != nil {
+		return x.TimeMs
+	}
+	return 0
+}
+
+func (x *OwnedEntry) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 // GroupLimits are the limits a group shard enforces, carried in the
 // commands that need them so that every node applies the same ones.
 type GroupLimits struct {
@@ -6226,7 +6422,7 @@ type GroupLimits struct {
 
 func (x *GroupLimits) Reset() {
 	*x = GroupLimits{}
-	mi := &file_schat_proto_msgTypes[70]
+	mi := &file_schat_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6238,7 +6434,7 @@ func (x *GroupLimits) String() string {
 func (*GroupLimits) ProtoMessage() {}
 
 func (x *GroupLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[70]
+	mi := &file_schat_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6251,7 +6447,7 @@ func (x *GroupLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupLimits.ProtoReflect.Descriptor instead.
 func (*GroupLimits) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{70}
+	return file_schat_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *GroupLimits) GetMaxMembers() uint32 {
@@ -6283,7 +6479,7 @@ type CreateGroupCmd struct {
 
 func (x *CreateGroupCmd) Reset() {
 	*x = CreateGroupCmd{}
-	mi := &file_schat_proto_msgTypes[71]
+	mi := &file_schat_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6295,7 +6491,7 @@ func (x *CreateGroupCmd) String() string {
 func (*CreateGroupCmd) ProtoMessage() {}
 
 func (x *CreateGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[71]
+	mi := &file_schat_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6308,7 +6504,7 @@ func (x *CreateGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupCmd.ProtoReflect.Descriptor instead.
 func (*CreateGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{71}
+	return file_schat_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *CreateGroupCmd) GetGroupId() uint64 {
@@ -6376,7 +6572,7 @@ type ApplyCmd struct {
 
 func (x *ApplyCmd) Reset() {
 	*x = ApplyCmd{}
-	mi := &file_schat_proto_msgTypes[72]
+	mi := &file_schat_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6388,7 +6584,7 @@ func (x *ApplyCmd) String() string {
 func (*ApplyCmd) ProtoMessage() {}
 
 func (x *ApplyCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[72]
+	mi := &file_schat_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6401,7 +6597,7 @@ func (x *ApplyCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCmd.ProtoReflect.Descriptor instead.
 func (*ApplyCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{72}
+	return file_schat_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ApplyCmd) GetGroupId() uint64 {
@@ -6460,7 +6656,7 @@ type DecideCmd struct {
 
 func (x *DecideCmd) Reset() {
 	*x = DecideCmd{}
-	mi := &file_schat_proto_msgTypes[73]
+	mi := &file_schat_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6472,7 +6668,7 @@ func (x *DecideCmd) String() string {
 func (*DecideCmd) ProtoMessage() {}
 
 func (x *DecideCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[73]
+	mi := &file_schat_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6485,7 +6681,7 @@ func (x *DecideCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideCmd.ProtoReflect.Descriptor instead.
 func (*DecideCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{73}
+	return file_schat_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *DecideCmd) GetGroupId() uint64 {
@@ -6544,7 +6740,7 @@ type LeaveCmd struct {
 
 func (x *LeaveCmd) Reset() {
 	*x = LeaveCmd{}
-	mi := &file_schat_proto_msgTypes[74]
+	mi := &file_schat_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6556,7 +6752,7 @@ func (x *LeaveCmd) String() string {
 func (*LeaveCmd) ProtoMessage() {}
 
 func (x *LeaveCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[74]
+	mi := &file_schat_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6569,7 +6765,7 @@ func (x *LeaveCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveCmd.ProtoReflect.Descriptor instead.
 func (*LeaveCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{74}
+	return file_schat_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *LeaveCmd) GetGroupId() uint64 {
@@ -6610,7 +6806,7 @@ type DissolveCmd struct {
 
 func (x *DissolveCmd) Reset() {
 	*x = DissolveCmd{}
-	mi := &file_schat_proto_msgTypes[75]
+	mi := &file_schat_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6622,7 +6818,7 @@ func (x *DissolveCmd) String() string {
 func (*DissolveCmd) ProtoMessage() {}
 
 func (x *DissolveCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[75]
+	mi := &file_schat_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6635,7 +6831,7 @@ func (x *DissolveCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DissolveCmd.ProtoReflect.Descriptor instead.
 func (*DissolveCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{75}
+	return file_schat_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *DissolveCmd) GetGroupId() uint64 {
@@ -6664,7 +6860,7 @@ type TransferCmd struct {
 
 func (x *TransferCmd) Reset() {
 	*x = TransferCmd{}
-	mi := &file_schat_proto_msgTypes[76]
+	mi := &file_schat_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6676,7 +6872,7 @@ func (x *TransferCmd) String() string {
 func (*TransferCmd) ProtoMessage() {}
 
 func (x *TransferCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[76]
+	mi := &file_schat_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6689,7 +6885,7 @@ func (x *TransferCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferCmd.ProtoReflect.Descriptor instead.
 func (*TransferCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{76}
+	return file_schat_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *TransferCmd) GetGroupId() uint64 {
@@ -6735,7 +6931,7 @@ type UpdateGroupCmd struct {
 
 func (x *UpdateGroupCmd) Reset() {
 	*x = UpdateGroupCmd{}
-	mi := &file_schat_proto_msgTypes[77]
+	mi := &file_schat_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6747,7 +6943,7 @@ func (x *UpdateGroupCmd) String() string {
 func (*UpdateGroupCmd) ProtoMessage() {}
 
 func (x *UpdateGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[77]
+	mi := &file_schat_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6760,7 +6956,7 @@ func (x *UpdateGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGroupCmd.ProtoReflect.Descriptor instead.
 func (*UpdateGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{77}
+	return file_schat_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *UpdateGroupCmd) GetGroupId() uint64 {
@@ -6827,7 +7023,7 @@ type SendCmd struct {
 
 func (x *SendCmd) Reset() {
 	*x = SendCmd{}
-	mi := &file_schat_proto_msgTypes[78]
+	mi := &file_schat_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6839,7 +7035,7 @@ func (x *SendCmd) String() string {
 func (*SendCmd) ProtoMessage() {}
 
 func (x *SendCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[78]
+	mi := &file_schat_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6852,7 +7048,7 @@ func (x *SendCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCmd.ProtoReflect.Descriptor instead.
 func (*SendCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{78}
+	return file_schat_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *SendCmd) GetGroupId() uint64 {
@@ -6916,7 +7112,7 @@ type RecallCmd struct {
 
 func (x *RecallCmd) Reset() {
 	*x = RecallCmd{}
-	mi := &file_schat_proto_msgTypes[79]
+	mi := &file_schat_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6928,7 +7124,7 @@ func (x *RecallCmd) String() string {
 func (*RecallCmd) ProtoMessage() {}
 
 func (x *RecallCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[79]
+	mi := &file_schat_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6941,7 +7137,7 @@ func (x *RecallCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallCmd.ProtoReflect.Descriptor instead.
 func (*RecallCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{79}
+	return file_schat_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *RecallCmd) GetGroupId() uint64 {
@@ -6983,7 +7179,7 @@ type MarkReadCmd struct {
 
 func (x *MarkReadCmd) Reset() {
 	*x = MarkReadCmd{}
-	mi := &file_schat_proto_msgTypes[80]
+	mi := &file_schat_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6995,7 +7191,7 @@ func (x *MarkReadCmd) String() string {
 func (*MarkReadCmd) ProtoMessage() {}
 
 func (x *MarkReadCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[80]
+	mi := &file_schat_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7008,7 +7204,7 @@ func (x *MarkReadCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadCmd.ProtoReflect.Descriptor instead.
 func (*MarkReadCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{80}
+	return file_schat_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *MarkReadCmd) GetGroupId() uint64 {
@@ -7042,7 +7238,7 @@ type AckNoticesCmd struct {
 
 func (x *AckNoticesCmd) Reset() {
 	*x = AckNoticesCmd{}
-	mi := &file_schat_proto_msgTypes[81]
+	mi := &file_schat_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7054,7 +7250,7 @@ func (x *AckNoticesCmd) String() string {
 func (*AckNoticesCmd) ProtoMessage() {}
 
 func (x *AckNoticesCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[81]
+	mi := &file_schat_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7067,7 +7263,7 @@ func (x *AckNoticesCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckNoticesCmd.ProtoReflect.Descriptor instead.
 func (*AckNoticesCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{81}
+	return file_schat_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *AckNoticesCmd) GetUserId() uint64 {
@@ -7097,7 +7293,7 @@ type FileBeginCmd struct {
 
 func (x *FileBeginCmd) Reset() {
 	*x = FileBeginCmd{}
-	mi := &file_schat_proto_msgTypes[82]
+	mi := &file_schat_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7109,7 +7305,7 @@ func (x *FileBeginCmd) String() string {
 func (*FileBeginCmd) ProtoMessage() {}
 
 func (x *FileBeginCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[82]
+	mi := &file_schat_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7122,7 +7318,7 @@ func (x *FileBeginCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileBeginCmd.ProtoReflect.Descriptor instead.
 func (*FileBeginCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{82}
+	return file_schat_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *FileBeginCmd) GetInfo() *FileInfo {
@@ -7159,7 +7355,7 @@ type FileChunkCmd struct {
 
 func (x *FileChunkCmd) Reset() {
 	*x = FileChunkCmd{}
-	mi := &file_schat_proto_msgTypes[83]
+	mi := &file_schat_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7171,7 +7367,7 @@ func (x *FileChunkCmd) String() string {
 func (*FileChunkCmd) ProtoMessage() {}
 
 func (x *FileChunkCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[83]
+	mi := &file_schat_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7184,7 +7380,7 @@ func (x *FileChunkCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileChunkCmd.ProtoReflect.Descriptor instead.
 func (*FileChunkCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{83}
+	return file_schat_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *FileChunkCmd) GetFileId() string {
@@ -7218,7 +7414,7 @@ type FileCommitCmd struct {
 
 func (x *FileCommitCmd) Reset() {
 	*x = FileCommitCmd{}
-	mi := &file_schat_proto_msgTypes[84]
+	mi := &file_schat_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7230,7 +7426,7 @@ func (x *FileCommitCmd) String() string {
 func (*FileCommitCmd) ProtoMessage() {}
 
 func (x *FileCommitCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[84]
+	mi := &file_schat_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7243,7 +7439,7 @@ func (x *FileCommitCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileCommitCmd.ProtoReflect.Descriptor instead.
 func (*FileCommitCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{84}
+	return file_schat_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *FileCommitCmd) GetFileId() string {
@@ -7263,7 +7459,7 @@ type FileAbortCmd struct {
 
 func (x *FileAbortCmd) Reset() {
 	*x = FileAbortCmd{}
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7275,7 +7471,7 @@ func (x *FileAbortCmd) String() string {
 func (*FileAbortCmd) ProtoMessage() {}
 
 func (x *FileAbortCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7288,7 +7484,7 @@ func (x *FileAbortCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileAbortCmd.ProtoReflect.Descriptor instead.
 func (*FileAbortCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{85}
+	return file_schat_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *FileAbortCmd) GetFileId() string {
@@ -7310,7 +7506,7 @@ type FileSweepCmd struct {
 
 func (x *FileSweepCmd) Reset() {
 	*x = FileSweepCmd{}
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7322,7 +7518,7 @@ func (x *FileSweepCmd) String() string {
 func (*FileSweepCmd) ProtoMessage() {}
 
 func (x *FileSweepCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7335,7 +7531,7 @@ func (x *FileSweepCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSweepCmd.ProtoReflect.Descriptor instead.
 func (*FileSweepCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{86}
+	return file_schat_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *FileSweepCmd) GetUploadTimeoutMs() int64 {
@@ -7370,7 +7566,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7382,7 +7578,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7395,7 +7591,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{87}
+	return file_schat_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *User) GetId() uint64 {
@@ -7479,7 +7675,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7491,7 +7687,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7504,7 +7700,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{88}
+	return file_schat_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *Session) GetUserId() uint64 {
@@ -7547,7 +7743,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7559,7 +7755,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7572,7 +7768,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{89}
+	return file_schat_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *Group) GetId() uint64 {
@@ -7665,7 +7861,7 @@ type StoredFile struct {
 
 func (x *StoredFile) Reset() {
 	*x = StoredFile{}
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7677,7 +7873,7 @@ func (x *StoredFile) String() string {
 func (*StoredFile) ProtoMessage() {}
 
 func (x *StoredFile) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7690,7 +7886,7 @@ func (x *StoredFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredFile.ProtoReflect.Descriptor instead.
 func (*StoredFile) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{90}
+	return file_schat_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *StoredFile) GetInfo() *FileInfo {
@@ -7728,7 +7924,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7740,7 +7936,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7753,7 +7949,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{91}
+	return file_schat_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *Upload) GetInfo() *FileInfo {
@@ -7807,7 +8003,7 @@ type NodeRequest struct {
 
 func (x *NodeRequest) Reset() {
 	*x = NodeRequest{}
-	mi := &file_schat_proto_msgTypes[92]
+	mi := &file_schat_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7819,7 +8015,7 @@ func (x *NodeRequest) String() string {
 func (*NodeRequest) ProtoMessage() {}
 
 func (x *NodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[92]
+	mi := &file_schat_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7832,7 +8028,7 @@ func (x *NodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRequest.ProtoReflect.Descriptor instead.
 func (*NodeRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{92}
+	return file_schat_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *NodeRequest) GetBody() isNodeRequest_Body {
@@ -7937,7 +8133,7 @@ type NodeResponse struct {
 
 func (x *NodeResponse) Reset() {
 	*x = NodeResponse{}
-	mi := &file_schat_proto_msgTypes[93]
+	mi := &file_schat_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7949,7 +8145,7 @@ func (x *NodeResponse) String() string {
 func (*NodeResponse) ProtoMessage() {}
 
 func (x *NodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[93]
+	mi := &file_schat_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7962,7 +8158,7 @@ func (x *NodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeResponse.ProtoReflect.Descriptor instead.
 func (*NodeResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{93}
+	return file_schat_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *NodeResponse) GetCode() Code {
@@ -8047,7 +8243,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_schat_proto_msgTypes[94]
+	mi := &file_schat_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8059,7 +8255,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[94]
+	mi := &file_schat_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8072,7 +8268,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{94}
+	return file_schat_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *ReadIndexRequest) GetShard() uint32 {
@@ -8091,7 +8287,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_schat_proto_msgTypes[95]
+	mi := &file_schat_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8103,7 +8299,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[95]
+	mi := &file_schat_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8116,7 +8312,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{95}
+	return file_schat_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -8135,7 +8331,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_schat_proto_msgTypes[96]
+	mi := &file_schat_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8147,7 +8343,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[96]
+	mi := &file_schat_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8160,7 +8356,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{96}
+	return file_schat_proto_rawDescGZIP(), []int{99}
 }
 
 type HelloResponse struct {
@@ -8176,7 +8372,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_schat_proto_msgTypes[97]
+	mi := &file_schat_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8188,7 +8384,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[97]
+	mi := &file_schat_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8201,7 +8397,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{97}
+	return file_schat_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *HelloResponse) GetNodeId() string {
@@ -8253,7 +8449,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_schat_proto_msgTypes[98]
+	mi := &file_schat_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8265,7 +8461,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[98]
+	mi := &file_schat_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8278,7 +8474,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{98}
+	return file_schat_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -8321,7 +8517,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_schat_proto_msgTypes[99]
+	mi := &file_schat_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8333,7 +8529,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[99]
+	mi := &file_schat_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8346,7 +8542,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{99}
+	return file_schat_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *ForwardRequest) GetShard() uint32 {
@@ -8376,7 +8572,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_schat_proto_msgTypes[100]
+	mi := &file_schat_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8388,7 +8584,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[100]
+	mi := &file_schat_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8401,7 +8597,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{100}
+	return file_schat_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *ForwardResponse) GetIndex() uint64 {
@@ -8439,13 +8635,14 @@ type ApplyResult struct {
 	Unread        uint64                 `protobuf:"varint,9,opt,name=unread,proto3" json:"unread,omitempty"`
 	Existing      bool                   `protobuf:"varint,10,opt,name=existing,proto3" json:"existing,omitempty"`
 	File          *FileInfo              `protobuf:"bytes,11,opt,name=file,proto3" json:"file,omitempty"`
+	Count         uint64                 `protobuf:"varint,12,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyResult) Reset() {
 	*x = ApplyResult{}
-	mi := &file_schat_proto_msgTypes[101]
+	mi := &file_schat_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8457,7 +8654,7 @@ func (x *ApplyResult) String() string {
 func (*ApplyResult) ProtoMessage() {}
 
 func (x *ApplyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[101]
+	mi := &file_schat_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8470,7 +8667,7 @@ func (x *ApplyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResult.ProtoReflect.Descriptor instead.
 func (*ApplyResult) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{101}
+	return file_schat_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ApplyResult) GetCode() Code {
@@ -8550,6 +8747,13 @@ func (x *ApplyResult) GetFile() *FileInfo {
 	return nil
 }
 
+func (x *ApplyResult) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // RemoveRequest asks the leader of one shard to remove a server.
 type RemoveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -8562,7 +8766,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_schat_proto_msgTypes[102]
+	mi := &file_schat_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8574,7 +8778,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[102]
+	mi := &file_schat_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8587,7 +8791,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{102}
+	return file_schat_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *RemoveRequest) GetNodeId() string {
@@ -8981,7 +9185,7 @@ const file_schat_proto_rawDesc = "" +
 	"\x06Notice\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x17\n" +
 	"\atime_ms\x18\x02 \x01(\x03R\x06timeMs\x12%\n" +
-	"\x05event\x18\x03 \x01(\v2\x0f.schat.v1.EventR\x05event\"\x8b\f\n" +
+	"\x05event\x18\x03 \x01(\v2\x0f.schat.v1.EventR\x05event\"\xd3\f\n" +
 	"\aCommand\x12\x17\n" +
 	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x123\n" +
 	"\bregister\x18\n" +
@@ -8993,7 +9197,8 @@ const file_schat_proto_rawDesc = "" +
 	"\rreserve_group\x18\x0f \x01(\v2\x19.schat.v1.ReserveGroupCmdH\x00R\freserveGroup\x12@\n" +
 	"\rrelease_group\x18\x10 \x01(\v2\x19.schat.v1.ReleaseGroupCmdH\x00R\freleaseGroup\x12C\n" +
 	"\x0emove_ownership\x18\x11 \x01(\v2\x1a.schat.v1.MoveOwnershipCmdH\x00R\rmoveOwnership\x12C\n" +
-	"\x0eprune_sessions\x18\x12 \x01(\v2\x1a.schat.v1.PruneSessionsCmdH\x00R\rpruneSessions\x12=\n" +
+	"\x0eprune_sessions\x18\x12 \x01(\v2\x1a.schat.v1.PruneSessionsCmdH\x00R\rpruneSessions\x12F\n" +
+	"\x0freconcile_owned\x18\x13 \x01(\v2\x1b.schat.v1.ReconcileOwnedCmdH\x00R\x0ereconcileOwned\x12=\n" +
 	"\fcreate_group\x18\x1e \x01(\v2\x18.schat.v1.CreateGroupCmdH\x00R\vcreateGroup\x12*\n" +
 	"\x05apply\x18\x1f \x01(\v2\x12.schat.v1.ApplyCmdH\x00R\x05apply\x12-\n" +
 	"\x06decide\x18  \x01(\v2\x13.schat.v1.DecideCmdH\x00R\x06decide\x12*\n" +
@@ -9071,6 +9276,18 @@ const file_schat_proto_rawDesc = "" +
 	"\bgroup_id\x18\x03 \x01(\x04R\agroupId\x12\x1b\n" +
 	"\tmax_owned\x18\x04 \x01(\rR\bmaxOwned\"\x12\n" +
 	"\x10PruneSessionsCmd\"X\n" +
+	"\x11ReconcileOwnedCmd\x12\x19\n" +
+	"\bgrace_ms\x18\x01 \x01(\x03R\agraceMs\x12(\n" +
+	"\x05fixes\x18\x02 \x03(\v2\x12.schat.v1.OwnedFixR\x05fixes\"j\n" +
+	"\bOwnedFix\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x19\n" +
+	"\bowner_id\x18\x02 \x01(\x04R\aownerId\x12(\n" +
+	"\x04seen\x18\x03 \x03(\v2\x14.schat.v1.OwnedEntryR\x04seen\"V\n" +
+	"\n" +
+	"OwnedEntry\x12\x19\n" +
+	"\bowner_id\x18\x01 \x01(\x04R\aownerId\x12\x17\n" +
+	"\atime_ms\x18\x02 \x01(\x03R\x06timeMs\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\"X\n" +
 	"\vGroupLimits\x12\x1f\n" +
 	"\vmax_members\x18\x01 \x01(\rR\n" +
 	"maxMembers\x12(\n" +
@@ -9251,7 +9468,7 @@ const file_schat_proto_rawDesc = "" +
 	"\x0fForwardResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12/\n" +
 	"\aresults\x18\x02 \x03(\v2\x15.schat.v1.ApplyResultR\aresults\x12\x14\n" +
-	"\x05batch\x18\x03 \x01(\bR\x05batch\"\xf0\x02\n" +
+	"\x05batch\x18\x03 \x01(\bR\x05batch\"\x86\x03\n" +
 	"\vApplyResult\x12\"\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x0e.schat.v1.CodeR\x04code\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12\x17\n" +
@@ -9264,7 +9481,8 @@ const file_schat_proto_rawDesc = "" +
 	"\x06unread\x18\t \x01(\x04R\x06unread\x12\x1a\n" +
 	"\bexisting\x18\n" +
 	" \x01(\bR\bexisting\x12&\n" +
-	"\x04file\x18\v \x01(\v2\x12.schat.v1.FileInfoR\x04file\"\\\n" +
+	"\x04file\x18\v \x01(\v2\x12.schat.v1.FileInfoR\x04file\x12\x14\n" +
+	"\x05count\x18\f \x01(\x04R\x05count\"\\\n" +
 	"\rRemoveRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05shard\x18\x02 \x01(\rR\x05shard\x12\x1c\n" +
@@ -9335,7 +9553,7 @@ func file_schat_proto_rawDescGZIP() []byte {
 }
 
 var file_schat_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 103)
+var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 106)
 var file_schat_proto_goTypes = []any{
 	(Code)(0),                        // 0: schat.v1.Code
 	(Sex)(0),                         // 1: schat.v1.Sex
@@ -9415,39 +9633,42 @@ var file_schat_proto_goTypes = []any{
 	(*ReleaseGroupCmd)(nil),          // 75: schat.v1.ReleaseGroupCmd
 	(*MoveOwnershipCmd)(nil),         // 76: schat.v1.MoveOwnershipCmd
 	(*PruneSessionsCmd)(nil),         // 77: schat.v1.PruneSessionsCmd
-	(*GroupLimits)(nil),              // 78: schat.v1.GroupLimits
-	(*CreateGroupCmd)(nil),           // 79: schat.v1.CreateGroupCmd
-	(*ApplyCmd)(nil),                 // 80: schat.v1.ApplyCmd
-	(*DecideCmd)(nil),                // 81: schat.v1.DecideCmd
-	(*LeaveCmd)(nil),                 // 82: schat.v1.LeaveCmd
-	(*DissolveCmd)(nil),              // 83: schat.v1.DissolveCmd
-	(*TransferCmd)(nil),              // 84: schat.v1.TransferCmd
-	(*UpdateGroupCmd)(nil),           // 85: schat.v1.UpdateGroupCmd
-	(*SendCmd)(nil),                  // 86: schat.v1.SendCmd
-	(*RecallCmd)(nil),                // 87: schat.v1.RecallCmd
-	(*MarkReadCmd)(nil),              // 88: schat.v1.MarkReadCmd
-	(*AckNoticesCmd)(nil),            // 89: schat.v1.AckNoticesCmd
-	(*FileBeginCmd)(nil),             // 90: schat.v1.FileBeginCmd
-	(*FileChunkCmd)(nil),             // 91: schat.v1.FileChunkCmd
-	(*FileCommitCmd)(nil),            // 92: schat.v1.FileCommitCmd
-	(*FileAbortCmd)(nil),             // 93: schat.v1.FileAbortCmd
-	(*FileSweepCmd)(nil),             // 94: schat.v1.FileSweepCmd
-	(*User)(nil),                     // 95: schat.v1.User
-	(*Session)(nil),                  // 96: schat.v1.Session
-	(*Group)(nil),                    // 97: schat.v1.Group
-	(*StoredFile)(nil),               // 98: schat.v1.StoredFile
-	(*Upload)(nil),                   // 99: schat.v1.Upload
-	(*NodeRequest)(nil),              // 100: schat.v1.NodeRequest
-	(*NodeResponse)(nil),             // 101: schat.v1.NodeResponse
-	(*ReadIndexRequest)(nil),         // 102: schat.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),        // 103: schat.v1.ReadIndexResponse
-	(*HelloRequest)(nil),             // 104: schat.v1.HelloRequest
-	(*HelloResponse)(nil),            // 105: schat.v1.HelloResponse
-	(*JoinRequest)(nil),              // 106: schat.v1.JoinRequest
-	(*ForwardRequest)(nil),           // 107: schat.v1.ForwardRequest
-	(*ForwardResponse)(nil),          // 108: schat.v1.ForwardResponse
-	(*ApplyResult)(nil),              // 109: schat.v1.ApplyResult
-	(*RemoveRequest)(nil),            // 110: schat.v1.RemoveRequest
+	(*ReconcileOwnedCmd)(nil),        // 78: schat.v1.ReconcileOwnedCmd
+	(*OwnedFix)(nil),                 // 79: schat.v1.OwnedFix
+	(*OwnedEntry)(nil),               // 80: schat.v1.OwnedEntry
+	(*GroupLimits)(nil),              // 81: schat.v1.GroupLimits
+	(*CreateGroupCmd)(nil),           // 82: schat.v1.CreateGroupCmd
+	(*ApplyCmd)(nil),                 // 83: schat.v1.ApplyCmd
+	(*DecideCmd)(nil),                // 84: schat.v1.DecideCmd
+	(*LeaveCmd)(nil),                 // 85: schat.v1.LeaveCmd
+	(*DissolveCmd)(nil),              // 86: schat.v1.DissolveCmd
+	(*TransferCmd)(nil),              // 87: schat.v1.TransferCmd
+	(*UpdateGroupCmd)(nil),           // 88: schat.v1.UpdateGroupCmd
+	(*SendCmd)(nil),                  // 89: schat.v1.SendCmd
+	(*RecallCmd)(nil),                // 90: schat.v1.RecallCmd
+	(*MarkReadCmd)(nil),              // 91: schat.v1.MarkReadCmd
+	(*AckNoticesCmd)(nil),            // 92: schat.v1.AckNoticesCmd
+	(*FileBeginCmd)(nil),             // 93: schat.v1.FileBeginCmd
+	(*FileChunkCmd)(nil),             // 94: schat.v1.FileChunkCmd
+	(*FileCommitCmd)(nil),            // 95: schat.v1.FileCommitCmd
+	(*FileAbortCmd)(nil),             // 96: schat.v1.FileAbortCmd
+	(*FileSweepCmd)(nil),             // 97: schat.v1.FileSweepCmd
+	(*User)(nil),                     // 98: schat.v1.User
+	(*Session)(nil),                  // 99: schat.v1.Session
+	(*Group)(nil),                    // 100: schat.v1.Group
+	(*StoredFile)(nil),               // 101: schat.v1.StoredFile
+	(*Upload)(nil),                   // 102: schat.v1.Upload
+	(*NodeRequest)(nil),              // 103: schat.v1.NodeRequest
+	(*NodeResponse)(nil),             // 104: schat.v1.NodeResponse
+	(*ReadIndexRequest)(nil),         // 105: schat.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),        // 106: schat.v1.ReadIndexResponse
+	(*HelloRequest)(nil),             // 107: schat.v1.HelloRequest
+	(*HelloResponse)(nil),            // 108: schat.v1.HelloResponse
+	(*JoinRequest)(nil),              // 109: schat.v1.JoinRequest
+	(*ForwardRequest)(nil),           // 110: schat.v1.ForwardRequest
+	(*ForwardResponse)(nil),          // 111: schat.v1.ForwardResponse
+	(*ApplyResult)(nil),              // 112: schat.v1.ApplyResult
+	(*RemoveRequest)(nil),            // 113: schat.v1.RemoveRequest
 }
 var file_schat_proto_depIdxs = []int32{
 	10,  // 0: schat.v1.ClientFrame.heartbeat:type_name -> schat.v1.Heartbeat
@@ -9538,53 +9759,56 @@ var file_schat_proto_depIdxs = []int32{
 	75,  // 85: schat.v1.Command.release_group:type_name -> schat.v1.ReleaseGroupCmd
 	76,  // 86: schat.v1.Command.move_ownership:type_name -> schat.v1.MoveOwnershipCmd
 	77,  // 87: schat.v1.Command.prune_sessions:type_name -> schat.v1.PruneSessionsCmd
-	79,  // 88: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
-	80,  // 89: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
-	81,  // 90: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
-	82,  // 91: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
-	83,  // 92: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
-	84,  // 93: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
-	85,  // 94: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
-	86,  // 95: schat.v1.Command.send:type_name -> schat.v1.SendCmd
-	87,  // 96: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
-	88,  // 97: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
-	89,  // 98: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
-	90,  // 99: schat.v1.Command.file_begin:type_name -> schat.v1.FileBeginCmd
-	91,  // 100: schat.v1.Command.file_chunk:type_name -> schat.v1.FileChunkCmd
-	92,  // 101: schat.v1.Command.file_commit:type_name -> schat.v1.FileCommitCmd
-	93,  // 102: schat.v1.Command.file_abort:type_name -> schat.v1.FileAbortCmd
-	94,  // 103: schat.v1.Command.file_sweep:type_name -> schat.v1.FileSweepCmd
-	68,  // 104: schat.v1.Command.batch:type_name -> schat.v1.CommandBatch
-	67,  // 105: schat.v1.CommandBatch.commands:type_name -> schat.v1.Command
-	1,   // 106: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
-	1,   // 107: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
-	78,  // 108: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
-	2,   // 109: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
-	78,  // 110: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
-	56,  // 111: schat.v1.FileBeginCmd.info:type_name -> schat.v1.FileInfo
-	1,   // 112: schat.v1.User.sex:type_name -> schat.v1.Sex
-	56,  // 113: schat.v1.StoredFile.info:type_name -> schat.v1.FileInfo
-	56,  // 114: schat.v1.Upload.info:type_name -> schat.v1.FileInfo
-	104, // 115: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
-	106, // 116: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
-	107, // 117: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
-	110, // 118: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
-	102, // 119: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
-	0,   // 120: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
-	105, // 121: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
-	108, // 122: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
-	103, // 123: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
-	109, // 124: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
-	0,   // 125: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
-	95,  // 126: schat.v1.ApplyResult.user:type_name -> schat.v1.User
-	97,  // 127: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
-	55,  // 128: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
-	56,  // 129: schat.v1.ApplyResult.file:type_name -> schat.v1.FileInfo
-	130, // [130:130] is the sub-list for method output_type
-	130, // [130:130] is the sub-list for method input_type
-	130, // [130:130] is the sub-list for extension type_name
-	130, // [130:130] is the sub-list for extension extendee
-	0,   // [0:130] is the sub-list for field type_name
+	78,  // 88: schat.v1.Command.reconcile_owned:type_name -> schat.v1.ReconcileOwnedCmd
+	82,  // 89: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
+	83,  // 90: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
+	84,  // 91: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
+	85,  // 92: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
+	86,  // 93: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
+	87,  // 94: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
+	88,  // 95: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
+	89,  // 96: schat.v1.Command.send:type_name -> schat.v1.SendCmd
+	90,  // 97: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
+	91,  // 98: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
+	92,  // 99: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
+	93,  // 100: schat.v1.Command.file_begin:type_name -> schat.v1.FileBeginCmd
+	94,  // 101: schat.v1.Command.file_chunk:type_name -> schat.v1.FileChunkCmd
+	95,  // 102: schat.v1.Command.file_commit:type_name -> schat.v1.FileCommitCmd
+	96,  // 103: schat.v1.Command.file_abort:type_name -> schat.v1.FileAbortCmd
+	97,  // 104: schat.v1.Command.file_sweep:type_name -> schat.v1.FileSweepCmd
+	68,  // 105: schat.v1.Command.batch:type_name -> schat.v1.CommandBatch
+	67,  // 106: schat.v1.CommandBatch.commands:type_name -> schat.v1.Command
+	1,   // 107: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
+	1,   // 108: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
+	79,  // 109: schat.v1.ReconcileOwnedCmd.fixes:type_name -> schat.v1.OwnedFix
+	80,  // 110: schat.v1.OwnedFix.seen:type_name -> schat.v1.OwnedEntry
+	81,  // 111: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
+	2,   // 112: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
+	81,  // 113: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
+	56,  // 114: schat.v1.FileBeginCmd.info:type_name -> schat.v1.FileInfo
+	1,   // 115: schat.v1.User.sex:type_name -> schat.v1.Sex
+	56,  // 116: schat.v1.StoredFile.info:type_name -> schat.v1.FileInfo
+	56,  // 117: schat.v1.Upload.info:type_name -> schat.v1.FileInfo
+	107, // 118: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
+	109, // 119: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
+	110, // 120: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
+	113, // 121: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
+	105, // 122: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
+	0,   // 123: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
+	108, // 124: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
+	111, // 125: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
+	106, // 126: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
+	112, // 127: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
+	0,   // 128: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
+	98,  // 129: schat.v1.ApplyResult.user:type_name -> schat.v1.User
+	100, // 130: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
+	55,  // 131: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
+	56,  // 132: schat.v1.ApplyResult.file:type_name -> schat.v1.FileInfo
+	133, // [133:133] is the sub-list for method output_type
+	133, // [133:133] is the sub-list for method input_type
+	133, // [133:133] is the sub-list for extension type_name
+	133, // [133:133] is the sub-list for extension extendee
+	0,   // [0:133] is the sub-list for field type_name
 }
 
 func init() { file_schat_proto_init() }
@@ -9665,6 +9889,7 @@ func file_schat_proto_init() {
 		(*Command_ReleaseGroup)(nil),
 		(*Command_MoveOwnership)(nil),
 		(*Command_PruneSessions)(nil),
+		(*Command_ReconcileOwned)(nil),
 		(*Command_CreateGroup)(nil),
 		(*Command_Apply)(nil),
 		(*Command_Decide)(nil),
@@ -9684,15 +9909,15 @@ func file_schat_proto_init() {
 		(*Command_Batch)(nil),
 	}
 	file_schat_proto_msgTypes[65].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[77].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[92].OneofWrappers = []any{
+	file_schat_proto_msgTypes[80].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[95].OneofWrappers = []any{
 		(*NodeRequest_Hello)(nil),
 		(*NodeRequest_Join)(nil),
 		(*NodeRequest_Forward)(nil),
 		(*NodeRequest_Remove)(nil),
 		(*NodeRequest_ReadIndex)(nil),
 	}
-	file_schat_proto_msgTypes[93].OneofWrappers = []any{
+	file_schat_proto_msgTypes[96].OneofWrappers = []any{
 		(*NodeResponse_Hello)(nil),
 		(*NodeResponse_Forward)(nil),
 		(*NodeResponse_ReadIndex)(nil),
@@ -9703,7 +9928,7 @@ func file_schat_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_schat_proto_rawDesc), len(file_schat_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   103,
+			NumMessages:   106,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

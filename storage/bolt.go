@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ var (
 	Sessions     = []byte("sessions")      // token hash -> pb.Session
 	UserSessions = []byte("user_sessions") // user id + token hash -> nil
 	Owned        = []byte("owned")         // owner id + group id -> nil
+	OwnedBy      = []byte("owned_by")      // group id + owner id -> time ms + raft index
 	Reservations = []byte("reservations")  // owner id + request key -> group id
 
 	// Group shards.
@@ -41,7 +43,7 @@ var (
 	Blobs   = []byte("blobs")   // SHA-256 -> count of files with that content
 
 	allBuckets = [][]byte{Meta, Users, Logins, Sessions, UserSessions, Owned,
-		Reservations, Groups, Members, UserGroups, Apps, Messages, Dedup,
+		OwnedBy, Reservations, Groups, Members, UserGroups, Apps, Messages, Dedup,
 		Notices, Public, Files, Uploads, Blobs}
 )
 
@@ -89,8 +91,14 @@ func OpenState(path string) (*bolt.DB, error) {
 }
 
 func initBuckets(tx *bolt.Tx) error {
+	backfill := tx.Bucket(Owned) != nil && tx.Bucket(OwnedBy) == nil
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	if backfill {
+		if err := backfillOwnedBy(tx); err != nil {
 			return err
 		}
 	}
@@ -103,6 +111,19 @@ func initBuckets(tx *bolt.Tx) error {
 		return fmt.Errorf("%w: %d", ErrFormat, got)
 	}
 	return nil
+}
+
+// backfillOwnedBy indexes by group the Owned entries of a state written
+// before OwnedBy existed. The entries get time and index 0: written long
+// ago. Every replica derives the same index from the same entries.
+func backfillOwnedBy(tx *bolt.Tx) error {
+	by := tx.Bucket(OwnedBy)
+	return tx.Bucket(Owned).ForEach(func(k, _ []byte) error {
+		if len(k) != 16 {
+			return fmt.Errorf("%w: owned key %x", ErrFormat, k)
+		}
+		return by.Put(append(bytes.Clone(k[8:]), k[:8]...), U64s(0, 0))
+	})
 }
 
 // RemoveState deletes a state file; used when a restore replaces it.

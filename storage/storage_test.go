@@ -3,7 +3,9 @@ package storage
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -61,6 +63,49 @@ func TestState_DeletePrefix(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestState_BackfillsOwnedBy opens a state written before OwnedBy
+// existed: its Owned entries are indexed by group, stamped 0.
+func TestState_BackfillsOwnedBy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := OpenState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(OwnedBy); err != nil {
+			return err
+		}
+		for _, k := range [][]byte{U64s(7, 1001), U64s(7, 1002), U64s(8, 1003)} {
+			if err := tx.Bucket(Owned).Put(k, []byte{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	if db, err = OpenState(path); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var got []string
+	db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(OwnedBy).ForEach(func(k, v []byte) error {
+			got = append(got, fmt.Sprintf("%x=%x", k, v))
+			return nil
+		})
+	})
+	zero := fmt.Sprintf("%x", U64s(0, 0))
+	want := []string{fmt.Sprintf("%x=%s", U64s(1001, 7), zero),
+		fmt.Sprintf("%x=%s", U64s(1002, 7), zero), fmt.Sprintf("%x=%s", U64s(1003, 8), zero)}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got owned_by %q, want %q", got, want)
+	}
 }
 
 func TestSnapshot_RoundTripAndRejects(t *testing.T) {
