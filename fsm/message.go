@@ -195,7 +195,7 @@ func (f *FSM) markRead(a *applyCtx, c *pb.MarkReadCmd) (*Result, error) {
 		a.emit(Event{GroupID: g.Id, Event: &pb.Event{Body: &pb.Event_Read{
 			Read: &pb.ReadReceipt{GroupId: g.Id, UserId: m.UserId, ReadSeq: m.ReadSeq}}}})
 	}
-	return &Result{GroupID: g.Id, ReadSeq: m.ReadSeq, Unread: unread(g.LastSeq, m.ReadSeq)}, nil
+	return &Result{GroupID: g.Id, ReadSeq: m.ReadSeq, Unread: unread(g, m.ReadSeq)}, nil
 }
 
 // ackNotices deletes notices of the user; IDs of notices the user does not

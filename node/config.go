@@ -61,6 +61,9 @@ type Config struct {
 	// Ownership sets how the meta shard's leader keeps its record of who
 	// owns which group in line with the groups.
 	Ownership OwnershipCheck
+	// Retention limits how long messages are kept; the zero limits keep
+	// every message.
+	Retention Retention
 	// PasswordKDF are the argon2id parameters for new password hashes.
 	PasswordKDF KDFParams
 	// SessionTTL is how long a login token stays valid.
@@ -118,6 +121,22 @@ type OwnershipCheck struct {
 	Grace time.Duration
 }
 
+// Retention bounds the history each group keeps. Group shard leaders
+// remove what falls outside it, in batches, together with what dissolved
+// groups left behind.
+type Retention struct {
+	// MaxAge removes messages older than this; 0 keeps them however old.
+	MaxAge time.Duration
+	// MaxMessages keeps the newest this many messages of each group; 0
+	// keeps every one.
+	MaxMessages int
+	// Interval is how often group shard leaders look for records to
+	// remove.
+	Interval time.Duration
+	// Batch bounds the records one trim command removes.
+	Batch int
+}
+
 // RaftTuning holds the raft settings worth changing per deployment.
 type RaftTuning struct {
 	HeartbeatTimeout  time.Duration
@@ -165,6 +184,10 @@ func DefaultConfig() Config {
 			Interval: 5 * time.Minute,
 			Grace:    10 * time.Minute,
 		},
+		Retention: Retention{
+			Interval: time.Minute,
+			Batch:    1000,
+		},
 		PasswordKDF:   DefaultKDF,
 		SessionTTL:    30 * 24 * time.Hour,
 		ApplyTimeout:  10 * time.Second,
@@ -205,6 +228,10 @@ func (c Config) withDefaults() Config {
 	}
 	setDur(&c.Ownership.Interval, d.Ownership.Interval)
 	setDur(&c.Ownership.Grace, d.Ownership.Grace)
+	setDur(&c.Retention.Interval, d.Retention.Interval)
+	if c.Retention.Batch == 0 {
+		c.Retention.Batch = d.Retention.Batch
+	}
 	if c.PasswordKDF == (KDFParams{}) {
 		c.PasswordKDF = d.PasswordKDF
 	}
@@ -253,9 +280,17 @@ func (c Config) Validate() error {
 		return errors.New("node: file limits and times must be positive")
 	case c.Ownership.Interval <= 0 || c.Ownership.Grace < 2*c.ApplyTimeout:
 		return errors.New("node: the ownership grace must be at least twice the apply timeout")
+	case c.Retention.MaxAge < 0 || c.Retention.MaxMessages < 0:
+		return errors.New("node: retention limits must not be negative")
+	case c.Retention.Interval <= 0 || c.Retention.Batch < 1 || c.Retention.Batch > maxTrimBatch:
+		return fmt.Errorf("node: the retention interval must be positive and the batch 1..%d",
+			maxTrimBatch)
 	}
 	return c.Backup.validate()
 }
 
 // maxShards keeps shard numbers within the notice ID's shard bits.
 const maxShards = 1000
+
+// maxTrimBatch keeps one trim command's transaction small.
+const maxTrimBatch = 100_000

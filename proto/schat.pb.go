@@ -508,6 +508,52 @@ func (MemberChanged_Change) EnumDescriptor() ([]byte, []int) {
 	return file_schat_proto_rawDescGZIP(), []int{52, 0}
 }
 
+type ApplicationDecided_Reason int32
+
+const (
+	ApplicationDecided_DECIDED   ApplicationDecided_Reason = 0 // the owner decided
+	ApplicationDecided_DISSOLVED ApplicationDecided_Reason = 1 // the group was dissolved while the application waited
+)
+
+// Enum value maps for ApplicationDecided_Reason.
+var (
+	ApplicationDecided_Reason_name = map[int32]string{
+		0: "DECIDED",
+		1: "DISSOLVED",
+	}
+	ApplicationDecided_Reason_value = map[string]int32{
+		"DECIDED":   0,
+		"DISSOLVED": 1,
+	}
+)
+
+func (x ApplicationDecided_Reason) Enum() *ApplicationDecided_Reason {
+	p := new(ApplicationDecided_Reason)
+	*p = x
+	return p
+}
+
+func (x ApplicationDecided_Reason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ApplicationDecided_Reason) Descriptor() protoreflect.EnumDescriptor {
+	return file_schat_proto_enumTypes[8].Descriptor()
+}
+
+func (ApplicationDecided_Reason) Type() protoreflect.EnumType {
+	return &file_schat_proto_enumTypes[8]
+}
+
+func (x ApplicationDecided_Reason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ApplicationDecided_Reason.Descriptor instead.
+func (ApplicationDecided_Reason) EnumDescriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{54, 0}
+}
+
 // ClientFrame is what a client sends. A request carries a non-zero id that
 // its Response echoes.
 type ClientFrame struct {
@@ -3929,11 +3975,14 @@ func (x *SyncRequest) GetLinearizable() bool {
 }
 
 type MessagePage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	GroupId       uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
-	Messages      []*ChatMessage         `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`               // ascending seq
-	LastSeq       uint64                 `protobuf:"varint,3,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"` // the group's newest seq
-	More          bool                   `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`                      // more in the requested direction
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	GroupId  uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Messages []*ChatMessage         `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`               // ascending seq
+	LastSeq  uint64                 `protobuf:"varint,3,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"` // the group's newest seq
+	More     bool                   `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`                      // more in the requested direction
+	// The oldest seq the group still keeps (last_seq + 1 when it keeps
+	// none): the retention limits removed those before it.
+	FirstSeq      uint64 `protobuf:"varint,5,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3994,6 +4043,13 @@ func (x *MessagePage) GetMore() bool {
 		return x.More
 	}
 	return false
+}
+
+func (x *MessagePage) GetFirstSeq() uint64 {
+	if x != nil {
+		return x.FirstSeq
+	}
+	return 0
 }
 
 // MarkReadRequest moves the caller's read cursor forward to seq.
@@ -4823,10 +4879,11 @@ func (x *GroupDissolved) GetByUserId() uint64 {
 }
 
 type ApplicationDecided struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	GroupId       uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
-	GroupName     string                 `protobuf:"bytes,2,opt,name=group_name,json=groupName,proto3" json:"group_name,omitempty"`
-	Approved      bool                   `protobuf:"varint,3,opt,name=approved,proto3" json:"approved,omitempty"`
+	state         protoimpl.MessageState    `protogen:"open.v1"`
+	GroupId       uint64                    `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	GroupName     string                    `protobuf:"bytes,2,opt,name=group_name,json=groupName,proto3" json:"group_name,omitempty"`
+	Approved      bool                      `protobuf:"varint,3,opt,name=approved,proto3" json:"approved,omitempty"`
+	Reason        ApplicationDecided_Reason `protobuf:"varint,4,opt,name=reason,proto3,enum=schat.v1.ApplicationDecided_Reason" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4880,6 +4937,13 @@ func (x *ApplicationDecided) GetApproved() bool {
 		return x.Approved
 	}
 	return false
+}
+
+func (x *ApplicationDecided) GetReason() ApplicationDecided_Reason {
+	if x != nil {
+		return x.Reason
+	}
+	return ApplicationDecided_DECIDED
 }
 
 type MessageRecalled struct {
@@ -5134,6 +5198,7 @@ type Command struct {
 	//	*Command_Recall
 	//	*Command_MarkRead
 	//	*Command_AckNotices
+	//	*Command_Trim
 	//	*Command_FileBegin
 	//	*Command_FileChunk
 	//	*Command_FileCommit
@@ -5378,6 +5443,15 @@ func (x *Command) GetAckNotices() *AckNoticesCmd {
 	return nil
 }
 
+func (x *Command) GetTrim() *TrimCmd {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Trim); ok {
+			return x.Trim
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetFileBegin() *FileBeginCmd {
 	if x != nil {
 		if x, ok := x.Op.(*Command_FileBegin); ok {
@@ -5522,6 +5596,10 @@ type Command_AckNotices struct {
 	AckNotices *AckNoticesCmd `protobuf:"bytes,40,opt,name=ack_notices,json=ackNotices,proto3,oneof"`
 }
 
+type Command_Trim struct {
+	Trim *TrimCmd `protobuf:"bytes,41,opt,name=trim,proto3,oneof"`
+}
+
 type Command_FileBegin struct {
 	// Either kind of shard: uploads (user avatars on the meta shard,
 	// everything else on the group's shard).
@@ -5592,6 +5670,8 @@ func (*Command_Recall) isCommand_Op() {}
 func (*Command_MarkRead) isCommand_Op() {}
 
 func (*Command_AckNotices) isCommand_Op() {}
+
+func (*Command_Trim) isCommand_Op() {}
 
 func (*Command_FileBegin) isCommand_Op() {}
 
@@ -7280,6 +7360,80 @@ func (x *AckNoticesCmd) GetNoticeIds() []uint64 {
 	return nil
 }
 
+// TrimCmd removes, within max_records records, what a group shard no
+// longer keeps: the messages and files of dissolved groups, and messages
+// past the retention limits at the command's time. A message goes when
+// it is older than max_age_ms or not among its group's newest
+// max_messages; only a group's oldest messages go, so those kept stay
+// contiguous.
+type TrimCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GroupIds      []uint64               `protobuf:"varint,1,rep,packed,name=group_ids,json=groupIds,proto3" json:"group_ids,omitempty"`   // the groups to work on, in order
+	MaxAgeMs      int64                  `protobuf:"varint,2,opt,name=max_age_ms,json=maxAgeMs,proto3" json:"max_age_ms,omitempty"`        // 0: no age limit
+	MaxMessages   uint64                 `protobuf:"varint,3,opt,name=max_messages,json=maxMessages,proto3" json:"max_messages,omitempty"` // 0: no count limit
+	MaxRecords    uint32                 `protobuf:"varint,4,opt,name=max_records,json=maxRecords,proto3" json:"max_records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrimCmd) Reset() {
+	*x = TrimCmd{}
+	mi := &file_schat_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrimCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrimCmd) ProtoMessage() {}
+
+func (x *TrimCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrimCmd.ProtoReflect.Descriptor instead.
+func (*TrimCmd) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *TrimCmd) GetGroupIds() []uint64 {
+	if x != nil {
+		return x.GroupIds
+	}
+	return nil
+}
+
+func (x *TrimCmd) GetMaxAgeMs() int64 {
+	if x != nil {
+		return x.MaxAgeMs
+	}
+	return 0
+}
+
+func (x *TrimCmd) GetMaxMessages() uint64 {
+	if x != nil {
+		return x.MaxMessages
+	}
+	return 0
+}
+
+func (x *TrimCmd) GetMaxRecords() uint32 {
+	if x != nil {
+		return x.MaxRecords
+	}
+	return 0
+}
+
 // FileBeginCmd opens an upload whose bytes, size and SHA-256 the proposer
 // already knows; its chunks follow in order, then a FileCommitCmd.
 type FileBeginCmd struct {
@@ -7293,7 +7447,7 @@ type FileBeginCmd struct {
 
 func (x *FileBeginCmd) Reset() {
 	*x = FileBeginCmd{}
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7305,7 +7459,7 @@ func (x *FileBeginCmd) String() string {
 func (*FileBeginCmd) ProtoMessage() {}
 
 func (x *FileBeginCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7318,7 +7472,7 @@ func (x *FileBeginCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileBeginCmd.ProtoReflect.Descriptor instead.
 func (*FileBeginCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{85}
+	return file_schat_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *FileBeginCmd) GetInfo() *FileInfo {
@@ -7355,7 +7509,7 @@ type FileChunkCmd struct {
 
 func (x *FileChunkCmd) Reset() {
 	*x = FileChunkCmd{}
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7367,7 +7521,7 @@ func (x *FileChunkCmd) String() string {
 func (*FileChunkCmd) ProtoMessage() {}
 
 func (x *FileChunkCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7380,7 +7534,7 @@ func (x *FileChunkCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileChunkCmd.ProtoReflect.Descriptor instead.
 func (*FileChunkCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{86}
+	return file_schat_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *FileChunkCmd) GetFileId() string {
@@ -7414,7 +7568,7 @@ type FileCommitCmd struct {
 
 func (x *FileCommitCmd) Reset() {
 	*x = FileCommitCmd{}
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7426,7 +7580,7 @@ func (x *FileCommitCmd) String() string {
 func (*FileCommitCmd) ProtoMessage() {}
 
 func (x *FileCommitCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7439,7 +7593,7 @@ func (x *FileCommitCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileCommitCmd.ProtoReflect.Descriptor instead.
 func (*FileCommitCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{87}
+	return file_schat_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *FileCommitCmd) GetFileId() string {
@@ -7459,7 +7613,7 @@ type FileAbortCmd struct {
 
 func (x *FileAbortCmd) Reset() {
 	*x = FileAbortCmd{}
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7471,7 +7625,7 @@ func (x *FileAbortCmd) String() string {
 func (*FileAbortCmd) ProtoMessage() {}
 
 func (x *FileAbortCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7484,7 +7638,7 @@ func (x *FileAbortCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileAbortCmd.ProtoReflect.Descriptor instead.
 func (*FileAbortCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{88}
+	return file_schat_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *FileAbortCmd) GetFileId() string {
@@ -7506,7 +7660,7 @@ type FileSweepCmd struct {
 
 func (x *FileSweepCmd) Reset() {
 	*x = FileSweepCmd{}
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7518,7 +7672,7 @@ func (x *FileSweepCmd) String() string {
 func (*FileSweepCmd) ProtoMessage() {}
 
 func (x *FileSweepCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7531,7 +7685,7 @@ func (x *FileSweepCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSweepCmd.ProtoReflect.Descriptor instead.
 func (*FileSweepCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{89}
+	return file_schat_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *FileSweepCmd) GetUploadTimeoutMs() int64 {
@@ -7566,7 +7720,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7578,7 +7732,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7591,7 +7745,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{90}
+	return file_schat_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *User) GetId() uint64 {
@@ -7675,7 +7829,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7687,7 +7841,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7700,7 +7854,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{91}
+	return file_schat_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *Session) GetUserId() uint64 {
@@ -7737,13 +7891,16 @@ type Group struct {
 	LastSeq          uint64                 `protobuf:"varint,9,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
 	CreatedMs        int64                  `protobuf:"varint,10,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
 	AvatarFileId     string                 `protobuf:"bytes,11,opt,name=avatar_file_id,json=avatarFileId,proto3" json:"avatar_file_id,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Every message with a seq up to trimmed_seq has been removed by the
+	// retention limits; those after it are all kept.
+	TrimmedSeq    uint64 `protobuf:"varint,12,opt,name=trimmed_seq,json=trimmedSeq,proto3" json:"trimmed_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_schat_proto_msgTypes[92]
+	mi := &file_schat_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7755,7 +7912,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[92]
+	mi := &file_schat_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7768,7 +7925,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{92}
+	return file_schat_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *Group) GetId() uint64 {
@@ -7848,6 +8005,13 @@ func (x *Group) GetAvatarFileId() string {
 	return ""
 }
 
+func (x *Group) GetTrimmedSeq() uint64 {
+	if x != nil {
+		return x.TrimmedSeq
+	}
+	return 0
+}
+
 // StoredFile is a committed upload and how many messages and avatar slots
 // refer to it.
 type StoredFile struct {
@@ -7861,7 +8025,7 @@ type StoredFile struct {
 
 func (x *StoredFile) Reset() {
 	*x = StoredFile{}
-	mi := &file_schat_proto_msgTypes[93]
+	mi := &file_schat_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7873,7 +8037,7 @@ func (x *StoredFile) String() string {
 func (*StoredFile) ProtoMessage() {}
 
 func (x *StoredFile) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[93]
+	mi := &file_schat_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7886,7 +8050,7 @@ func (x *StoredFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredFile.ProtoReflect.Descriptor instead.
 func (*StoredFile) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{93}
+	return file_schat_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *StoredFile) GetInfo() *FileInfo {
@@ -7924,7 +8088,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_schat_proto_msgTypes[94]
+	mi := &file_schat_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7936,7 +8100,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[94]
+	mi := &file_schat_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7949,7 +8113,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{94}
+	return file_schat_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *Upload) GetInfo() *FileInfo {
@@ -8003,7 +8167,7 @@ type NodeRequest struct {
 
 func (x *NodeRequest) Reset() {
 	*x = NodeRequest{}
-	mi := &file_schat_proto_msgTypes[95]
+	mi := &file_schat_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8015,7 +8179,7 @@ func (x *NodeRequest) String() string {
 func (*NodeRequest) ProtoMessage() {}
 
 func (x *NodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[95]
+	mi := &file_schat_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8028,7 +8192,7 @@ func (x *NodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRequest.ProtoReflect.Descriptor instead.
 func (*NodeRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{95}
+	return file_schat_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *NodeRequest) GetBody() isNodeRequest_Body {
@@ -8133,7 +8297,7 @@ type NodeResponse struct {
 
 func (x *NodeResponse) Reset() {
 	*x = NodeResponse{}
-	mi := &file_schat_proto_msgTypes[96]
+	mi := &file_schat_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8145,7 +8309,7 @@ func (x *NodeResponse) String() string {
 func (*NodeResponse) ProtoMessage() {}
 
 func (x *NodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[96]
+	mi := &file_schat_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8158,7 +8322,7 @@ func (x *NodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeResponse.ProtoReflect.Descriptor instead.
 func (*NodeResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{96}
+	return file_schat_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *NodeResponse) GetCode() Code {
@@ -8243,7 +8407,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_schat_proto_msgTypes[97]
+	mi := &file_schat_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8255,7 +8419,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[97]
+	mi := &file_schat_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8268,7 +8432,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{97}
+	return file_schat_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ReadIndexRequest) GetShard() uint32 {
@@ -8287,7 +8451,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_schat_proto_msgTypes[98]
+	mi := &file_schat_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8299,7 +8463,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[98]
+	mi := &file_schat_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8312,7 +8476,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{98}
+	return file_schat_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -8331,7 +8495,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_schat_proto_msgTypes[99]
+	mi := &file_schat_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8343,7 +8507,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[99]
+	mi := &file_schat_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8356,7 +8520,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{99}
+	return file_schat_proto_rawDescGZIP(), []int{100}
 }
 
 type HelloResponse struct {
@@ -8372,7 +8536,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_schat_proto_msgTypes[100]
+	mi := &file_schat_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8384,7 +8548,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[100]
+	mi := &file_schat_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8397,7 +8561,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{100}
+	return file_schat_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *HelloResponse) GetNodeId() string {
@@ -8449,7 +8613,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_schat_proto_msgTypes[101]
+	mi := &file_schat_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8461,7 +8625,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[101]
+	mi := &file_schat_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8474,7 +8638,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{101}
+	return file_schat_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -8517,7 +8681,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_schat_proto_msgTypes[102]
+	mi := &file_schat_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8529,7 +8693,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[102]
+	mi := &file_schat_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8542,7 +8706,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{102}
+	return file_schat_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *ForwardRequest) GetShard() uint32 {
@@ -8572,7 +8736,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_schat_proto_msgTypes[103]
+	mi := &file_schat_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8584,7 +8748,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[103]
+	mi := &file_schat_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8597,7 +8761,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{103}
+	return file_schat_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ForwardResponse) GetIndex() uint64 {
@@ -8642,7 +8806,7 @@ type ApplyResult struct {
 
 func (x *ApplyResult) Reset() {
 	*x = ApplyResult{}
-	mi := &file_schat_proto_msgTypes[104]
+	mi := &file_schat_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8654,7 +8818,7 @@ func (x *ApplyResult) String() string {
 func (*ApplyResult) ProtoMessage() {}
 
 func (x *ApplyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[104]
+	mi := &file_schat_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8667,7 +8831,7 @@ func (x *ApplyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResult.ProtoReflect.Descriptor instead.
 func (*ApplyResult) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{104}
+	return file_schat_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *ApplyResult) GetCode() Code {
@@ -8766,7 +8930,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_schat_proto_msgTypes[105]
+	mi := &file_schat_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8778,7 +8942,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[105]
+	mi := &file_schat_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8791,7 +8955,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{105}
+	return file_schat_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *RemoveRequest) GetNodeId() string {
@@ -9076,12 +9240,13 @@ const file_schat_proto_rawDesc = "" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\x12\x1f\n" +
 	"\vfrom_cursor\x18\x04 \x01(\bR\n" +
 	"fromCursor\x12\"\n" +
-	"\flinearizable\x18\x05 \x01(\bR\flinearizable\"\x8a\x01\n" +
+	"\flinearizable\x18\x05 \x01(\bR\flinearizable\"\xa7\x01\n" +
 	"\vMessagePage\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x121\n" +
 	"\bmessages\x18\x02 \x03(\v2\x15.schat.v1.ChatMessageR\bmessages\x12\x19\n" +
 	"\blast_seq\x18\x03 \x01(\x04R\alastSeq\x12\x12\n" +
-	"\x04more\x18\x04 \x01(\bR\x04more\">\n" +
+	"\x04more\x18\x04 \x01(\bR\x04more\x12\x1b\n" +
+	"\tfirst_seq\x18\x05 \x01(\x04R\bfirstSeq\">\n" +
 	"\x0fMarkReadRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\"E\n" +
@@ -9165,12 +9330,16 @@ const file_schat_proto_rawDesc = "" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
 	"\n" +
-	"by_user_id\x18\x03 \x01(\x04R\bbyUserId\"j\n" +
+	"by_user_id\x18\x03 \x01(\x04R\bbyUserId\"\xcd\x01\n" +
 	"\x12ApplicationDecided\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x1d\n" +
 	"\n" +
 	"group_name\x18\x02 \x01(\tR\tgroupName\x12\x1a\n" +
-	"\bapproved\x18\x03 \x01(\bR\bapproved\"\\\n" +
+	"\bapproved\x18\x03 \x01(\bR\bapproved\x12;\n" +
+	"\x06reason\x18\x04 \x01(\x0e2#.schat.v1.ApplicationDecided.ReasonR\x06reason\"$\n" +
+	"\x06Reason\x12\v\n" +
+	"\aDECIDED\x10\x00\x12\r\n" +
+	"\tDISSOLVED\x10\x01\"\\\n" +
 	"\x0fMessageRecalled\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1c\n" +
@@ -9185,7 +9354,7 @@ const file_schat_proto_rawDesc = "" +
 	"\x06Notice\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x17\n" +
 	"\atime_ms\x18\x02 \x01(\x03R\x06timeMs\x12%\n" +
-	"\x05event\x18\x03 \x01(\v2\x0f.schat.v1.EventR\x05event\"\xd3\f\n" +
+	"\x05event\x18\x03 \x01(\v2\x0f.schat.v1.EventR\x05event\"\xfc\f\n" +
 	"\aCommand\x12\x17\n" +
 	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x123\n" +
 	"\bregister\x18\n" +
@@ -9210,7 +9379,8 @@ const file_schat_proto_rawDesc = "" +
 	"\x06recall\x18& \x01(\v2\x13.schat.v1.RecallCmdH\x00R\x06recall\x124\n" +
 	"\tmark_read\x18' \x01(\v2\x15.schat.v1.MarkReadCmdH\x00R\bmarkRead\x12:\n" +
 	"\vack_notices\x18( \x01(\v2\x17.schat.v1.AckNoticesCmdH\x00R\n" +
-	"ackNotices\x127\n" +
+	"ackNotices\x12'\n" +
+	"\x04trim\x18) \x01(\v2\x11.schat.v1.TrimCmdH\x00R\x04trim\x127\n" +
 	"\n" +
 	"file_begin\x18< \x01(\v2\x16.schat.v1.FileBeginCmdH\x00R\tfileBegin\x127\n" +
 	"\n" +
@@ -9363,7 +9533,14 @@ const file_schat_proto_rawDesc = "" +
 	"\rAckNoticesCmd\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x04R\x06userId\x12\x1d\n" +
 	"\n" +
-	"notice_ids\x18\x02 \x03(\x04R\tnoticeIds\"r\n" +
+	"notice_ids\x18\x02 \x03(\x04R\tnoticeIds\"\x88\x01\n" +
+	"\aTrimCmd\x12\x1b\n" +
+	"\tgroup_ids\x18\x01 \x03(\x04R\bgroupIds\x12\x1c\n" +
+	"\n" +
+	"max_age_ms\x18\x02 \x01(\x03R\bmaxAgeMs\x12!\n" +
+	"\fmax_messages\x18\x03 \x01(\x04R\vmaxMessages\x12\x1f\n" +
+	"\vmax_records\x18\x04 \x01(\rR\n" +
+	"maxRecords\"r\n" +
 	"\fFileBeginCmd\x12&\n" +
 	"\x04info\x18\x01 \x01(\v2\x12.schat.v1.FileInfoR\x04info\x12\x19\n" +
 	"\bmax_size\x18\x02 \x01(\x04R\amaxSize\x12\x1f\n" +
@@ -9399,7 +9576,7 @@ const file_schat_proto_rawDesc = "" +
 	"\n" +
 	"created_ms\x18\x02 \x01(\x03R\tcreatedMs\x12\x1d\n" +
 	"\n" +
-	"expires_ms\x18\x03 \x01(\x03R\texpiresMs\"\xdc\x02\n" +
+	"expires_ms\x18\x03 \x01(\x03R\texpiresMs\"\xfd\x02\n" +
 	"\x05Group\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -9413,7 +9590,9 @@ const file_schat_proto_rawDesc = "" +
 	"\n" +
 	"created_ms\x18\n" +
 	" \x01(\x03R\tcreatedMs\x12$\n" +
-	"\x0eavatar_file_id\x18\v \x01(\tR\favatarFileId\"b\n" +
+	"\x0eavatar_file_id\x18\v \x01(\tR\favatarFileId\x12\x1f\n" +
+	"\vtrimmed_seq\x18\f \x01(\x04R\n" +
+	"trimmedSeq\"b\n" +
 	"\n" +
 	"StoredFile\x12&\n" +
 	"\x04info\x18\x01 \x01(\v2\x12.schat.v1.FileInfoR\x04info\x12\x12\n" +
@@ -9552,8 +9731,8 @@ func file_schat_proto_rawDescGZIP() []byte {
 	return file_schat_proto_rawDescData
 }
 
-var file_schat_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 106)
+var file_schat_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 107)
 var file_schat_proto_goTypes = []any{
 	(Code)(0),                        // 0: schat.v1.Code
 	(Sex)(0),                         // 1: schat.v1.Sex
@@ -9563,252 +9742,256 @@ var file_schat_proto_goTypes = []any{
 	(FilePurpose)(0),                 // 5: schat.v1.FilePurpose
 	(SystemNote_Kind)(0),             // 6: schat.v1.SystemNote.Kind
 	(MemberChanged_Change)(0),        // 7: schat.v1.MemberChanged.Change
-	(*ClientFrame)(nil),              // 8: schat.v1.ClientFrame
-	(*ServerFrame)(nil),              // 9: schat.v1.ServerFrame
-	(*Heartbeat)(nil),                // 10: schat.v1.Heartbeat
-	(*Response)(nil),                 // 11: schat.v1.Response
-	(*RegisterRequest)(nil),          // 12: schat.v1.RegisterRequest
-	(*RegisterResponse)(nil),         // 13: schat.v1.RegisterResponse
-	(*LoginRequest)(nil),             // 14: schat.v1.LoginRequest
-	(*ResumeRequest)(nil),            // 15: schat.v1.ResumeRequest
-	(*LoginResponse)(nil),            // 16: schat.v1.LoginResponse
-	(*Limits)(nil),                   // 17: schat.v1.Limits
-	(*LogoutRequest)(nil),            // 18: schat.v1.LogoutRequest
-	(*PingRequest)(nil),              // 19: schat.v1.PingRequest
-	(*PingResponse)(nil),             // 20: schat.v1.PingResponse
-	(*ChangePasswordRequest)(nil),    // 21: schat.v1.ChangePasswordRequest
-	(*ChangePasswordResponse)(nil),   // 22: schat.v1.ChangePasswordResponse
-	(*UpdateProfileRequest)(nil),     // 23: schat.v1.UpdateProfileRequest
-	(*GetProfilesRequest)(nil),       // 24: schat.v1.GetProfilesRequest
-	(*GetProfilesResponse)(nil),      // 25: schat.v1.GetProfilesResponse
-	(*UserProfile)(nil),              // 26: schat.v1.UserProfile
-	(*CreateGroupRequest)(nil),       // 27: schat.v1.CreateGroupRequest
-	(*ApplyGroupRequest)(nil),        // 28: schat.v1.ApplyGroupRequest
-	(*ApplyGroupResponse)(nil),       // 29: schat.v1.ApplyGroupResponse
-	(*DecideApplicationRequest)(nil), // 30: schat.v1.DecideApplicationRequest
-	(*ListApplicationsRequest)(nil),  // 31: schat.v1.ListApplicationsRequest
-	(*ListApplicationsResponse)(nil), // 32: schat.v1.ListApplicationsResponse
-	(*Application)(nil),              // 33: schat.v1.Application
-	(*QuitGroupRequest)(nil),         // 34: schat.v1.QuitGroupRequest
-	(*KickMemberRequest)(nil),        // 35: schat.v1.KickMemberRequest
-	(*DissolveGroupRequest)(nil),     // 36: schat.v1.DissolveGroupRequest
-	(*TransferOwnershipRequest)(nil), // 37: schat.v1.TransferOwnershipRequest
-	(*GroupInfoRequest)(nil),         // 38: schat.v1.GroupInfoRequest
-	(*ListPublicGroupsRequest)(nil),  // 39: schat.v1.ListPublicGroupsRequest
-	(*ListPublicGroupsResponse)(nil), // 40: schat.v1.ListPublicGroupsResponse
-	(*UpdateGroupRequest)(nil),       // 41: schat.v1.UpdateGroupRequest
-	(*ListMyGroupsRequest)(nil),      // 42: schat.v1.ListMyGroupsRequest
-	(*ListMyGroupsResponse)(nil),     // 43: schat.v1.ListMyGroupsResponse
-	(*AckNoticesRequest)(nil),        // 44: schat.v1.AckNoticesRequest
-	(*GroupInfo)(nil),                // 45: schat.v1.GroupInfo
-	(*Member)(nil),                   // 46: schat.v1.Member
-	(*GroupSummary)(nil),             // 47: schat.v1.GroupSummary
-	(*SendMessageRequest)(nil),       // 48: schat.v1.SendMessageRequest
-	(*RecallMessageRequest)(nil),     // 49: schat.v1.RecallMessageRequest
-	(*HistoryRequest)(nil),           // 50: schat.v1.HistoryRequest
-	(*SyncRequest)(nil),              // 51: schat.v1.SyncRequest
-	(*MessagePage)(nil),              // 52: schat.v1.MessagePage
-	(*MarkReadRequest)(nil),          // 53: schat.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),         // 54: schat.v1.MarkReadResponse
-	(*ChatMessage)(nil),              // 55: schat.v1.ChatMessage
-	(*FileInfo)(nil),                 // 56: schat.v1.FileInfo
-	(*FileLink)(nil),                 // 57: schat.v1.FileLink
-	(*SystemNote)(nil),               // 58: schat.v1.SystemNote
-	(*Event)(nil),                    // 59: schat.v1.Event
-	(*MemberChanged)(nil),            // 60: schat.v1.MemberChanged
-	(*GroupDissolved)(nil),           // 61: schat.v1.GroupDissolved
-	(*ApplicationDecided)(nil),       // 62: schat.v1.ApplicationDecided
-	(*MessageRecalled)(nil),          // 63: schat.v1.MessageRecalled
-	(*ReadReceipt)(nil),              // 64: schat.v1.ReadReceipt
-	(*SessionEnded)(nil),             // 65: schat.v1.SessionEnded
-	(*Notice)(nil),                   // 66: schat.v1.Notice
-	(*Command)(nil),                  // 67: schat.v1.Command
-	(*CommandBatch)(nil),             // 68: schat.v1.CommandBatch
-	(*RegisterCmd)(nil),              // 69: schat.v1.RegisterCmd
-	(*CreateSessionCmd)(nil),         // 70: schat.v1.CreateSessionCmd
-	(*DeleteSessionCmd)(nil),         // 71: schat.v1.DeleteSessionCmd
-	(*ChangePasswordCmd)(nil),        // 72: schat.v1.ChangePasswordCmd
-	(*UpdateProfileCmd)(nil),         // 73: schat.v1.UpdateProfileCmd
-	(*ReserveGroupCmd)(nil),          // 74: schat.v1.ReserveGroupCmd
-	(*ReleaseGroupCmd)(nil),          // 75: schat.v1.ReleaseGroupCmd
-	(*MoveOwnershipCmd)(nil),         // 76: schat.v1.MoveOwnershipCmd
-	(*PruneSessionsCmd)(nil),         // 77: schat.v1.PruneSessionsCmd
-	(*ReconcileOwnedCmd)(nil),        // 78: schat.v1.ReconcileOwnedCmd
-	(*OwnedFix)(nil),                 // 79: schat.v1.OwnedFix
-	(*OwnedEntry)(nil),               // 80: schat.v1.OwnedEntry
-	(*GroupLimits)(nil),              // 81: schat.v1.GroupLimits
-	(*CreateGroupCmd)(nil),           // 82: schat.v1.CreateGroupCmd
-	(*ApplyCmd)(nil),                 // 83: schat.v1.ApplyCmd
-	(*DecideCmd)(nil),                // 84: schat.v1.DecideCmd
-	(*LeaveCmd)(nil),                 // 85: schat.v1.LeaveCmd
-	(*DissolveCmd)(nil),              // 86: schat.v1.DissolveCmd
-	(*TransferCmd)(nil),              // 87: schat.v1.TransferCmd
-	(*UpdateGroupCmd)(nil),           // 88: schat.v1.UpdateGroupCmd
-	(*SendCmd)(nil),                  // 89: schat.v1.SendCmd
-	(*RecallCmd)(nil),                // 90: schat.v1.RecallCmd
-	(*MarkReadCmd)(nil),              // 91: schat.v1.MarkReadCmd
-	(*AckNoticesCmd)(nil),            // 92: schat.v1.AckNoticesCmd
-	(*FileBeginCmd)(nil),             // 93: schat.v1.FileBeginCmd
-	(*FileChunkCmd)(nil),             // 94: schat.v1.FileChunkCmd
-	(*FileCommitCmd)(nil),            // 95: schat.v1.FileCommitCmd
-	(*FileAbortCmd)(nil),             // 96: schat.v1.FileAbortCmd
-	(*FileSweepCmd)(nil),             // 97: schat.v1.FileSweepCmd
-	(*User)(nil),                     // 98: schat.v1.User
-	(*Session)(nil),                  // 99: schat.v1.Session
-	(*Group)(nil),                    // 100: schat.v1.Group
-	(*StoredFile)(nil),               // 101: schat.v1.StoredFile
-	(*Upload)(nil),                   // 102: schat.v1.Upload
-	(*NodeRequest)(nil),              // 103: schat.v1.NodeRequest
-	(*NodeResponse)(nil),             // 104: schat.v1.NodeResponse
-	(*ReadIndexRequest)(nil),         // 105: schat.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),        // 106: schat.v1.ReadIndexResponse
-	(*HelloRequest)(nil),             // 107: schat.v1.HelloRequest
-	(*HelloResponse)(nil),            // 108: schat.v1.HelloResponse
-	(*JoinRequest)(nil),              // 109: schat.v1.JoinRequest
-	(*ForwardRequest)(nil),           // 110: schat.v1.ForwardRequest
-	(*ForwardResponse)(nil),          // 111: schat.v1.ForwardResponse
-	(*ApplyResult)(nil),              // 112: schat.v1.ApplyResult
-	(*RemoveRequest)(nil),            // 113: schat.v1.RemoveRequest
+	(ApplicationDecided_Reason)(0),   // 8: schat.v1.ApplicationDecided.Reason
+	(*ClientFrame)(nil),              // 9: schat.v1.ClientFrame
+	(*ServerFrame)(nil),              // 10: schat.v1.ServerFrame
+	(*Heartbeat)(nil),                // 11: schat.v1.Heartbeat
+	(*Response)(nil),                 // 12: schat.v1.Response
+	(*RegisterRequest)(nil),          // 13: schat.v1.RegisterRequest
+	(*RegisterResponse)(nil),         // 14: schat.v1.RegisterResponse
+	(*LoginRequest)(nil),             // 15: schat.v1.LoginRequest
+	(*ResumeRequest)(nil),            // 16: schat.v1.ResumeRequest
+	(*LoginResponse)(nil),            // 17: schat.v1.LoginResponse
+	(*Limits)(nil),                   // 18: schat.v1.Limits
+	(*LogoutRequest)(nil),            // 19: schat.v1.LogoutRequest
+	(*PingRequest)(nil),              // 20: schat.v1.PingRequest
+	(*PingResponse)(nil),             // 21: schat.v1.PingResponse
+	(*ChangePasswordRequest)(nil),    // 22: schat.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),   // 23: schat.v1.ChangePasswordResponse
+	(*UpdateProfileRequest)(nil),     // 24: schat.v1.UpdateProfileRequest
+	(*GetProfilesRequest)(nil),       // 25: schat.v1.GetProfilesRequest
+	(*GetProfilesResponse)(nil),      // 26: schat.v1.GetProfilesResponse
+	(*UserProfile)(nil),              // 27: schat.v1.UserProfile
+	(*CreateGroupRequest)(nil),       // 28: schat.v1.CreateGroupRequest
+	(*ApplyGroupRequest)(nil),        // 29: schat.v1.ApplyGroupRequest
+	(*ApplyGroupResponse)(nil),       // 30: schat.v1.ApplyGroupResponse
+	(*DecideApplicationRequest)(nil), // 31: schat.v1.DecideApplicationRequest
+	(*ListApplicationsRequest)(nil),  // 32: schat.v1.ListApplicationsRequest
+	(*ListApplicationsResponse)(nil), // 33: schat.v1.ListApplicationsResponse
+	(*Application)(nil),              // 34: schat.v1.Application
+	(*QuitGroupRequest)(nil),         // 35: schat.v1.QuitGroupRequest
+	(*KickMemberRequest)(nil),        // 36: schat.v1.KickMemberRequest
+	(*DissolveGroupRequest)(nil),     // 37: schat.v1.DissolveGroupRequest
+	(*TransferOwnershipRequest)(nil), // 38: schat.v1.TransferOwnershipRequest
+	(*GroupInfoRequest)(nil),         // 39: schat.v1.GroupInfoRequest
+	(*ListPublicGroupsRequest)(nil),  // 40: schat.v1.ListPublicGroupsRequest
+	(*ListPublicGroupsResponse)(nil), // 41: schat.v1.ListPublicGroupsResponse
+	(*UpdateGroupRequest)(nil),       // 42: schat.v1.UpdateGroupRequest
+	(*ListMyGroupsRequest)(nil),      // 43: schat.v1.ListMyGroupsRequest
+	(*ListMyGroupsResponse)(nil),     // 44: schat.v1.ListMyGroupsResponse
+	(*AckNoticesRequest)(nil),        // 45: schat.v1.AckNoticesRequest
+	(*GroupInfo)(nil),                // 46: schat.v1.GroupInfo
+	(*Member)(nil),                   // 47: schat.v1.Member
+	(*GroupSummary)(nil),             // 48: schat.v1.GroupSummary
+	(*SendMessageRequest)(nil),       // 49: schat.v1.SendMessageRequest
+	(*RecallMessageRequest)(nil),     // 50: schat.v1.RecallMessageRequest
+	(*HistoryRequest)(nil),           // 51: schat.v1.HistoryRequest
+	(*SyncRequest)(nil),              // 52: schat.v1.SyncRequest
+	(*MessagePage)(nil),              // 53: schat.v1.MessagePage
+	(*MarkReadRequest)(nil),          // 54: schat.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),         // 55: schat.v1.MarkReadResponse
+	(*ChatMessage)(nil),              // 56: schat.v1.ChatMessage
+	(*FileInfo)(nil),                 // 57: schat.v1.FileInfo
+	(*FileLink)(nil),                 // 58: schat.v1.FileLink
+	(*SystemNote)(nil),               // 59: schat.v1.SystemNote
+	(*Event)(nil),                    // 60: schat.v1.Event
+	(*MemberChanged)(nil),            // 61: schat.v1.MemberChanged
+	(*GroupDissolved)(nil),           // 62: schat.v1.GroupDissolved
+	(*ApplicationDecided)(nil),       // 63: schat.v1.ApplicationDecided
+	(*MessageRecalled)(nil),          // 64: schat.v1.MessageRecalled
+	(*ReadReceipt)(nil),              // 65: schat.v1.ReadReceipt
+	(*SessionEnded)(nil),             // 66: schat.v1.SessionEnded
+	(*Notice)(nil),                   // 67: schat.v1.Notice
+	(*Command)(nil),                  // 68: schat.v1.Command
+	(*CommandBatch)(nil),             // 69: schat.v1.CommandBatch
+	(*RegisterCmd)(nil),              // 70: schat.v1.RegisterCmd
+	(*CreateSessionCmd)(nil),         // 71: schat.v1.CreateSessionCmd
+	(*DeleteSessionCmd)(nil),         // 72: schat.v1.DeleteSessionCmd
+	(*ChangePasswordCmd)(nil),        // 73: schat.v1.ChangePasswordCmd
+	(*UpdateProfileCmd)(nil),         // 74: schat.v1.UpdateProfileCmd
+	(*ReserveGroupCmd)(nil),          // 75: schat.v1.ReserveGroupCmd
+	(*ReleaseGroupCmd)(nil),          // 76: schat.v1.ReleaseGroupCmd
+	(*MoveOwnershipCmd)(nil),         // 77: schat.v1.MoveOwnershipCmd
+	(*PruneSessionsCmd)(nil),         // 78: schat.v1.PruneSessionsCmd
+	(*ReconcileOwnedCmd)(nil),        // 79: schat.v1.ReconcileOwnedCmd
+	(*OwnedFix)(nil),                 // 80: schat.v1.OwnedFix
+	(*OwnedEntry)(nil),               // 81: schat.v1.OwnedEntry
+	(*GroupLimits)(nil),              // 82: schat.v1.GroupLimits
+	(*CreateGroupCmd)(nil),           // 83: schat.v1.CreateGroupCmd
+	(*ApplyCmd)(nil),                 // 84: schat.v1.ApplyCmd
+	(*DecideCmd)(nil),                // 85: schat.v1.DecideCmd
+	(*LeaveCmd)(nil),                 // 86: schat.v1.LeaveCmd
+	(*DissolveCmd)(nil),              // 87: schat.v1.DissolveCmd
+	(*TransferCmd)(nil),              // 88: schat.v1.TransferCmd
+	(*UpdateGroupCmd)(nil),           // 89: schat.v1.UpdateGroupCmd
+	(*SendCmd)(nil),                  // 90: schat.v1.SendCmd
+	(*RecallCmd)(nil),                // 91: schat.v1.RecallCmd
+	(*MarkReadCmd)(nil),              // 92: schat.v1.MarkReadCmd
+	(*AckNoticesCmd)(nil),            // 93: schat.v1.AckNoticesCmd
+	(*TrimCmd)(nil),                  // 94: schat.v1.TrimCmd
+	(*FileBeginCmd)(nil),             // 95: schat.v1.FileBeginCmd
+	(*FileChunkCmd)(nil),             // 96: schat.v1.FileChunkCmd
+	(*FileCommitCmd)(nil),            // 97: schat.v1.FileCommitCmd
+	(*FileAbortCmd)(nil),             // 98: schat.v1.FileAbortCmd
+	(*FileSweepCmd)(nil),             // 99: schat.v1.FileSweepCmd
+	(*User)(nil),                     // 100: schat.v1.User
+	(*Session)(nil),                  // 101: schat.v1.Session
+	(*Group)(nil),                    // 102: schat.v1.Group
+	(*StoredFile)(nil),               // 103: schat.v1.StoredFile
+	(*Upload)(nil),                   // 104: schat.v1.Upload
+	(*NodeRequest)(nil),              // 105: schat.v1.NodeRequest
+	(*NodeResponse)(nil),             // 106: schat.v1.NodeResponse
+	(*ReadIndexRequest)(nil),         // 107: schat.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),        // 108: schat.v1.ReadIndexResponse
+	(*HelloRequest)(nil),             // 109: schat.v1.HelloRequest
+	(*HelloResponse)(nil),            // 110: schat.v1.HelloResponse
+	(*JoinRequest)(nil),              // 111: schat.v1.JoinRequest
+	(*ForwardRequest)(nil),           // 112: schat.v1.ForwardRequest
+	(*ForwardResponse)(nil),          // 113: schat.v1.ForwardResponse
+	(*ApplyResult)(nil),              // 114: schat.v1.ApplyResult
+	(*RemoveRequest)(nil),            // 115: schat.v1.RemoveRequest
 }
 var file_schat_proto_depIdxs = []int32{
-	10,  // 0: schat.v1.ClientFrame.heartbeat:type_name -> schat.v1.Heartbeat
-	12,  // 1: schat.v1.ClientFrame.register:type_name -> schat.v1.RegisterRequest
-	14,  // 2: schat.v1.ClientFrame.login:type_name -> schat.v1.LoginRequest
-	15,  // 3: schat.v1.ClientFrame.resume:type_name -> schat.v1.ResumeRequest
-	18,  // 4: schat.v1.ClientFrame.logout:type_name -> schat.v1.LogoutRequest
-	19,  // 5: schat.v1.ClientFrame.ping:type_name -> schat.v1.PingRequest
-	21,  // 6: schat.v1.ClientFrame.change_password:type_name -> schat.v1.ChangePasswordRequest
-	23,  // 7: schat.v1.ClientFrame.update_profile:type_name -> schat.v1.UpdateProfileRequest
-	24,  // 8: schat.v1.ClientFrame.get_profiles:type_name -> schat.v1.GetProfilesRequest
-	27,  // 9: schat.v1.ClientFrame.create_group:type_name -> schat.v1.CreateGroupRequest
-	28,  // 10: schat.v1.ClientFrame.apply_group:type_name -> schat.v1.ApplyGroupRequest
-	30,  // 11: schat.v1.ClientFrame.decide_application:type_name -> schat.v1.DecideApplicationRequest
-	31,  // 12: schat.v1.ClientFrame.list_applications:type_name -> schat.v1.ListApplicationsRequest
-	34,  // 13: schat.v1.ClientFrame.quit_group:type_name -> schat.v1.QuitGroupRequest
-	35,  // 14: schat.v1.ClientFrame.kick_member:type_name -> schat.v1.KickMemberRequest
-	36,  // 15: schat.v1.ClientFrame.dissolve_group:type_name -> schat.v1.DissolveGroupRequest
-	37,  // 16: schat.v1.ClientFrame.transfer_ownership:type_name -> schat.v1.TransferOwnershipRequest
-	38,  // 17: schat.v1.ClientFrame.group_info:type_name -> schat.v1.GroupInfoRequest
-	39,  // 18: schat.v1.ClientFrame.list_public_groups:type_name -> schat.v1.ListPublicGroupsRequest
-	41,  // 19: schat.v1.ClientFrame.update_group:type_name -> schat.v1.UpdateGroupRequest
-	42,  // 20: schat.v1.ClientFrame.list_my_groups:type_name -> schat.v1.ListMyGroupsRequest
-	44,  // 21: schat.v1.ClientFrame.ack_notices:type_name -> schat.v1.AckNoticesRequest
-	48,  // 22: schat.v1.ClientFrame.send_message:type_name -> schat.v1.SendMessageRequest
-	49,  // 23: schat.v1.ClientFrame.recall_message:type_name -> schat.v1.RecallMessageRequest
-	50,  // 24: schat.v1.ClientFrame.history:type_name -> schat.v1.HistoryRequest
-	51,  // 25: schat.v1.ClientFrame.sync:type_name -> schat.v1.SyncRequest
-	53,  // 26: schat.v1.ClientFrame.mark_read:type_name -> schat.v1.MarkReadRequest
-	11,  // 27: schat.v1.ServerFrame.response:type_name -> schat.v1.Response
-	59,  // 28: schat.v1.ServerFrame.event:type_name -> schat.v1.Event
-	10,  // 29: schat.v1.ServerFrame.heartbeat:type_name -> schat.v1.Heartbeat
+	11,  // 0: schat.v1.ClientFrame.heartbeat:type_name -> schat.v1.Heartbeat
+	13,  // 1: schat.v1.ClientFrame.register:type_name -> schat.v1.RegisterRequest
+	15,  // 2: schat.v1.ClientFrame.login:type_name -> schat.v1.LoginRequest
+	16,  // 3: schat.v1.ClientFrame.resume:type_name -> schat.v1.ResumeRequest
+	19,  // 4: schat.v1.ClientFrame.logout:type_name -> schat.v1.LogoutRequest
+	20,  // 5: schat.v1.ClientFrame.ping:type_name -> schat.v1.PingRequest
+	22,  // 6: schat.v1.ClientFrame.change_password:type_name -> schat.v1.ChangePasswordRequest
+	24,  // 7: schat.v1.ClientFrame.update_profile:type_name -> schat.v1.UpdateProfileRequest
+	25,  // 8: schat.v1.ClientFrame.get_profiles:type_name -> schat.v1.GetProfilesRequest
+	28,  // 9: schat.v1.ClientFrame.create_group:type_name -> schat.v1.CreateGroupRequest
+	29,  // 10: schat.v1.ClientFrame.apply_group:type_name -> schat.v1.ApplyGroupRequest
+	31,  // 11: schat.v1.ClientFrame.decide_application:type_name -> schat.v1.DecideApplicationRequest
+	32,  // 12: schat.v1.ClientFrame.list_applications:type_name -> schat.v1.ListApplicationsRequest
+	35,  // 13: schat.v1.ClientFrame.quit_group:type_name -> schat.v1.QuitGroupRequest
+	36,  // 14: schat.v1.ClientFrame.kick_member:type_name -> schat.v1.KickMemberRequest
+	37,  // 15: schat.v1.ClientFrame.dissolve_group:type_name -> schat.v1.DissolveGroupRequest
+	38,  // 16: schat.v1.ClientFrame.transfer_ownership:type_name -> schat.v1.TransferOwnershipRequest
+	39,  // 17: schat.v1.ClientFrame.group_info:type_name -> schat.v1.GroupInfoRequest
+	40,  // 18: schat.v1.ClientFrame.list_public_groups:type_name -> schat.v1.ListPublicGroupsRequest
+	42,  // 19: schat.v1.ClientFrame.update_group:type_name -> schat.v1.UpdateGroupRequest
+	43,  // 20: schat.v1.ClientFrame.list_my_groups:type_name -> schat.v1.ListMyGroupsRequest
+	45,  // 21: schat.v1.ClientFrame.ack_notices:type_name -> schat.v1.AckNoticesRequest
+	49,  // 22: schat.v1.ClientFrame.send_message:type_name -> schat.v1.SendMessageRequest
+	50,  // 23: schat.v1.ClientFrame.recall_message:type_name -> schat.v1.RecallMessageRequest
+	51,  // 24: schat.v1.ClientFrame.history:type_name -> schat.v1.HistoryRequest
+	52,  // 25: schat.v1.ClientFrame.sync:type_name -> schat.v1.SyncRequest
+	54,  // 26: schat.v1.ClientFrame.mark_read:type_name -> schat.v1.MarkReadRequest
+	12,  // 27: schat.v1.ServerFrame.response:type_name -> schat.v1.Response
+	60,  // 28: schat.v1.ServerFrame.event:type_name -> schat.v1.Event
+	11,  // 29: schat.v1.ServerFrame.heartbeat:type_name -> schat.v1.Heartbeat
 	0,   // 30: schat.v1.Response.code:type_name -> schat.v1.Code
-	13,  // 31: schat.v1.Response.register:type_name -> schat.v1.RegisterResponse
-	16,  // 32: schat.v1.Response.login:type_name -> schat.v1.LoginResponse
-	20,  // 33: schat.v1.Response.ping:type_name -> schat.v1.PingResponse
-	22,  // 34: schat.v1.Response.change_password:type_name -> schat.v1.ChangePasswordResponse
-	26,  // 35: schat.v1.Response.profile:type_name -> schat.v1.UserProfile
-	25,  // 36: schat.v1.Response.profiles:type_name -> schat.v1.GetProfilesResponse
-	45,  // 37: schat.v1.Response.group:type_name -> schat.v1.GroupInfo
-	29,  // 38: schat.v1.Response.apply_group:type_name -> schat.v1.ApplyGroupResponse
-	32,  // 39: schat.v1.Response.applications:type_name -> schat.v1.ListApplicationsResponse
-	40,  // 40: schat.v1.Response.public_groups:type_name -> schat.v1.ListPublicGroupsResponse
-	43,  // 41: schat.v1.Response.my_groups:type_name -> schat.v1.ListMyGroupsResponse
-	55,  // 42: schat.v1.Response.message:type_name -> schat.v1.ChatMessage
-	52,  // 43: schat.v1.Response.page:type_name -> schat.v1.MessagePage
-	54,  // 44: schat.v1.Response.mark_read:type_name -> schat.v1.MarkReadResponse
+	14,  // 31: schat.v1.Response.register:type_name -> schat.v1.RegisterResponse
+	17,  // 32: schat.v1.Response.login:type_name -> schat.v1.LoginResponse
+	21,  // 33: schat.v1.Response.ping:type_name -> schat.v1.PingResponse
+	23,  // 34: schat.v1.Response.change_password:type_name -> schat.v1.ChangePasswordResponse
+	27,  // 35: schat.v1.Response.profile:type_name -> schat.v1.UserProfile
+	26,  // 36: schat.v1.Response.profiles:type_name -> schat.v1.GetProfilesResponse
+	46,  // 37: schat.v1.Response.group:type_name -> schat.v1.GroupInfo
+	30,  // 38: schat.v1.Response.apply_group:type_name -> schat.v1.ApplyGroupResponse
+	33,  // 39: schat.v1.Response.applications:type_name -> schat.v1.ListApplicationsResponse
+	41,  // 40: schat.v1.Response.public_groups:type_name -> schat.v1.ListPublicGroupsResponse
+	44,  // 41: schat.v1.Response.my_groups:type_name -> schat.v1.ListMyGroupsResponse
+	56,  // 42: schat.v1.Response.message:type_name -> schat.v1.ChatMessage
+	53,  // 43: schat.v1.Response.page:type_name -> schat.v1.MessagePage
+	55,  // 44: schat.v1.Response.mark_read:type_name -> schat.v1.MarkReadResponse
 	1,   // 45: schat.v1.RegisterRequest.sex:type_name -> schat.v1.Sex
-	26,  // 46: schat.v1.LoginResponse.user:type_name -> schat.v1.UserProfile
-	47,  // 47: schat.v1.LoginResponse.groups:type_name -> schat.v1.GroupSummary
-	33,  // 48: schat.v1.LoginResponse.applications:type_name -> schat.v1.Application
-	66,  // 49: schat.v1.LoginResponse.notices:type_name -> schat.v1.Notice
-	17,  // 50: schat.v1.LoginResponse.limits:type_name -> schat.v1.Limits
+	27,  // 46: schat.v1.LoginResponse.user:type_name -> schat.v1.UserProfile
+	48,  // 47: schat.v1.LoginResponse.groups:type_name -> schat.v1.GroupSummary
+	34,  // 48: schat.v1.LoginResponse.applications:type_name -> schat.v1.Application
+	67,  // 49: schat.v1.LoginResponse.notices:type_name -> schat.v1.Notice
+	18,  // 50: schat.v1.LoginResponse.limits:type_name -> schat.v1.Limits
 	1,   // 51: schat.v1.UpdateProfileRequest.sex:type_name -> schat.v1.Sex
-	26,  // 52: schat.v1.GetProfilesResponse.profiles:type_name -> schat.v1.UserProfile
+	27,  // 52: schat.v1.GetProfilesResponse.profiles:type_name -> schat.v1.UserProfile
 	1,   // 53: schat.v1.UserProfile.sex:type_name -> schat.v1.Sex
-	33,  // 54: schat.v1.ListApplicationsResponse.applications:type_name -> schat.v1.Application
-	45,  // 55: schat.v1.ListPublicGroupsResponse.groups:type_name -> schat.v1.GroupInfo
-	47,  // 56: schat.v1.ListMyGroupsResponse.groups:type_name -> schat.v1.GroupSummary
-	46,  // 57: schat.v1.GroupInfo.members:type_name -> schat.v1.Member
+	34,  // 54: schat.v1.ListApplicationsResponse.applications:type_name -> schat.v1.Application
+	46,  // 55: schat.v1.ListPublicGroupsResponse.groups:type_name -> schat.v1.GroupInfo
+	48,  // 56: schat.v1.ListMyGroupsResponse.groups:type_name -> schat.v1.GroupSummary
+	47,  // 57: schat.v1.GroupInfo.members:type_name -> schat.v1.Member
 	3,   // 58: schat.v1.Member.role:type_name -> schat.v1.Role
 	3,   // 59: schat.v1.GroupSummary.role:type_name -> schat.v1.Role
 	2,   // 60: schat.v1.SendMessageRequest.type:type_name -> schat.v1.MessageType
-	55,  // 61: schat.v1.MessagePage.messages:type_name -> schat.v1.ChatMessage
+	56,  // 61: schat.v1.MessagePage.messages:type_name -> schat.v1.ChatMessage
 	2,   // 62: schat.v1.ChatMessage.type:type_name -> schat.v1.MessageType
-	58,  // 63: schat.v1.ChatMessage.system:type_name -> schat.v1.SystemNote
-	56,  // 64: schat.v1.ChatMessage.file:type_name -> schat.v1.FileInfo
+	59,  // 63: schat.v1.ChatMessage.system:type_name -> schat.v1.SystemNote
+	57,  // 64: schat.v1.ChatMessage.file:type_name -> schat.v1.FileInfo
 	4,   // 65: schat.v1.FileInfo.kind:type_name -> schat.v1.FileKind
 	5,   // 66: schat.v1.FileInfo.purpose:type_name -> schat.v1.FilePurpose
 	6,   // 67: schat.v1.SystemNote.kind:type_name -> schat.v1.SystemNote.Kind
-	55,  // 68: schat.v1.Event.message:type_name -> schat.v1.ChatMessage
-	60,  // 69: schat.v1.Event.member:type_name -> schat.v1.MemberChanged
-	45,  // 70: schat.v1.Event.group_changed:type_name -> schat.v1.GroupInfo
-	61,  // 71: schat.v1.Event.dissolved:type_name -> schat.v1.GroupDissolved
-	33,  // 72: schat.v1.Event.application:type_name -> schat.v1.Application
-	62,  // 73: schat.v1.Event.decided:type_name -> schat.v1.ApplicationDecided
-	63,  // 74: schat.v1.Event.recalled:type_name -> schat.v1.MessageRecalled
-	64,  // 75: schat.v1.Event.read:type_name -> schat.v1.ReadReceipt
-	65,  // 76: schat.v1.Event.session_ended:type_name -> schat.v1.SessionEnded
+	56,  // 68: schat.v1.Event.message:type_name -> schat.v1.ChatMessage
+	61,  // 69: schat.v1.Event.member:type_name -> schat.v1.MemberChanged
+	46,  // 70: schat.v1.Event.group_changed:type_name -> schat.v1.GroupInfo
+	62,  // 71: schat.v1.Event.dissolved:type_name -> schat.v1.GroupDissolved
+	34,  // 72: schat.v1.Event.application:type_name -> schat.v1.Application
+	63,  // 73: schat.v1.Event.decided:type_name -> schat.v1.ApplicationDecided
+	64,  // 74: schat.v1.Event.recalled:type_name -> schat.v1.MessageRecalled
+	65,  // 75: schat.v1.Event.read:type_name -> schat.v1.ReadReceipt
+	66,  // 76: schat.v1.Event.session_ended:type_name -> schat.v1.SessionEnded
 	7,   // 77: schat.v1.MemberChanged.change:type_name -> schat.v1.MemberChanged.Change
-	59,  // 78: schat.v1.Notice.event:type_name -> schat.v1.Event
-	69,  // 79: schat.v1.Command.register:type_name -> schat.v1.RegisterCmd
-	70,  // 80: schat.v1.Command.create_session:type_name -> schat.v1.CreateSessionCmd
-	71,  // 81: schat.v1.Command.delete_session:type_name -> schat.v1.DeleteSessionCmd
-	72,  // 82: schat.v1.Command.change_password:type_name -> schat.v1.ChangePasswordCmd
-	73,  // 83: schat.v1.Command.update_profile:type_name -> schat.v1.UpdateProfileCmd
-	74,  // 84: schat.v1.Command.reserve_group:type_name -> schat.v1.ReserveGroupCmd
-	75,  // 85: schat.v1.Command.release_group:type_name -> schat.v1.ReleaseGroupCmd
-	76,  // 86: schat.v1.Command.move_ownership:type_name -> schat.v1.MoveOwnershipCmd
-	77,  // 87: schat.v1.Command.prune_sessions:type_name -> schat.v1.PruneSessionsCmd
-	78,  // 88: schat.v1.Command.reconcile_owned:type_name -> schat.v1.ReconcileOwnedCmd
-	82,  // 89: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
-	83,  // 90: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
-	84,  // 91: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
-	85,  // 92: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
-	86,  // 93: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
-	87,  // 94: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
-	88,  // 95: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
-	89,  // 96: schat.v1.Command.send:type_name -> schat.v1.SendCmd
-	90,  // 97: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
-	91,  // 98: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
-	92,  // 99: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
-	93,  // 100: schat.v1.Command.file_begin:type_name -> schat.v1.FileBeginCmd
-	94,  // 101: schat.v1.Command.file_chunk:type_name -> schat.v1.FileChunkCmd
-	95,  // 102: schat.v1.Command.file_commit:type_name -> schat.v1.FileCommitCmd
-	96,  // 103: schat.v1.Command.file_abort:type_name -> schat.v1.FileAbortCmd
-	97,  // 104: schat.v1.Command.file_sweep:type_name -> schat.v1.FileSweepCmd
-	68,  // 105: schat.v1.Command.batch:type_name -> schat.v1.CommandBatch
-	67,  // 106: schat.v1.CommandBatch.commands:type_name -> schat.v1.Command
-	1,   // 107: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
-	1,   // 108: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
-	79,  // 109: schat.v1.ReconcileOwnedCmd.fixes:type_name -> schat.v1.OwnedFix
-	80,  // 110: schat.v1.OwnedFix.seen:type_name -> schat.v1.OwnedEntry
-	81,  // 111: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
-	2,   // 112: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
-	81,  // 113: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
-	56,  // 114: schat.v1.FileBeginCmd.info:type_name -> schat.v1.FileInfo
-	1,   // 115: schat.v1.User.sex:type_name -> schat.v1.Sex
-	56,  // 116: schat.v1.StoredFile.info:type_name -> schat.v1.FileInfo
-	56,  // 117: schat.v1.Upload.info:type_name -> schat.v1.FileInfo
-	107, // 118: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
-	109, // 119: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
-	110, // 120: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
-	113, // 121: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
-	105, // 122: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
-	0,   // 123: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
-	108, // 124: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
-	111, // 125: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
-	106, // 126: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
-	112, // 127: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
-	0,   // 128: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
-	98,  // 129: schat.v1.ApplyResult.user:type_name -> schat.v1.User
-	100, // 130: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
-	55,  // 131: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
-	56,  // 132: schat.v1.ApplyResult.file:type_name -> schat.v1.FileInfo
-	133, // [133:133] is the sub-list for method output_type
-	133, // [133:133] is the sub-list for method input_type
-	133, // [133:133] is the sub-list for extension type_name
-	133, // [133:133] is the sub-list for extension extendee
-	0,   // [0:133] is the sub-list for field type_name
+	8,   // 78: schat.v1.ApplicationDecided.reason:type_name -> schat.v1.ApplicationDecided.Reason
+	60,  // 79: schat.v1.Notice.event:type_name -> schat.v1.Event
+	70,  // 80: schat.v1.Command.register:type_name -> schat.v1.RegisterCmd
+	71,  // 81: schat.v1.Command.create_session:type_name -> schat.v1.CreateSessionCmd
+	72,  // 82: schat.v1.Command.delete_session:type_name -> schat.v1.DeleteSessionCmd
+	73,  // 83: schat.v1.Command.change_password:type_name -> schat.v1.ChangePasswordCmd
+	74,  // 84: schat.v1.Command.update_profile:type_name -> schat.v1.UpdateProfileCmd
+	75,  // 85: schat.v1.Command.reserve_group:type_name -> schat.v1.ReserveGroupCmd
+	76,  // 86: schat.v1.Command.release_group:type_name -> schat.v1.ReleaseGroupCmd
+	77,  // 87: schat.v1.Command.move_ownership:type_name -> schat.v1.MoveOwnershipCmd
+	78,  // 88: schat.v1.Command.prune_sessions:type_name -> schat.v1.PruneSessionsCmd
+	79,  // 89: schat.v1.Command.reconcile_owned:type_name -> schat.v1.ReconcileOwnedCmd
+	83,  // 90: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
+	84,  // 91: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
+	85,  // 92: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
+	86,  // 93: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
+	87,  // 94: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
+	88,  // 95: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
+	89,  // 96: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
+	90,  // 97: schat.v1.Command.send:type_name -> schat.v1.SendCmd
+	91,  // 98: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
+	92,  // 99: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
+	93,  // 100: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
+	94,  // 101: schat.v1.Command.trim:type_name -> schat.v1.TrimCmd
+	95,  // 102: schat.v1.Command.file_begin:type_name -> schat.v1.FileBeginCmd
+	96,  // 103: schat.v1.Command.file_chunk:type_name -> schat.v1.FileChunkCmd
+	97,  // 104: schat.v1.Command.file_commit:type_name -> schat.v1.FileCommitCmd
+	98,  // 105: schat.v1.Command.file_abort:type_name -> schat.v1.FileAbortCmd
+	99,  // 106: schat.v1.Command.file_sweep:type_name -> schat.v1.FileSweepCmd
+	69,  // 107: schat.v1.Command.batch:type_name -> schat.v1.CommandBatch
+	68,  // 108: schat.v1.CommandBatch.commands:type_name -> schat.v1.Command
+	1,   // 109: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
+	1,   // 110: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
+	80,  // 111: schat.v1.ReconcileOwnedCmd.fixes:type_name -> schat.v1.OwnedFix
+	81,  // 112: schat.v1.OwnedFix.seen:type_name -> schat.v1.OwnedEntry
+	82,  // 113: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
+	2,   // 114: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
+	82,  // 115: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
+	57,  // 116: schat.v1.FileBeginCmd.info:type_name -> schat.v1.FileInfo
+	1,   // 117: schat.v1.User.sex:type_name -> schat.v1.Sex
+	57,  // 118: schat.v1.StoredFile.info:type_name -> schat.v1.FileInfo
+	57,  // 119: schat.v1.Upload.info:type_name -> schat.v1.FileInfo
+	109, // 120: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
+	111, // 121: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
+	112, // 122: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
+	115, // 123: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
+	107, // 124: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
+	0,   // 125: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
+	110, // 126: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
+	113, // 127: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
+	108, // 128: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
+	114, // 129: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
+	0,   // 130: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
+	100, // 131: schat.v1.ApplyResult.user:type_name -> schat.v1.User
+	102, // 132: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
+	56,  // 133: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
+	57,  // 134: schat.v1.ApplyResult.file:type_name -> schat.v1.FileInfo
+	135, // [135:135] is the sub-list for method output_type
+	135, // [135:135] is the sub-list for method input_type
+	135, // [135:135] is the sub-list for extension type_name
+	135, // [135:135] is the sub-list for extension extendee
+	0,   // [0:135] is the sub-list for field type_name
 }
 
 func init() { file_schat_proto_init() }
@@ -9901,6 +10084,7 @@ func file_schat_proto_init() {
 		(*Command_Recall)(nil),
 		(*Command_MarkRead)(nil),
 		(*Command_AckNotices)(nil),
+		(*Command_Trim)(nil),
 		(*Command_FileBegin)(nil),
 		(*Command_FileChunk)(nil),
 		(*Command_FileCommit)(nil),
@@ -9910,14 +10094,14 @@ func file_schat_proto_init() {
 	}
 	file_schat_proto_msgTypes[65].OneofWrappers = []any{}
 	file_schat_proto_msgTypes[80].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[95].OneofWrappers = []any{
+	file_schat_proto_msgTypes[96].OneofWrappers = []any{
 		(*NodeRequest_Hello)(nil),
 		(*NodeRequest_Join)(nil),
 		(*NodeRequest_Forward)(nil),
 		(*NodeRequest_Remove)(nil),
 		(*NodeRequest_ReadIndex)(nil),
 	}
-	file_schat_proto_msgTypes[96].OneofWrappers = []any{
+	file_schat_proto_msgTypes[97].OneofWrappers = []any{
 		(*NodeResponse_Hello)(nil),
 		(*NodeResponse_Forward)(nil),
 		(*NodeResponse_ReadIndex)(nil),
@@ -9927,8 +10111,8 @@ func file_schat_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_schat_proto_rawDesc), len(file_schat_proto_rawDesc)),
-			NumEnums:      8,
-			NumMessages:   106,
+			NumEnums:      9,
+			NumMessages:   107,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

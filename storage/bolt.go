@@ -36,6 +36,7 @@ var (
 	Dedup      = []byte("dedup")       // group id + sender id + client id -> seq
 	Notices    = []byte("notices")     // user id + notice id -> pb.Notice
 	Public     = []byte("public")      // group id -> nil
+	Purge      = []byte("purge")       // dissolved group id -> nil, until its records are gone
 
 	// Both kinds of shard: uploads and the files they became.
 	Files   = []byte("files")   // file key -> pb.StoredFile
@@ -44,7 +45,7 @@ var (
 
 	allBuckets = [][]byte{Meta, Users, Logins, Sessions, UserSessions, Owned,
 		OwnedBy, Reservations, Groups, Members, UserGroups, Apps, Messages, Dedup,
-		Notices, Public, Files, Uploads, Blobs}
+		Notices, Public, Purge, Files, Uploads, Blobs}
 )
 
 // Keys inside the Meta bucket.
