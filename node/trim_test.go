@@ -50,6 +50,9 @@ func TestNode_Retention_KeepsNewest(t *testing.T) {
 		t.Fatalf("got history %v more %t, want %d..%d and no more", got, h.More, first, last)
 	}
 	bl2 := must(bob.Login(ctx, "bob", "pw-bob"))(t)
+	if got := bl2.Limits.RetentionMaxMessages; got != keep {
+		t.Fatalf("got retention of %d messages announced at login, want %d", got, keep)
+	}
 	if s := bl2.Groups[0]; s.Unread != keep {
 		t.Fatalf("got %d unread for bob, want the %d kept", s.Unread, keep)
 	}

@@ -1851,8 +1851,12 @@ type Limits struct {
 	MaxOwnedGroups uint32                 `protobuf:"varint,6,opt,name=max_owned_groups,json=maxOwnedGroups,proto3" json:"max_owned_groups,omitempty"`
 	MaxMembers     uint32                 `protobuf:"varint,7,opt,name=max_members,json=maxMembers,proto3" json:"max_members,omitempty"`
 	MaxFileSize    uint64                 `protobuf:"varint,8,opt,name=max_file_size,json=maxFileSize,proto3" json:"max_file_size,omitempty"` // bytes of one upload
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Retention: messages older than this, or beyond the newest this many
+	// of a group, are removed (0: kept).
+	RetentionMaxAgeMs    int64  `protobuf:"varint,9,opt,name=retention_max_age_ms,json=retentionMaxAgeMs,proto3" json:"retention_max_age_ms,omitempty"`
+	RetentionMaxMessages uint64 `protobuf:"varint,10,opt,name=retention_max_messages,json=retentionMaxMessages,proto3" json:"retention_max_messages,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Limits) Reset() {
@@ -1937,6 +1941,20 @@ func (x *Limits) GetMaxMembers() uint32 {
 func (x *Limits) GetMaxFileSize() uint64 {
 	if x != nil {
 		return x.MaxFileSize
+	}
+	return 0
+}
+
+func (x *Limits) GetRetentionMaxAgeMs() int64 {
+	if x != nil {
+		return x.RetentionMaxAgeMs
+	}
+	return 0
+}
+
+func (x *Limits) GetRetentionMaxMessages() uint64 {
+	if x != nil {
+		return x.RetentionMaxMessages
 	}
 	return 0
 }
@@ -9075,7 +9093,7 @@ const file_schat_proto_rawDesc = "" +
 	"\anotices\x18\x06 \x03(\v2\x10.schat.v1.NoticeR\anotices\x12$\n" +
 	"\x0eserver_time_ms\x18\a \x01(\x03R\fserverTimeMs\x12(\n" +
 	"\x06limits\x18\b \x01(\v2\x10.schat.v1.LimitsR\x06limits\x12 \n" +
-	"\vincarnation\x18\t \x01(\x04R\vincarnation\"\xa1\x02\n" +
+	"\vincarnation\x18\t \x01(\x04R\vincarnation\"\x88\x03\n" +
 	"\x06Limits\x12\x19\n" +
 	"\bmax_name\x18\x01 \x01(\rR\amaxName\x12'\n" +
 	"\x0fmax_description\x18\x02 \x01(\rR\x0emaxDescription\x12\x1f\n" +
@@ -9086,7 +9104,10 @@ const file_schat_proto_rawDesc = "" +
 	"\x10max_owned_groups\x18\x06 \x01(\rR\x0emaxOwnedGroups\x12\x1f\n" +
 	"\vmax_members\x18\a \x01(\rR\n" +
 	"maxMembers\x12\"\n" +
-	"\rmax_file_size\x18\b \x01(\x04R\vmaxFileSize\"\x0f\n" +
+	"\rmax_file_size\x18\b \x01(\x04R\vmaxFileSize\x12/\n" +
+	"\x14retention_max_age_ms\x18\t \x01(\x03R\x11retentionMaxAgeMs\x124\n" +
+	"\x16retention_max_messages\x18\n" +
+	" \x01(\x04R\x14retentionMaxMessages\"\x0f\n" +
 	"\rLogoutRequest\"3\n" +
 	"\vPingRequest\x12$\n" +
 	"\x0eclient_time_ms\x18\x01 \x01(\x03R\fclientTimeMs\"Z\n" +

@@ -201,18 +201,3 @@ func Put(b *bolt.Bucket, key []byte, m proto.Message) error {
 	}
 	return b.Put(key, v)
 }
-
-// DeletePrefix removes every key of b that starts with prefix.
-func DeletePrefix(b *bolt.Bucket, prefix []byte) error {
-	c := b.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Seek(prefix) {
-		if err := c.Delete(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func hasPrefix(k, p []byte) bool {
-	return len(k) >= len(p) && string(k[:len(p)]) == string(p)
-}

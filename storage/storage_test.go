@@ -43,28 +43,6 @@ func TestState_CountersAndApplied(t *testing.T) {
 	})
 }
 
-func TestState_DeletePrefix(t *testing.T) {
-	db := openTest(t)
-	db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(Messages)
-		for _, k := range [][]byte{U64s(1, 1), U64s(1, 2), U64s(2, 1), U64s(1)} {
-			b.Put(k, []byte("v"))
-		}
-		return DeletePrefix(b, U64(1))
-	})
-	db.View(func(tx *bolt.Tx) error {
-		var keys [][]byte
-		tx.Bucket(Messages).ForEach(func(k, _ []byte) error {
-			keys = append(keys, k)
-			return nil
-		})
-		if len(keys) != 1 || !bytes.Equal(keys[0], U64s(2, 1)) {
-			t.Fatalf("keys left = %x, want only group 2's", keys)
-		}
-		return nil
-	})
-}
-
 // TestState_BackfillsOwnedBy opens a state written before OwnedBy
 // existed: its Owned entries are indexed by group, stamped 0.
 func TestState_BackfillsOwnedBy(t *testing.T) {
