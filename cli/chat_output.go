@@ -390,8 +390,11 @@ func eventFields(e *pb.Event) (string, obj) {
 		return "application", appFields(b.Application)
 	case *pb.Event_Decided:
 		d := b.Decided
-		return "decided", obj{{"grp_id", d.GroupId}, {"grp_name", d.GroupName},
-			{"approved", d.Approved}}
+		o := obj{{"grp_id", d.GroupId}, {"grp_name", d.GroupName}, {"approved", d.Approved}}
+		if d.Reason != pb.ApplicationDecided_DECIDED {
+			o = append(o, kv{"reason", enumWord(d.Reason.String(), "")})
+		}
+		return "decided", o
 	case *pb.Event_Recalled:
 		r := b.Recalled
 		return "recalled", obj{{"grp_id", r.GroupId}, {"seq", r.Seq}, {"by", r.ByUserId}}

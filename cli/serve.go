@@ -48,6 +48,12 @@ func serveCommand() *cli.Command {
 			&cli.Int64Flag{Name: "max-file-size", Value: d.Files.MaxSize,
 				EnvVars: []string{"SCHAT_MAX_FILE_SIZE"},
 				Usage:   "largest upload accepted, in bytes"},
+			&cli.DurationFlag{Name: "retention-max-age",
+				EnvVars: []string{"SCHAT_RETENTION_MAX_AGE"},
+				Usage:   "remove messages older than this, e.g. 2160h for 90 days (0: keep them)"},
+			&cli.IntFlag{Name: "retention-max-messages",
+				EnvVars: []string{"SCHAT_RETENTION_MAX_MESSAGES"},
+				Usage:   "keep only the newest this many messages of each group (0: keep all)"},
 			&cli.UintFlag{Name: "argon2-memory-kib", Value: uint(d.PasswordKDF.Memory),
 				EnvVars: []string{"SCHAT_ARGON2_MEMORY_KIB"},
 				Usage:   "argon2id memory cost of new password hashes, in KiB"},
@@ -97,6 +103,8 @@ func serve(c *cli.Context) error {
 	cfg.Shards = c.Int("shards")
 	cfg.RatePerMinute = c.Int("rate-per-minute")
 	cfg.Files.MaxSize = c.Int64("max-file-size")
+	cfg.Retention.MaxAge = c.Duration("retention-max-age")
+	cfg.Retention.MaxMessages = c.Int("retention-max-messages")
 	cfg.Join = splitList(c.StringSlice("join"))
 	cfg.BootstrapExpect = c.Int("bootstrap-expect")
 	cfg.ClusterSecret = c.String("cluster-secret")

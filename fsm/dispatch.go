@@ -50,6 +50,8 @@ func (f *FSM) applyMeta(a *applyCtx, cmd *pb.Command) (*Result, error) {
 		return f.moveOwnership(a, nonNil(op.MoveOwnership))
 	case *pb.Command_PruneSessions:
 		return f.pruneSessions(a)
+	case *pb.Command_ReconcileOwned:
+		return f.reconcileOwned(a, nonNil(op.ReconcileOwned))
 	}
 	return f.applyFile(a, cmd, "meta")
 }
@@ -79,6 +81,8 @@ func (f *FSM) applyGroup(a *applyCtx, cmd *pb.Command) (*Result, error) {
 		return f.markRead(a, nonNil(op.MarkRead))
 	case *pb.Command_AckNotices:
 		return f.ackNotices(a, nonNil(op.AckNotices))
+	case *pb.Command_Trim:
+		return f.trim(a, nonNil(op.Trim))
 	}
 	return f.applyFile(a, cmd, "group")
 }

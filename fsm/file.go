@@ -375,26 +375,6 @@ func releaseFile(a *applyCtx, id string) error {
 	return dropFile(a, key, rec)
 }
 
-// dropGroupFiles deletes every file and upload of group gid.
-func dropGroupFiles(a *applyCtx, gid uint64) error {
-	prefix := storage.U64(gid)
-	files, err := scanKeyed[pb.StoredFile](a.tx, storage.Files, prefix)
-	if err != nil {
-		return err
-	}
-	for _, sf := range files {
-		if err := dropFile(a, sf.key, sf.rec); err != nil {
-			return err
-		}
-	}
-	for _, key := range keysWithPrefix(a.bucket(storage.Uploads), prefix) {
-		if err := dropUpload(a, key); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // setAvatar points *slot at file id (or nowhere for ""), claiming the new
 // file after check accepts it and releasing the old one. Nothing is
 // written when check refuses.
@@ -460,11 +440,15 @@ func scanKeyed[T any, P record[T]](tx *bolt.Tx, bucket, prefix []byte) ([]keyed[
 	return out, nil
 }
 
-// GetFile returns the committed file id, or nil.
+// GetFile returns the committed file id, or nil. A file of a group that
+// is gone (dissolved, its files not yet removed) is nil too.
 func GetFile(tx *bolt.Tx, id string) (*pb.StoredFile, error) {
-	_, _, key, err := ParseFileID(id)
+	scope, user, key, err := ParseFileID(id)
 	if err != nil {
 		return nil, err
+	}
+	if !user && tx.Bucket(storage.Groups).Get(storage.U64(scope)) == nil {
+		return nil, nil
 	}
 	return getRecord[pb.StoredFile](tx, storage.Files, key)
 }

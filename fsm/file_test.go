@@ -159,6 +159,13 @@ func TestFSM_FileRefcounts(t *testing.T) {
 		t.Fatal("content gone while another file has it, want it kept")
 	}
 	h.must(t, cmd(&pb.DissolveCmd{GroupId: g1, ActorId: alice}))
+	h.view(t, func(tx *bolt.Tx) error {
+		if f, _ := GetFile(tx, twin); f != nil {
+			t.Errorf("got file %s of the dissolved group, want it hidden", twin)
+		}
+		return nil
+	})
+	h.trimAll(t, &pb.TrimCmd{})
 	if h.blobExists(data) {
 		t.Fatal("content kept after the group was dissolved, want it gone")
 	}

@@ -80,6 +80,9 @@ func (f *FSM) createGroup(a *applyCtx, c *pb.CreateGroupCmd) (*Result, error) {
 		return &Result{GroupID: g.Id, Group: g, Existing: true}, nil
 	case g != nil:
 		return nil, pb.Errf(pb.Code_INTERNAL, "group %d exists with another owner", g.Id)
+	case has(a.bucket(storage.Purge), storage.U64(c.GroupId)):
+		// A late retry of a create whose group was dissolved since.
+		return nil, pb.Errf(pb.Code_NOT_FOUND, "group %d was dissolved", c.GroupId)
 	}
 
 	g = &pb.Group{
@@ -281,8 +284,10 @@ func checkLeave(a *applyCtx, g *pb.Group, c *pb.LeaveCmd, kick bool) error {
 	return nil
 }
 
-// dissolve deletes a group with everything in it and leaves a notice for
-// each member but the owner.
+// dissolve takes a group away from everyone at once and leaves a notice
+// for each member but the owner and for each applicant, whose application
+// is refused. Its messages and files stay behind, unreachable, for trim
+// to remove in bounded batches.
 func (f *FSM) dissolve(a *applyCtx, c *pb.DissolveCmd) (*Result, error) {
 	g, err := loadGroup(a, c.GroupId)
 	if err != nil {
@@ -292,11 +297,11 @@ func (f *FSM) dissolve(a *applyCtx, c *pb.DissolveCmd) (*Result, error) {
 		return nil, err
 	}
 
-	uids, err := deleteGroup(a, g.Id)
+	members, applicants, err := removeGroup(a, g.Id)
 	if err != nil {
 		return nil, err
 	}
-	for _, uid := range uids {
+	for _, uid := range members {
 		if uid == c.ActorId {
 			continue
 		}
@@ -306,34 +311,46 @@ func (f *FSM) dissolve(a *applyCtx, c *pb.DissolveCmd) (*Result, error) {
 			return nil, err
 		}
 	}
+	for _, uid := range applicants {
+		ev := &pb.Event{Body: &pb.Event_Decided{Decided: &pb.ApplicationDecided{
+			GroupId: g.Id, GroupName: g.Name, Reason: pb.ApplicationDecided_DISSOLVED}}}
+		if _, err := f.notify(a, uid, ev); err != nil {
+			return nil, err
+		}
+	}
 	return &Result{GroupID: g.Id, Group: g}, nil
 }
 
-// deleteGroup deletes group gid, its members, applications, messages and
-// dedup keys, and its listing; it returns the IDs of the members it had.
-// A group with a long history takes one large transaction.
-func deleteGroup(a *applyCtx, gid uint64) ([]uint64, error) {
+// removeGroup deletes group gid, its listing, members, applications and
+// uploads in progress, and marks it for trim to remove the rest. It
+// returns the IDs of the members and of the applicants it had. The work
+// grows with the members and applications, not with the history.
+func removeGroup(a *applyCtx, gid uint64) (members, applicants []uint64, err error) {
 	prefix := storage.U64(gid)
-	var uids []uint64
 	for _, k := range keysWithPrefix(a.bucket(storage.Members), prefix) {
 		uid := storage.ReadU64(k, 8)
-		uids = append(uids, uid)
-		if err := a.bucket(storage.UserGroups).Delete(storage.U64s(uid, gid)); err != nil {
-			return nil, err
+		members = append(members, uid)
+		if err := removeMember(a, gid, uid); err != nil {
+			return nil, nil, err
 		}
 	}
-	if err := dropGroupFiles(a, gid); err != nil {
-		return nil, err
-	}
-	for _, b := range [][]byte{storage.Members, storage.Apps, storage.Messages, storage.Dedup} {
-		if err := storage.DeletePrefix(a.bucket(b), prefix); err != nil {
-			return nil, err
+	for _, k := range keysWithPrefix(a.bucket(storage.Apps), prefix) {
+		applicants = append(applicants, storage.ReadU64(k, 8))
+		if err := a.bucket(storage.Apps).Delete(k); err != nil {
+			return nil, nil, err
 		}
 	}
-	if err := a.bucket(storage.Groups).Delete(prefix); err != nil {
-		return nil, err
+	for _, k := range keysWithPrefix(a.bucket(storage.Uploads), prefix) {
+		if err := dropUpload(a, k); err != nil {
+			return nil, nil, err
+		}
 	}
-	return uids, a.bucket(storage.Public).Delete(prefix)
+	for _, b := range [][]byte{storage.Groups, storage.Public} {
+		if err := a.bucket(b).Delete(prefix); err != nil {
+			return nil, nil, err
+		}
+	}
+	return members, applicants, a.bucket(storage.Purge).Put(prefix, []byte{})
 }
 
 // transfer hands a group to another member.

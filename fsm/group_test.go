@@ -264,7 +264,7 @@ func TestFSM_Leave_Kick(t *testing.T) {
 	}
 }
 
-func TestFSM_Dissolve_DeletesEverything(t *testing.T) {
+func TestFSM_Dissolve_GoneAtOnce(t *testing.T) {
 	h := newWorld(t)
 	h.must(t, cmd(&pb.ApplyCmd{GroupId: g2, UserId: bob, PasswordOk: true, PasswordVersion: 1}))
 	h.say(t, g1, bob, "hello")
@@ -277,8 +277,8 @@ func TestFSM_Dissolve_DeletesEverything(t *testing.T) {
 	if res.GroupID != g1 || res.Group.GetName() != "one" {
 		t.Fatalf("got result %d %v, want the group as it was", res.GroupID, res.Group)
 	}
-	if left := h.dumpGroup(t, g1); len(left) != 0 {
-		t.Fatalf("got %q left of the group, want nothing", left)
+	if g := h.group(t, g1); g != nil {
+		t.Fatalf("got group %v after dissolving it, want none", g)
 	}
 	sameState(t, h.dumpGroup(t, g2), keep)
 	for _, uid := range []uint64{alice, bob} {
@@ -289,15 +289,32 @@ func TestFSM_Dissolve_DeletesEverything(t *testing.T) {
 	if got := h.public(t); len(got) != 0 {
 		t.Fatalf("got public groups %v, want none", got)
 	}
+	if apps := h.apps(t, g1); len(apps) != 0 {
+		t.Fatalf("got applications %v, want none", apps)
+	}
 	evs := h.take()
-	wantEvents(t, evs, "g0 u[10002] dissolved notice")
+	wantEvents(t, evs, "g0 u[10002] dissolved notice", "g0 u[10004] decided:false notice")
 	wantNotice(t, h, bob, evs[0])
 	if d := evs[0].Event.GetDissolved(); d.GroupId != g1 || d.Name != "one" || d.ByUserId != alice {
 		t.Fatalf("got %v, want group 1001 one by alice", d)
 	}
+	// The applicant learns that the application is refused, and why.
+	wantNotice(t, h, dave, evs[1])
+	d := evs[1].Event.GetDecided()
+	if d.GroupId != g1 || d.GroupName != "one" || d.Approved ||
+		d.Reason != pb.ApplicationDecided_DISSOLVED {
+		t.Fatalf("got %v, want group 1001 one refused as dissolved", d)
+	}
 	if n := h.notices(t, alice); len(n) != 0 {
 		t.Fatalf("got notices for the owner %v, want none", n)
 	}
+
+	// What the dissolve left, trim removes; g2 stays as it was.
+	h.trimAll(t, &pb.TrimCmd{})
+	if left := h.dumpGroup(t, g1); len(left) != 0 {
+		t.Fatalf("got %q left of the group after trimming, want nothing", left)
+	}
+	sameState(t, h.dumpGroup(t, g2), keep)
 }
 
 func TestFSM_Transfer_SwapsRoles(t *testing.T) {
@@ -452,7 +469,8 @@ func (h *harness) dumpGroup(t testing.TB, gid uint64) []string {
 	var out []string
 	h.view(t, func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{storage.Groups, storage.Members, storage.Apps,
-			storage.Messages, storage.Dedup, storage.Public} {
+			storage.Messages, storage.Dedup, storage.Public, storage.Purge, storage.Files,
+			storage.Uploads} {
 			for _, k := range keysWithPrefix(tx.Bucket(b), id) {
 				out = append(out, string(b)+" "+string(k))
 			}

@@ -243,6 +243,8 @@ func cmd(body proto.Message) *pb.Command {
 		c.Op = &pb.Command_MoveOwnership{MoveOwnership: b}
 	case *pb.PruneSessionsCmd:
 		c.Op = &pb.Command_PruneSessions{PruneSessions: b}
+	case *pb.ReconcileOwnedCmd:
+		c.Op = &pb.Command_ReconcileOwned{ReconcileOwned: b}
 	default:
 		groupCmd(c, body)
 	}
@@ -273,6 +275,8 @@ func groupCmd(c *pb.Command, body proto.Message) {
 		c.Op = &pb.Command_MarkRead{MarkRead: b}
 	case *pb.AckNoticesCmd:
 		c.Op = &pb.Command_AckNotices{AckNotices: b}
+	case *pb.TrimCmd:
+		c.Op = &pb.Command_Trim{Trim: b}
 	case nil:
 	default:
 		panic(fmt.Sprintf("cmd: unknown body %T", body))

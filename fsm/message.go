@@ -165,12 +165,12 @@ func checkRecall(a *applyCtx, g *pb.Group, msg *pb.ChatMessage, c *pb.RecallCmd)
 		return pb.Errf(pb.Code_PERMISSION_DENIED, "system messages cannot be recalled")
 	case msg.Recalled:
 		return pb.Errf(pb.Code_ALREADY_DONE, "message %d is recalled already", msg.Seq)
-	case msg.SenderId == c.ActorId:
-		if window > 0 && a.now-msg.TimeMs > window {
-			return pb.Errf(pb.Code_RECALL_EXPIRED, "message %d is too old to recall", msg.Seq)
-		}
-	case g.OwnerId != c.ActorId:
+	case g.OwnerId == c.ActorId:
+		// The owner may remove any message, their own included, at any time.
+	case msg.SenderId != c.ActorId:
 		return pb.Errf(pb.Code_PERMISSION_DENIED, "only the sender or the owner may recall")
+	case window > 0 && a.now-msg.TimeMs > window:
+		return pb.Errf(pb.Code_RECALL_EXPIRED, "message %d is too old to recall", msg.Seq)
 	}
 	return nil
 }
@@ -195,7 +195,7 @@ func (f *FSM) markRead(a *applyCtx, c *pb.MarkReadCmd) (*Result, error) {
 		a.emit(Event{GroupID: g.Id, Event: &pb.Event{Body: &pb.Event_Read{
 			Read: &pb.ReadReceipt{GroupId: g.Id, UserId: m.UserId, ReadSeq: m.ReadSeq}}}})
 	}
-	return &Result{GroupID: g.Id, ReadSeq: m.ReadSeq, Unread: unread(g.LastSeq, m.ReadSeq)}, nil
+	return &Result{GroupID: g.Id, ReadSeq: m.ReadSeq, Unread: unread(g, m.ReadSeq)}, nil
 }
 
 // ackNotices deletes notices of the user; IDs of notices the user does not

@@ -168,23 +168,28 @@ func TestFSM_Send_Dedup(t *testing.T) {
 func TestFSM_Recall_Rules(t *testing.T) {
 	tests := []struct {
 		name   string
+		sender uint64
 		actor  uint64
 		after  int64
 		window int64
 		want   pb.Code
 	}{
-		{"sender at once", bob, 0, recallWindow, pb.Code_OK},
-		{"sender at window end", bob, recallWindow, recallWindow, pb.Code_OK},
-		{"sender after window", bob, recallWindow + 1, recallWindow, pb.Code_RECALL_EXPIRED},
-		{"sender without window", bob, 1 << 40, 0, pb.Code_OK},
-		{"owner after window", alice, recallWindow * 10, recallWindow, pb.Code_OK},
-		{"other member", dave, 0, recallWindow, pb.Code_PERMISSION_DENIED},
+		{"sender at once", bob, bob, 0, recallWindow, pb.Code_OK},
+		{"sender at window end", bob, bob, recallWindow, recallWindow, pb.Code_OK},
+		{"sender after window", bob, bob, recallWindow + 1, recallWindow, pb.Code_RECALL_EXPIRED},
+		{"sender without window", bob, bob, 1 << 40, 0, pb.Code_OK},
+		{"owner after window", bob, alice, recallWindow * 10, recallWindow, pb.Code_OK},
+		{"other member", bob, dave, 0, recallWindow, pb.Code_PERMISSION_DENIED},
+		{"owner's own at once", alice, alice, 0, recallWindow, pb.Code_OK},
+		{"owner's own after window", alice, alice, recallWindow + 1, recallWindow, pb.Code_OK},
+		{"owner's own long after", alice, alice, 1 << 40, recallWindow, pb.Code_OK},
+		{"member recalls owner's", alice, bob, 0, recallWindow, pb.Code_PERMISSION_DENIED},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newWorld(t)
 			h.must(t, cmd(&pb.DecideCmd{GroupId: g1, OwnerId: alice, UserId: dave, Approve: true}))
-			seq := h.say(t, g1, bob, "oops")
+			seq := h.say(t, g1, tc.sender, "oops")
 			h.take()
 			h.now += tc.after
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/schat/schat/proto"
@@ -216,7 +217,10 @@ func (f *FSM) reserveGroup(a *applyCtx, c *pb.ReserveGroupCmd) (*Result, error) 
 			return nil, err
 		}
 		if v := a.bucket(storage.Reservations).Get(rkey); len(v) == 8 {
-			return &Result{GroupID: storage.ReadU64(v, 0), Existing: true}, nil
+			// The retry refreshes the entry, so that a reconciler that read
+			// it before does not take it for one left by a crash.
+			gid := storage.ReadU64(v, 0)
+			return &Result{GroupID: gid, Existing: true}, own(a, c.OwnerId, gid)
 		}
 	}
 	if err := checkOwnedLimit(a, c.OwnerId, c.MaxOwned); err != nil {
@@ -227,7 +231,7 @@ func (f *FSM) reserveGroup(a *applyCtx, c *pb.ReserveGroupCmd) (*Result, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := a.bucket(storage.Owned).Put(storage.U64s(c.OwnerId, gid), []byte{}); err != nil {
+	if err := own(a, c.OwnerId, gid); err != nil {
 		return nil, err
 	}
 	if rkey != nil {
@@ -259,7 +263,7 @@ func (f *FSM) releaseGroup(a *applyCtx, c *pb.ReleaseGroupCmd) (*Result, error) 
 // that name gid, which would otherwise hand a retry a group owner no
 // longer has.
 func disown(a *applyCtx, owner, gid uint64) error {
-	if err := a.bucket(storage.Owned).Delete(storage.U64s(owner, gid)); err != nil {
+	if err := unown(a, owner, gid); err != nil {
 		return err
 	}
 	res := a.bucket(storage.Reservations)
@@ -279,7 +283,8 @@ func disown(a *applyCtx, owner, gid uint64) error {
 	return nil
 }
 
-// moveOwnership moves a group from one owner's count to another's.
+// moveOwnership moves a group from one owner's count to another's. A
+// retry refreshes the new owner's entry, as a reservation's does.
 func (f *FSM) moveOwnership(a *applyCtx, c *pb.MoveOwnershipCmd) (*Result, error) {
 	existing := has(a.bucket(storage.Owned), storage.U64s(c.ToId, c.GroupId))
 	if !existing {
@@ -290,7 +295,7 @@ func (f *FSM) moveOwnership(a *applyCtx, c *pb.MoveOwnershipCmd) (*Result, error
 	if err := disown(a, c.FromId, c.GroupId); err != nil {
 		return nil, err
 	}
-	if err := a.bucket(storage.Owned).Put(storage.U64s(c.ToId, c.GroupId), []byte{}); err != nil {
+	if err := own(a, c.ToId, c.GroupId); err != nil {
 		return nil, err
 	}
 	return &Result{GroupID: c.GroupId, Existing: existing}, nil
@@ -299,20 +304,13 @@ func (f *FSM) moveOwnership(a *applyCtx, c *pb.MoveOwnershipCmd) (*Result, error
 // pruneSessions deletes every session that has expired by the command's
 // time. It reads every session: the cost grows with the number of them.
 func (f *FSM) pruneSessions(a *applyCtx) (*Result, error) {
-	type expired struct {
-		uid  uint64
-		hash []byte
-	}
-	var drop []expired
-	c := a.bucket(storage.Sessions).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		var s pb.Session
-		if err := proto.Unmarshal(v, &s); err != nil {
-			return nil, fmt.Errorf("decode session: %w", err)
-		}
-		if s.ExpiresMs <= a.now {
-			drop = append(drop, expired{s.UserId, bytes.Clone(k)})
-		}
+	var drop []expiredSession
+	err := eachExpired(a.tx, a.now, func(e expiredSession) bool {
+		drop = append(drop, e)
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	for _, e := range drop {
 		if err := removeSession(a, e.uid, e.hash); err != nil {
@@ -320,4 +318,37 @@ func (f *FSM) pruneSessions(a *applyCtx) (*Result, error) {
 		}
 	}
 	return &Result{}, nil
+}
+
+// SessionsExpired reports whether some session has expired by nowMs, so
+// that a node proposes a prune only then.
+func SessionsExpired(tx *bolt.Tx, nowMs int64) (bool, error) {
+	found := false
+	err := eachExpired(tx, nowMs, func(expiredSession) bool {
+		found = true
+		return false
+	})
+	return found, err
+}
+
+// expiredSession names a session to drop.
+type expiredSession struct {
+	uid  uint64
+	hash []byte
+}
+
+// eachExpired calls fn with every session expired by nowMs, in token hash
+// order, until fn returns false.
+func eachExpired(tx *bolt.Tx, nowMs int64, fn func(expiredSession) bool) error {
+	c := tx.Bucket(storage.Sessions).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		var s pb.Session
+		if err := proto.Unmarshal(v, &s); err != nil {
+			return fmt.Errorf("decode session: %w", err)
+		}
+		if s.ExpiresMs <= nowMs && !fn(expiredSession{s.UserId, bytes.Clone(k)}) {
+			return nil
+		}
+	}
+	return nil
 }

@@ -335,3 +335,28 @@ func TestFSM_PruneSessions_DeletesExpired(t *testing.T) {
 		t.Fatalf("got %d user session keys, want 1", n)
 	}
 }
+
+func TestFSM_SessionsExpired(t *testing.T) {
+	h := newMeta(t) // a1 expires at startMs+1000
+	tests := []struct {
+		name string
+		now  int64
+		want bool
+	}{
+		{"before", startMs + 999, false},
+		{"at expiry", startMs + 1000, true},
+		{"after", startMs + 5000, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got bool
+			h.view(t, func(tx *bolt.Tx) (err error) {
+				got, err = SessionsExpired(tx, tc.now)
+				return err
+			})
+			if got != tc.want {
+				t.Fatalf("got %t, want %t", got, tc.want)
+			}
+		})
+	}
+}

@@ -95,18 +95,19 @@ func GroupsOfUser(tx *bolt.Tx, uid uint64) ([]*pb.GroupSummary, error) {
 			Role:    m.Role,
 			LastSeq: g.LastSeq,
 			ReadSeq: m.ReadSeq,
-			Unread:  unread(g.LastSeq, m.ReadSeq),
+			Unread:  unread(g, m.ReadSeq),
 		})
 	}
 	return out, nil
 }
 
-// unread is how many messages follow read up to last.
-func unread(last, read uint64) uint64 {
-	if read >= last {
+// unread is how many messages of g that are still kept follow read.
+func unread(g *pb.Group, read uint64) uint64 {
+	read = max(read, g.TrimmedSeq)
+	if read >= g.LastSeq {
 		return 0
 	}
-	return last - read
+	return g.LastSeq - read
 }
 
 // Applications returns the pending applications to group gid, in applicant
@@ -117,7 +118,8 @@ func Applications(tx *bolt.Tx, gid uint64) ([]*pb.Application, error) {
 
 // History returns up to limit messages of group gid with seq below
 // beforeSeq (0: from the newest), oldest first. More says older messages
-// remain. It returns nil for a missing group.
+// remain; none do before the first the retention limits kept. It returns
+// nil for a missing group.
 func History(tx *bolt.Tx, gid, beforeSeq uint64, limit int) (*pb.MessagePage, error) {
 	g, err := GetGroup(tx, gid)
 	if err != nil || g == nil {
@@ -126,7 +128,7 @@ func History(tx *bolt.Tx, gid, beforeSeq uint64, limit int) (*pb.MessagePage, er
 	if beforeSeq == 0 || beforeSeq > g.LastSeq {
 		beforeSeq = g.LastSeq + 1
 	}
-	page := &pb.MessagePage{GroupId: gid, LastSeq: g.LastSeq}
+	page := newPage(g)
 	prefix := storage.U64(gid)
 	c := tx.Bucket(storage.Messages).Cursor()
 	k, v := c.Seek(storage.U64s(gid, beforeSeq))
@@ -151,14 +153,16 @@ func History(tx *bolt.Tx, gid, beforeSeq uint64, limit int) (*pb.MessagePage, er
 }
 
 // Sync returns up to limit messages of group gid with seq above afterSeq,
-// oldest first. More says newer messages remain. It returns nil for a
+// oldest first; from a seq the retention limits removed, it starts at the
+// first they kept. More says newer messages remain. It returns nil for a
 // missing group.
 func Sync(tx *bolt.Tx, gid, afterSeq uint64, limit int) (*pb.MessagePage, error) {
 	g, err := GetGroup(tx, gid)
 	if err != nil || g == nil {
 		return nil, err
 	}
-	page := &pb.MessagePage{GroupId: gid, LastSeq: g.LastSeq}
+	page := newPage(g)
+	afterSeq = max(afterSeq, g.TrimmedSeq)
 	if afterSeq >= g.LastSeq {
 		return page, nil
 	}
@@ -172,6 +176,11 @@ func Sync(tx *bolt.Tx, gid, afterSeq uint64, limit int) (*pb.MessagePage, error)
 	}
 	page.Messages = msgs
 	return page, nil
+}
+
+// newPage is an empty page of g's messages.
+func newPage(g *pb.Group) *pb.MessagePage {
+	return &pb.MessagePage{GroupId: g.Id, LastSeq: g.LastSeq, FirstSeq: g.TrimmedSeq + 1}
 }
 
 // PublicGroups returns up to limit public groups with IDs above afterGID,

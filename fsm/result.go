@@ -23,6 +23,7 @@ type Result struct {
 	Unread   uint64
 	Existing bool // the command repeated an earlier one (idempotent retry)
 	File     *pb.FileInfo
+	Count    uint64 // what a maintenance command changed: groups, records
 }
 
 // Err returns the refusal as a *pb.Error, or nil when Code is OK.

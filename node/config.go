@@ -58,6 +58,12 @@ type Config struct {
 	Limits Limits
 	// Files bounds uploads and downloads.
 	Files FileConfig
+	// Ownership sets how the meta shard's leader keeps its record of who
+	// owns which group in line with the groups.
+	Ownership OwnershipCheck
+	// Retention limits how long messages are kept; the zero limits keep
+	// every message.
+	Retention Retention
 	// PasswordKDF are the argon2id parameters for new password hashes.
 	PasswordKDF KDFParams
 	// SessionTTL is how long a login token stays valid.
@@ -104,6 +110,33 @@ type FileConfig struct {
 	URLTTL        time.Duration // lifetime of a signed download URL
 }
 
+// OwnershipCheck configures the reconciliation of the owned-groups
+// record on the meta shard with the owners the group shards hold.
+type OwnershipCheck struct {
+	// Interval is the time between two passes over every group.
+	Interval time.Duration
+	// Grace is how long an entry is left alone after it was written: a
+	// create or a transfer may still be between its two steps. It must
+	// exceed twice ApplyTimeout.
+	Grace time.Duration
+}
+
+// Retention bounds the history each group keeps. Group shard leaders
+// remove what falls outside it, in batches, together with what dissolved
+// groups left behind.
+type Retention struct {
+	// MaxAge removes messages older than this; 0 keeps them however old.
+	MaxAge time.Duration
+	// MaxMessages keeps the newest this many messages of each group; 0
+	// keeps every one.
+	MaxMessages int
+	// Interval is how often group shard leaders look for records to
+	// remove.
+	Interval time.Duration
+	// Batch bounds the records one trim command removes.
+	Batch int
+}
+
 // RaftTuning holds the raft settings worth changing per deployment.
 type RaftTuning struct {
 	HeartbeatTimeout  time.Duration
@@ -147,6 +180,14 @@ func DefaultConfig() Config {
 			SweepInterval: time.Minute,
 			URLTTL:        time.Hour,
 		},
+		Ownership: OwnershipCheck{
+			Interval: 5 * time.Minute,
+			Grace:    10 * time.Minute,
+		},
+		Retention: Retention{
+			Interval: time.Minute,
+			Batch:    1000,
+		},
 		PasswordKDF:   DefaultKDF,
 		SessionTTL:    30 * 24 * time.Hour,
 		ApplyTimeout:  10 * time.Second,
@@ -184,6 +225,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Files == (FileConfig{}) {
 		c.Files = d.Files
+	}
+	setDur(&c.Ownership.Interval, d.Ownership.Interval)
+	setDur(&c.Ownership.Grace, d.Ownership.Grace)
+	setDur(&c.Retention.Interval, d.Retention.Interval)
+	if c.Retention.Batch == 0 {
+		c.Retention.Batch = d.Retention.Batch
 	}
 	if c.PasswordKDF == (KDFParams{}) {
 		c.PasswordKDF = d.PasswordKDF
@@ -231,9 +278,19 @@ func (c Config) Validate() error {
 	case c.Files.MaxSize < 1 || c.Files.MaxUploads < 1 || c.Files.UploadTimeout <= 0 ||
 		c.Files.UnclaimedTTL <= 0 || c.Files.SweepInterval <= 0 || c.Files.URLTTL <= 0:
 		return errors.New("node: file limits and times must be positive")
+	case c.Ownership.Interval <= 0 || c.Ownership.Grace < 2*c.ApplyTimeout:
+		return errors.New("node: the ownership grace must be at least twice the apply timeout")
+	case c.Retention.MaxAge < 0 || c.Retention.MaxMessages < 0:
+		return errors.New("node: retention limits must not be negative")
+	case c.Retention.Interval <= 0 || c.Retention.Batch < 1 || c.Retention.Batch > maxTrimBatch:
+		return fmt.Errorf("node: the retention interval must be positive and the batch 1..%d",
+			maxTrimBatch)
 	}
 	return c.Backup.validate()
 }
 
 // maxShards keeps shard numbers within the notice ID's shard bits.
 const maxShards = 1000
+
+// maxTrimBatch keeps one trim command's transaction small.
+const maxTrimBatch = 100_000

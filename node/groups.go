@@ -194,6 +194,7 @@ func (s *service) dissolve(ss *session, f *pb.ClientFrame) transport.Reply {
 		if err != nil {
 			return s.fail(err)
 		}
+		s.n.nudgeTrim() // the group's history goes in batches, from now
 		_, err = s.n.exec(ctx, ss, metaShard, &pb.Command{Op: &pb.Command_ReleaseGroup{
 			ReleaseGroup: &pb.ReleaseGroupCmd{OwnerId: uid, GroupId: gid}}})
 		return s.reply(err, func() *pb.Response { return groupResponse(res.Group, nil) })

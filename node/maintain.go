@@ -21,14 +21,18 @@ func (n *Node) maintain() {
 	defer t.Stop()
 	sweep := time.NewTicker(n.cfg.Files.SweepInterval)
 	defer sweep.Stop()
+	owned := time.NewTicker(n.cfg.Ownership.Interval)
+	defer owned.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
-			n.pruneSessions()
+			n.pruneSessions(time.Now())
 		case <-sweep.C:
 			n.sweepFiles()
+		case <-owned.C:
+			n.reconcileOwnership(time.Now())
 		}
 	}
 }
@@ -57,14 +61,24 @@ func (n *Node) sweepFiles() {
 	}
 }
 
-// pruneSessions removes expired sessions; only the meta leader proposes
-// it, and the state machine decides from the command's time what expired.
-func (n *Node) pruneSessions() {
-	if n.shards[metaShard].raft.State() != raft.Leader {
+// pruneSessions removes the sessions expired by now. Only the meta
+// leader proposes it, and only when its state holds an expired session,
+// so an idle deployment's meta shard stays where it is; the state machine
+// decides from the command's time, which is now, what expired.
+func (n *Node) pruneSessions(now time.Time) {
+	sh := n.shards[metaShard]
+	if sh.raft.State() != raft.Leader {
 		return
 	}
-	_, err := n.exec(n.ctx, nil, metaShard, &pb.Command{Op: &pb.Command_PruneSessions{
-		PruneSessions: &pb.PruneSessionsCmd{}}})
+	var expired bool
+	err := sh.fsm.View(func(tx *bolt.Tx) (err error) {
+		expired, err = fsm.SessionsExpired(tx, now.UnixMilli())
+		return err
+	})
+	if err == nil && expired {
+		_, err = n.exec(n.ctx, nil, metaShard, &pb.Command{TimeMs: now.UnixMilli(),
+			Op: &pb.Command_PruneSessions{PruneSessions: &pb.PruneSessionsCmd{}}})
+	}
 	if err != nil {
 		n.log.Warn("prune sessions", "err", err)
 	}

@@ -42,6 +42,7 @@ type Node struct {
 	clientLn net.Listener
 	httpLn   net.Listener
 	httpSrv  *http.Server
+	trimNow  chan struct{} // asks the trim loop for a pass
 	wg       sync.WaitGroup
 }
 
@@ -53,7 +54,7 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, hub: newHub()}
+	n := &Node{cfg: cfg, log: cfg.Logger, hub: newHub(), trimNow: make(chan struct{}, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	steps := []func() error{n.loadSecret, n.openMux, n.startPeerServer, n.form,
 		n.openService, n.openFiles, n.listenClients, n.listenHTTP}
@@ -63,9 +64,10 @@ func New(cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.maintain()
 	go n.balance()
+	go n.trimLoop()
 	if cfg.Backup.Dir != "" {
 		n.wg.Add(1)
 		go n.scheduleBackups()

@@ -175,13 +175,13 @@ func (n *Node) serveForward(f *pb.ForwardRequest) (*pb.ForwardResponse, error) {
 func encodeResult(r *fsm.Result) *pb.ApplyResult {
 	return &pb.ApplyResult{Code: r.Code, Detail: r.Detail, UserId: r.UserID, GroupId: r.GroupID,
 		User: r.User, Group: r.Group, Message: r.Message, ReadSeq: r.ReadSeq, Unread: r.Unread,
-		Existing: r.Existing, File: r.File}
+		Existing: r.Existing, File: r.File, Count: r.Count}
 }
 
 func decodeResult(r *pb.ApplyResult) *fsm.Result {
 	return &fsm.Result{Code: r.Code, Detail: r.Detail, UserID: r.UserId, GroupID: r.GroupId,
 		User: r.User, Group: r.Group, Message: r.Message, ReadSeq: r.ReadSeq, Unread: r.Unread,
-		Existing: r.Existing, File: r.File}
+		Existing: r.Existing, File: r.File, Count: r.Count}
 }
 
 // serveJoin adds a voter to one shard, passing the request to the shard's

@@ -88,5 +88,7 @@ func (l Limits) proto() *pb.Limits {
 func (n *Node) limits() *pb.Limits {
 	l := n.cfg.Limits.proto()
 	l.MaxFileSize = uint64(n.cfg.Files.MaxSize)
+	l.RetentionMaxAgeMs = n.cfg.Retention.MaxAge.Milliseconds()
+	l.RetentionMaxMessages = uint64(n.cfg.Retention.MaxMessages)
 	return l
 }

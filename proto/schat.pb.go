@@ -508,6 +508,52 @@ func (MemberChanged_Change) EnumDescriptor() ([]byte, []int) {
 	return file_schat_proto_rawDescGZIP(), []int{52, 0}
 }
 
+type ApplicationDecided_Reason int32
+
+const (
+	ApplicationDecided_DECIDED   ApplicationDecided_Reason = 0 // the owner decided
+	ApplicationDecided_DISSOLVED ApplicationDecided_Reason = 1 // the group was dissolved while the application waited
+)
+
+// Enum value maps for ApplicationDecided_Reason.
+var (
+	ApplicationDecided_Reason_name = map[int32]string{
+		0: "DECIDED",
+		1: "DISSOLVED",
+	}
+	ApplicationDecided_Reason_value = map[string]int32{
+		"DECIDED":   0,
+		"DISSOLVED": 1,
+	}
+)
+
+func (x ApplicationDecided_Reason) Enum() *ApplicationDecided_Reason {
+	p := new(ApplicationDecided_Reason)
+	*p = x
+	return p
+}
+
+func (x ApplicationDecided_Reason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ApplicationDecided_Reason) Descriptor() protoreflect.EnumDescriptor {
+	return file_schat_proto_enumTypes[8].Descriptor()
+}
+
+func (ApplicationDecided_Reason) Type() protoreflect.EnumType {
+	return &file_schat_proto_enumTypes[8]
+}
+
+func (x ApplicationDecided_Reason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ApplicationDecided_Reason.Descriptor instead.
+func (ApplicationDecided_Reason) EnumDescriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{54, 0}
+}
+
 // ClientFrame is what a client sends. A request carries a non-zero id that
 // its Response echoes.
 type ClientFrame struct {
@@ -1805,8 +1851,12 @@ type Limits struct {
 	MaxOwnedGroups uint32                 `protobuf:"varint,6,opt,name=max_owned_groups,json=maxOwnedGroups,proto3" json:"max_owned_groups,omitempty"`
 	MaxMembers     uint32                 `protobuf:"varint,7,opt,name=max_members,json=maxMembers,proto3" json:"max_members,omitempty"`
 	MaxFileSize    uint64                 `protobuf:"varint,8,opt,name=max_file_size,json=maxFileSize,proto3" json:"max_file_size,omitempty"` // bytes of one upload
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Retention: messages older than this, or beyond the newest this many
+	// of a group, are removed (0: kept).
+	RetentionMaxAgeMs    int64  `protobuf:"varint,9,opt,name=retention_max_age_ms,json=retentionMaxAgeMs,proto3" json:"retention_max_age_ms,omitempty"`
+	RetentionMaxMessages uint64 `protobuf:"varint,10,opt,name=retention_max_messages,json=retentionMaxMessages,proto3" json:"retention_max_messages,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Limits) Reset() {
@@ -1891,6 +1941,20 @@ func (x *Limits) GetMaxMembers() uint32 {
 func (x *Limits) GetMaxFileSize() uint64 {
 	if x != nil {
 		return x.MaxFileSize
+	}
+	return 0
+}
+
+func (x *Limits) GetRetentionMaxAgeMs() int64 {
+	if x != nil {
+		return x.RetentionMaxAgeMs
+	}
+	return 0
+}
+
+func (x *Limits) GetRetentionMaxMessages() uint64 {
+	if x != nil {
+		return x.RetentionMaxMessages
 	}
 	return 0
 }
@@ -3929,11 +3993,14 @@ func (x *SyncRequest) GetLinearizable() bool {
 }
 
 type MessagePage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	GroupId       uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
-	Messages      []*ChatMessage         `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`               // ascending seq
-	LastSeq       uint64                 `protobuf:"varint,3,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"` // the group's newest seq
-	More          bool                   `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`                      // more in the requested direction
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	GroupId  uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Messages []*ChatMessage         `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`               // ascending seq
+	LastSeq  uint64                 `protobuf:"varint,3,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"` // the group's newest seq
+	More     bool                   `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`                      // more in the requested direction
+	// The oldest seq the group still keeps (last_seq + 1 when it keeps
+	// none): the retention limits removed those before it.
+	FirstSeq      uint64 `protobuf:"varint,5,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3994,6 +4061,13 @@ func (x *MessagePage) GetMore() bool {
 		return x.More
 	}
 	return false
+}
+
+func (x *MessagePage) GetFirstSeq() uint64 {
+	if x != nil {
+		return x.FirstSeq
+	}
+	return 0
 }
 
 // MarkReadRequest moves the caller's read cursor forward to seq.
@@ -4823,10 +4897,11 @@ func (x *GroupDissolved) GetByUserId() uint64 {
 }
 
 type ApplicationDecided struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	GroupId       uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
-	GroupName     string                 `protobuf:"bytes,2,opt,name=group_name,json=groupName,proto3" json:"group_name,omitempty"`
-	Approved      bool                   `protobuf:"varint,3,opt,name=approved,proto3" json:"approved,omitempty"`
+	state         protoimpl.MessageState    `protogen:"open.v1"`
+	GroupId       uint64                    `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	GroupName     string                    `protobuf:"bytes,2,opt,name=group_name,json=groupName,proto3" json:"group_name,omitempty"`
+	Approved      bool                      `protobuf:"varint,3,opt,name=approved,proto3" json:"approved,omitempty"`
+	Reason        ApplicationDecided_Reason `protobuf:"varint,4,opt,name=reason,proto3,enum=schat.v1.ApplicationDecided_Reason" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4880,6 +4955,13 @@ func (x *ApplicationDecided) GetApproved() bool {
 		return x.Approved
 	}
 	return false
+}
+
+func (x *ApplicationDecided) GetReason() ApplicationDecided_Reason {
+	if x != nil {
+		return x.Reason
+	}
+	return ApplicationDecided_DECIDED
 }
 
 type MessageRecalled struct {
@@ -5122,6 +5204,7 @@ type Command struct {
 	//	*Command_ReleaseGroup
 	//	*Command_MoveOwnership
 	//	*Command_PruneSessions
+	//	*Command_ReconcileOwned
 	//	*Command_CreateGroup
 	//	*Command_Apply
 	//	*Command_Decide
@@ -5133,6 +5216,7 @@ type Command struct {
 	//	*Command_Recall
 	//	*Command_MarkRead
 	//	*Command_AckNotices
+	//	*Command_Trim
 	//	*Command_FileBegin
 	//	*Command_FileChunk
 	//	*Command_FileCommit
@@ -5269,6 +5353,15 @@ func (x *Command) GetPruneSessions() *PruneSessionsCmd {
 	return nil
 }
 
+func (x *Command) GetReconcileOwned() *ReconcileOwnedCmd {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ReconcileOwned); ok {
+			return x.ReconcileOwned
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetCreateGroup() *CreateGroupCmd {
 	if x != nil {
 		if x, ok := x.Op.(*Command_CreateGroup); ok {
@@ -5363,6 +5456,15 @@ func (x *Command) GetAckNotices() *AckNoticesCmd {
 	if x != nil {
 		if x, ok := x.Op.(*Command_AckNotices); ok {
 			return x.AckNotices
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetTrim() *TrimCmd {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Trim); ok {
+			return x.Trim
 		}
 	}
 	return nil
@@ -5463,6 +5565,10 @@ type Command_PruneSessions struct {
 	PruneSessions *PruneSessionsCmd `protobuf:"bytes,18,opt,name=prune_sessions,json=pruneSessions,proto3,oneof"`
 }
 
+type Command_ReconcileOwned struct {
+	ReconcileOwned *ReconcileOwnedCmd `protobuf:"bytes,19,opt,name=reconcile_owned,json=reconcileOwned,proto3,oneof"`
+}
+
 type Command_CreateGroup struct {
 	// Group shards.
 	CreateGroup *CreateGroupCmd `protobuf:"bytes,30,opt,name=create_group,json=createGroup,proto3,oneof"`
@@ -5506,6 +5612,10 @@ type Command_MarkRead struct {
 
 type Command_AckNotices struct {
 	AckNotices *AckNoticesCmd `protobuf:"bytes,40,opt,name=ack_notices,json=ackNotices,proto3,oneof"`
+}
+
+type Command_Trim struct {
+	Trim *TrimCmd `protobuf:"bytes,41,opt,name=trim,proto3,oneof"`
 }
 
 type Command_FileBegin struct {
@@ -5555,6 +5665,8 @@ func (*Command_MoveOwnership) isCommand_Op() {}
 
 func (*Command_PruneSessions) isCommand_Op() {}
 
+func (*Command_ReconcileOwned) isCommand_Op() {}
+
 func (*Command_CreateGroup) isCommand_Op() {}
 
 func (*Command_Apply) isCommand_Op() {}
@@ -5576,6 +5688,8 @@ func (*Command_Recall) isCommand_Op() {}
 func (*Command_MarkRead) isCommand_Op() {}
 
 func (*Command_AckNotices) isCommand_Op() {}
+
+func (*Command_Trim) isCommand_Op() {}
 
 func (*Command_FileBegin) isCommand_Op() {}
 
@@ -6214,6 +6328,186 @@ func (*PruneSessionsCmd) Descriptor() ([]byte, []int) {
 	return file_schat_proto_rawDescGZIP(), []int{69}
 }
 
+// ReconcileOwnedCmd corrects the meta shard's record of who owns which
+// group (an index of what the group shards hold) to what the group shards
+// hold. A fix applies only if the group's entries are still those the
+// proposer read and none was written within grace_ms of the command's
+// time; otherwise it waits for the next pass.
+type ReconcileOwnedCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GraceMs       int64                  `protobuf:"varint,1,opt,name=grace_ms,json=graceMs,proto3" json:"grace_ms,omitempty"`
+	Fixes         []*OwnedFix            `protobuf:"bytes,2,rep,name=fixes,proto3" json:"fixes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileOwnedCmd) Reset() {
+	*x = ReconcileOwnedCmd{}
+	mi := &file_schat_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileOwnedCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileOwnedCmd) ProtoMessage() {}
+
+func (x *ReconcileOwnedCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileOwnedCmd.ProtoReflect.Descriptor instead.
+func (*ReconcileOwnedCmd) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *ReconcileOwnedCmd) GetGraceMs() int64 {
+	if x != nil {
+		return x.GraceMs
+	}
+	return 0
+}
+
+func (x *ReconcileOwnedCmd) GetFixes() []*OwnedFix {
+	if x != nil {
+		return x.Fixes
+	}
+	return nil
+}
+
+// OwnedFix records owner_id, the owner the group's shard holds (0: there
+// is no such group), as the only owner of group_id.
+type OwnedFix struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GroupId       uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	OwnerId       uint64                 `protobuf:"varint,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	Seen          []*OwnedEntry          `protobuf:"bytes,3,rep,name=seen,proto3" json:"seen,omitempty"` // the group's entries as the proposer read them
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnedFix) Reset() {
+	*x = OwnedFix{}
+	mi := &file_schat_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnedFix) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnedFix) ProtoMessage() {}
+
+func (x *OwnedFix) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnedFix.ProtoReflect.Descriptor instead.
+func (*OwnedFix) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *OwnedFix) GetGroupId() uint64 {
+	if x != nil {
+		return x.GroupId
+	}
+	return 0
+}
+
+func (x *OwnedFix) GetOwnerId() uint64 {
+	if x != nil {
+		return x.OwnerId
+	}
+	return 0
+}
+
+func (x *OwnedFix) GetSeen() []*OwnedEntry {
+	if x != nil {
+		return x.Seen
+	}
+	return nil
+}
+
+// OwnedEntry is one owner the meta shard records for a group.
+type OwnedEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OwnerId       uint64                 `protobuf:"varint,1,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	TimeMs        int64                  `protobuf:"varint,2,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"` // when it was last written
+	Index         uint64                 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`                 // the raft index of the entry that last wrote it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnedEntry) Reset() {
+	*x = OwnedEntry{}
+	mi := &file_schat_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnedEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnedEntry) ProtoMessage() {}
+
+func (x *OwnedEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnedEntry.ProtoReflect.Descriptor instead.
+func (*OwnedEntry) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *OwnedEntry) GetOwnerId() uint64 {
+	if x != nil {
+		return x.OwnerId
+	}
+	return 0
+}
+
+func (x *OwnedEntry) GetTimeMs() int64 {
+	if x != nil {
+		return x.TimeMs
+	}
+	return 0
+}
+
+func (x *OwnedEntry) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 // GroupLimits are the limits a group shard enforces, carried in the
 // commands that need them so that every node applies the same ones.
 type GroupLimits struct {
@@ -6226,7 +6520,7 @@ type GroupLimits struct {
 
 func (x *GroupLimits) Reset() {
 	*x = GroupLimits{}
-	mi := &file_schat_proto_msgTypes[70]
+	mi := &file_schat_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6238,7 +6532,7 @@ func (x *GroupLimits) String() string {
 func (*GroupLimits) ProtoMessage() {}
 
 func (x *GroupLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[70]
+	mi := &file_schat_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6251,7 +6545,7 @@ func (x *GroupLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupLimits.ProtoReflect.Descriptor instead.
 func (*GroupLimits) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{70}
+	return file_schat_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *GroupLimits) GetMaxMembers() uint32 {
@@ -6283,7 +6577,7 @@ type CreateGroupCmd struct {
 
 func (x *CreateGroupCmd) Reset() {
 	*x = CreateGroupCmd{}
-	mi := &file_schat_proto_msgTypes[71]
+	mi := &file_schat_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6295,7 +6589,7 @@ func (x *CreateGroupCmd) String() string {
 func (*CreateGroupCmd) ProtoMessage() {}
 
 func (x *CreateGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[71]
+	mi := &file_schat_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6308,7 +6602,7 @@ func (x *CreateGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupCmd.ProtoReflect.Descriptor instead.
 func (*CreateGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{71}
+	return file_schat_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *CreateGroupCmd) GetGroupId() uint64 {
@@ -6376,7 +6670,7 @@ type ApplyCmd struct {
 
 func (x *ApplyCmd) Reset() {
 	*x = ApplyCmd{}
-	mi := &file_schat_proto_msgTypes[72]
+	mi := &file_schat_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6388,7 +6682,7 @@ func (x *ApplyCmd) String() string {
 func (*ApplyCmd) ProtoMessage() {}
 
 func (x *ApplyCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[72]
+	mi := &file_schat_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6401,7 +6695,7 @@ func (x *ApplyCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCmd.ProtoReflect.Descriptor instead.
 func (*ApplyCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{72}
+	return file_schat_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ApplyCmd) GetGroupId() uint64 {
@@ -6460,7 +6754,7 @@ type DecideCmd struct {
 
 func (x *DecideCmd) Reset() {
 	*x = DecideCmd{}
-	mi := &file_schat_proto_msgTypes[73]
+	mi := &file_schat_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6472,7 +6766,7 @@ func (x *DecideCmd) String() string {
 func (*DecideCmd) ProtoMessage() {}
 
 func (x *DecideCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[73]
+	mi := &file_schat_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6485,7 +6779,7 @@ func (x *DecideCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideCmd.ProtoReflect.Descriptor instead.
 func (*DecideCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{73}
+	return file_schat_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *DecideCmd) GetGroupId() uint64 {
@@ -6544,7 +6838,7 @@ type LeaveCmd struct {
 
 func (x *LeaveCmd) Reset() {
 	*x = LeaveCmd{}
-	mi := &file_schat_proto_msgTypes[74]
+	mi := &file_schat_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6556,7 +6850,7 @@ func (x *LeaveCmd) String() string {
 func (*LeaveCmd) ProtoMessage() {}
 
 func (x *LeaveCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[74]
+	mi := &file_schat_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6569,7 +6863,7 @@ func (x *LeaveCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveCmd.ProtoReflect.Descriptor instead.
 func (*LeaveCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{74}
+	return file_schat_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *LeaveCmd) GetGroupId() uint64 {
@@ -6610,7 +6904,7 @@ type DissolveCmd struct {
 
 func (x *DissolveCmd) Reset() {
 	*x = DissolveCmd{}
-	mi := &file_schat_proto_msgTypes[75]
+	mi := &file_schat_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6622,7 +6916,7 @@ func (x *DissolveCmd) String() string {
 func (*DissolveCmd) ProtoMessage() {}
 
 func (x *DissolveCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[75]
+	mi := &file_schat_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6635,7 +6929,7 @@ func (x *DissolveCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DissolveCmd.ProtoReflect.Descriptor instead.
 func (*DissolveCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{75}
+	return file_schat_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *DissolveCmd) GetGroupId() uint64 {
@@ -6664,7 +6958,7 @@ type TransferCmd struct {
 
 func (x *TransferCmd) Reset() {
 	*x = TransferCmd{}
-	mi := &file_schat_proto_msgTypes[76]
+	mi := &file_schat_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6676,7 +6970,7 @@ func (x *TransferCmd) String() string {
 func (*TransferCmd) ProtoMessage() {}
 
 func (x *TransferCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[76]
+	mi := &file_schat_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6689,7 +6983,7 @@ func (x *TransferCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferCmd.ProtoReflect.Descriptor instead.
 func (*TransferCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{76}
+	return file_schat_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *TransferCmd) GetGroupId() uint64 {
@@ -6735,7 +7029,7 @@ type UpdateGroupCmd struct {
 
 func (x *UpdateGroupCmd) Reset() {
 	*x = UpdateGroupCmd{}
-	mi := &file_schat_proto_msgTypes[77]
+	mi := &file_schat_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6747,7 +7041,7 @@ func (x *UpdateGroupCmd) String() string {
 func (*UpdateGroupCmd) ProtoMessage() {}
 
 func (x *UpdateGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[77]
+	mi := &file_schat_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6760,7 +7054,7 @@ func (x *UpdateGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGroupCmd.ProtoReflect.Descriptor instead.
 func (*UpdateGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{77}
+	return file_schat_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *UpdateGroupCmd) GetGroupId() uint64 {
@@ -6827,7 +7121,7 @@ type SendCmd struct {
 
 func (x *SendCmd) Reset() {
 	*x = SendCmd{}
-	mi := &file_schat_proto_msgTypes[78]
+	mi := &file_schat_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6839,7 +7133,7 @@ func (x *SendCmd) String() string {
 func (*SendCmd) ProtoMessage() {}
 
 func (x *SendCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[78]
+	mi := &file_schat_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6852,7 +7146,7 @@ func (x *SendCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCmd.ProtoReflect.Descriptor instead.
 func (*SendCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{78}
+	return file_schat_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *SendCmd) GetGroupId() uint64 {
@@ -6916,7 +7210,7 @@ type RecallCmd struct {
 
 func (x *RecallCmd) Reset() {
 	*x = RecallCmd{}
-	mi := &file_schat_proto_msgTypes[79]
+	mi := &file_schat_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6928,7 +7222,7 @@ func (x *RecallCmd) String() string {
 func (*RecallCmd) ProtoMessage() {}
 
 func (x *RecallCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[79]
+	mi := &file_schat_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6941,7 +7235,7 @@ func (x *RecallCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallCmd.ProtoReflect.Descriptor instead.
 func (*RecallCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{79}
+	return file_schat_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *RecallCmd) GetGroupId() uint64 {
@@ -6983,7 +7277,7 @@ type MarkReadCmd struct {
 
 func (x *MarkReadCmd) Reset() {
 	*x = MarkReadCmd{}
-	mi := &file_schat_proto_msgTypes[80]
+	mi := &file_schat_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6995,7 +7289,7 @@ func (x *MarkReadCmd) String() string {
 func (*MarkReadCmd) ProtoMessage() {}
 
 func (x *MarkReadCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[80]
+	mi := &file_schat_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7008,7 +7302,7 @@ func (x *MarkReadCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadCmd.ProtoReflect.Descriptor instead.
 func (*MarkReadCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{80}
+	return file_schat_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *MarkReadCmd) GetGroupId() uint64 {
@@ -7042,7 +7336,7 @@ type AckNoticesCmd struct {
 
 func (x *AckNoticesCmd) Reset() {
 	*x = AckNoticesCmd{}
-	mi := &file_schat_proto_msgTypes[81]
+	mi := &file_schat_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7054,7 +7348,7 @@ func (x *AckNoticesCmd) String() string {
 func (*AckNoticesCmd) ProtoMessage() {}
 
 func (x *AckNoticesCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[81]
+	mi := &file_schat_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7067,7 +7361,7 @@ func (x *AckNoticesCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckNoticesCmd.ProtoReflect.Descriptor instead.
 func (*AckNoticesCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{81}
+	return file_schat_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *AckNoticesCmd) GetUserId() uint64 {
@@ -7084,6 +7378,80 @@ func (x *AckNoticesCmd) GetNoticeIds() []uint64 {
 	return nil
 }
 
+// TrimCmd removes, within max_records records, what a group shard no
+// longer keeps: the messages and files of dissolved groups, and messages
+// past the retention limits at the command's time. A message goes when
+// it is older than max_age_ms or not among its group's newest
+// max_messages; only a group's oldest messages go, so those kept stay
+// contiguous.
+type TrimCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GroupIds      []uint64               `protobuf:"varint,1,rep,packed,name=group_ids,json=groupIds,proto3" json:"group_ids,omitempty"`   // the groups to work on, in order
+	MaxAgeMs      int64                  `protobuf:"varint,2,opt,name=max_age_ms,json=maxAgeMs,proto3" json:"max_age_ms,omitempty"`        // 0: no age limit
+	MaxMessages   uint64                 `protobuf:"varint,3,opt,name=max_messages,json=maxMessages,proto3" json:"max_messages,omitempty"` // 0: no count limit
+	MaxRecords    uint32                 `protobuf:"varint,4,opt,name=max_records,json=maxRecords,proto3" json:"max_records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrimCmd) Reset() {
+	*x = TrimCmd{}
+	mi := &file_schat_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrimCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrimCmd) ProtoMessage() {}
+
+func (x *TrimCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrimCmd.ProtoReflect.Descriptor instead.
+func (*TrimCmd) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *TrimCmd) GetGroupIds() []uint64 {
+	if x != nil {
+		return x.GroupIds
+	}
+	return nil
+}
+
+func (x *TrimCmd) GetMaxAgeMs() int64 {
+	if x != nil {
+		return x.MaxAgeMs
+	}
+	return 0
+}
+
+func (x *TrimCmd) GetMaxMessages() uint64 {
+	if x != nil {
+		return x.MaxMessages
+	}
+	return 0
+}
+
+func (x *TrimCmd) GetMaxRecords() uint32 {
+	if x != nil {
+		return x.MaxRecords
+	}
+	return 0
+}
+
 // FileBeginCmd opens an upload whose bytes, size and SHA-256 the proposer
 // already knows; its chunks follow in order, then a FileCommitCmd.
 type FileBeginCmd struct {
@@ -7097,7 +7465,7 @@ type FileBeginCmd struct {
 
 func (x *FileBeginCmd) Reset() {
 	*x = FileBeginCmd{}
-	mi := &file_schat_proto_msgTypes[82]
+	mi := &file_schat_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7109,7 +7477,7 @@ func (x *FileBeginCmd) String() string {
 func (*FileBeginCmd) ProtoMessage() {}
 
 func (x *FileBeginCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[82]
+	mi := &file_schat_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7122,7 +7490,7 @@ func (x *FileBeginCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileBeginCmd.ProtoReflect.Descriptor instead.
 func (*FileBeginCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{82}
+	return file_schat_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *FileBeginCmd) GetInfo() *FileInfo {
@@ -7159,7 +7527,7 @@ type FileChunkCmd struct {
 
 func (x *FileChunkCmd) Reset() {
 	*x = FileChunkCmd{}
-	mi := &file_schat_proto_msgTypes[83]
+	mi := &file_schat_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7171,7 +7539,7 @@ func (x *FileChunkCmd) String() string {
 func (*FileChunkCmd) ProtoMessage() {}
 
 func (x *FileChunkCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[83]
+	mi := &file_schat_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7184,7 +7552,7 @@ func (x *FileChunkCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileChunkCmd.ProtoReflect.Descriptor instead.
 func (*FileChunkCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{83}
+	return file_schat_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *FileChunkCmd) GetFileId() string {
@@ -7218,7 +7586,7 @@ type FileCommitCmd struct {
 
 func (x *FileCommitCmd) Reset() {
 	*x = FileCommitCmd{}
-	mi := &file_schat_proto_msgTypes[84]
+	mi := &file_schat_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7230,7 +7598,7 @@ func (x *FileCommitCmd) String() string {
 func (*FileCommitCmd) ProtoMessage() {}
 
 func (x *FileCommitCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[84]
+	mi := &file_schat_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7243,7 +7611,7 @@ func (x *FileCommitCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileCommitCmd.ProtoReflect.Descriptor instead.
 func (*FileCommitCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{84}
+	return file_schat_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *FileCommitCmd) GetFileId() string {
@@ -7263,7 +7631,7 @@ type FileAbortCmd struct {
 
 func (x *FileAbortCmd) Reset() {
 	*x = FileAbortCmd{}
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7275,7 +7643,7 @@ func (x *FileAbortCmd) String() string {
 func (*FileAbortCmd) ProtoMessage() {}
 
 func (x *FileAbortCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7288,7 +7656,7 @@ func (x *FileAbortCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileAbortCmd.ProtoReflect.Descriptor instead.
 func (*FileAbortCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{85}
+	return file_schat_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *FileAbortCmd) GetFileId() string {
@@ -7310,7 +7678,7 @@ type FileSweepCmd struct {
 
 func (x *FileSweepCmd) Reset() {
 	*x = FileSweepCmd{}
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7322,7 +7690,7 @@ func (x *FileSweepCmd) String() string {
 func (*FileSweepCmd) ProtoMessage() {}
 
 func (x *FileSweepCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7335,7 +7703,7 @@ func (x *FileSweepCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSweepCmd.ProtoReflect.Descriptor instead.
 func (*FileSweepCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{86}
+	return file_schat_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *FileSweepCmd) GetUploadTimeoutMs() int64 {
@@ -7370,7 +7738,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7382,7 +7750,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7395,7 +7763,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{87}
+	return file_schat_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *User) GetId() uint64 {
@@ -7479,7 +7847,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7491,7 +7859,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7504,7 +7872,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{88}
+	return file_schat_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *Session) GetUserId() uint64 {
@@ -7541,13 +7909,16 @@ type Group struct {
 	LastSeq          uint64                 `protobuf:"varint,9,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
 	CreatedMs        int64                  `protobuf:"varint,10,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
 	AvatarFileId     string                 `protobuf:"bytes,11,opt,name=avatar_file_id,json=avatarFileId,proto3" json:"avatar_file_id,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Every message with a seq up to trimmed_seq has been removed by the
+	// retention limits; those after it are all kept.
+	TrimmedSeq    uint64 `protobuf:"varint,12,opt,name=trimmed_seq,json=trimmedSeq,proto3" json:"trimmed_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7559,7 +7930,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7572,7 +7943,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{89}
+	return file_schat_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *Group) GetId() uint64 {
@@ -7652,6 +8023,13 @@ func (x *Group) GetAvatarFileId() string {
 	return ""
 }
 
+func (x *Group) GetTrimmedSeq() uint64 {
+	if x != nil {
+		return x.TrimmedSeq
+	}
+	return 0
+}
+
 // StoredFile is a committed upload and how many messages and avatar slots
 // refer to it.
 type StoredFile struct {
@@ -7665,7 +8043,7 @@ type StoredFile struct {
 
 func (x *StoredFile) Reset() {
 	*x = StoredFile{}
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7677,7 +8055,7 @@ func (x *StoredFile) String() string {
 func (*StoredFile) ProtoMessage() {}
 
 func (x *StoredFile) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7690,7 +8068,7 @@ func (x *StoredFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredFile.ProtoReflect.Descriptor instead.
 func (*StoredFile) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{90}
+	return file_schat_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *StoredFile) GetInfo() *FileInfo {
@@ -7728,7 +8106,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7740,7 +8118,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7753,7 +8131,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{91}
+	return file_schat_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *Upload) GetInfo() *FileInfo {
@@ -7807,7 +8185,7 @@ type NodeRequest struct {
 
 func (x *NodeRequest) Reset() {
 	*x = NodeRequest{}
-	mi := &file_schat_proto_msgTypes[92]
+	mi := &file_schat_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7819,7 +8197,7 @@ func (x *NodeRequest) String() string {
 func (*NodeRequest) ProtoMessage() {}
 
 func (x *NodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[92]
+	mi := &file_schat_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7832,7 +8210,7 @@ func (x *NodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRequest.ProtoReflect.Descriptor instead.
 func (*NodeRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{92}
+	return file_schat_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *NodeRequest) GetBody() isNodeRequest_Body {
@@ -7937,7 +8315,7 @@ type NodeResponse struct {
 
 func (x *NodeResponse) Reset() {
 	*x = NodeResponse{}
-	mi := &file_schat_proto_msgTypes[93]
+	mi := &file_schat_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7949,7 +8327,7 @@ func (x *NodeResponse) String() string {
 func (*NodeResponse) ProtoMessage() {}
 
 func (x *NodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[93]
+	mi := &file_schat_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7962,7 +8340,7 @@ func (x *NodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeResponse.ProtoReflect.Descriptor instead.
 func (*NodeResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{93}
+	return file_schat_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *NodeResponse) GetCode() Code {
@@ -8047,7 +8425,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_schat_proto_msgTypes[94]
+	mi := &file_schat_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8059,7 +8437,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[94]
+	mi := &file_schat_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8072,7 +8450,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{94}
+	return file_schat_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ReadIndexRequest) GetShard() uint32 {
@@ -8091,7 +8469,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_schat_proto_msgTypes[95]
+	mi := &file_schat_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8103,7 +8481,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[95]
+	mi := &file_schat_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8116,7 +8494,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{95}
+	return file_schat_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -8135,7 +8513,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_schat_proto_msgTypes[96]
+	mi := &file_schat_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8147,7 +8525,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[96]
+	mi := &file_schat_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8160,7 +8538,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{96}
+	return file_schat_proto_rawDescGZIP(), []int{100}
 }
 
 type HelloResponse struct {
@@ -8176,7 +8554,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_schat_proto_msgTypes[97]
+	mi := &file_schat_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8188,7 +8566,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[97]
+	mi := &file_schat_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8201,7 +8579,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{97}
+	return file_schat_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *HelloResponse) GetNodeId() string {
@@ -8253,7 +8631,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_schat_proto_msgTypes[98]
+	mi := &file_schat_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8265,7 +8643,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[98]
+	mi := &file_schat_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8278,7 +8656,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{98}
+	return file_schat_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -8321,7 +8699,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_schat_proto_msgTypes[99]
+	mi := &file_schat_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8333,7 +8711,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[99]
+	mi := &file_schat_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8346,7 +8724,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{99}
+	return file_schat_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *ForwardRequest) GetShard() uint32 {
@@ -8376,7 +8754,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_schat_proto_msgTypes[100]
+	mi := &file_schat_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8388,7 +8766,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[100]
+	mi := &file_schat_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8401,7 +8779,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{100}
+	return file_schat_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ForwardResponse) GetIndex() uint64 {
@@ -8439,13 +8817,14 @@ type ApplyResult struct {
 	Unread        uint64                 `protobuf:"varint,9,opt,name=unread,proto3" json:"unread,omitempty"`
 	Existing      bool                   `protobuf:"varint,10,opt,name=existing,proto3" json:"existing,omitempty"`
 	File          *FileInfo              `protobuf:"bytes,11,opt,name=file,proto3" json:"file,omitempty"`
+	Count         uint64                 `protobuf:"varint,12,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyResult) Reset() {
 	*x = ApplyResult{}
-	mi := &file_schat_proto_msgTypes[101]
+	mi := &file_schat_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8457,7 +8836,7 @@ func (x *ApplyResult) String() string {
 func (*ApplyResult) ProtoMessage() {}
 
 func (x *ApplyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[101]
+	mi := &file_schat_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8470,7 +8849,7 @@ func (x *ApplyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResult.ProtoReflect.Descriptor instead.
 func (*ApplyResult) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{101}
+	return file_schat_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *ApplyResult) GetCode() Code {
@@ -8550,6 +8929,13 @@ func (x *ApplyResult) GetFile() *FileInfo {
 	return nil
 }
 
+func (x *ApplyResult) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // RemoveRequest asks the leader of one shard to remove a server.
 type RemoveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -8562,7 +8948,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_schat_proto_msgTypes[102]
+	mi := &file_schat_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8574,7 +8960,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[102]
+	mi := &file_schat_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8587,7 +8973,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{102}
+	return file_schat_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *RemoveRequest) GetNodeId() string {
@@ -8707,7 +9093,7 @@ const file_schat_proto_rawDesc = "" +
 	"\anotices\x18\x06 \x03(\v2\x10.schat.v1.NoticeR\anotices\x12$\n" +
 	"\x0eserver_time_ms\x18\a \x01(\x03R\fserverTimeMs\x12(\n" +
 	"\x06limits\x18\b \x01(\v2\x10.schat.v1.LimitsR\x06limits\x12 \n" +
-	"\vincarnation\x18\t \x01(\x04R\vincarnation\"\xa1\x02\n" +
+	"\vincarnation\x18\t \x01(\x04R\vincarnation\"\x88\x03\n" +
 	"\x06Limits\x12\x19\n" +
 	"\bmax_name\x18\x01 \x01(\rR\amaxName\x12'\n" +
 	"\x0fmax_description\x18\x02 \x01(\rR\x0emaxDescription\x12\x1f\n" +
@@ -8718,7 +9104,10 @@ const file_schat_proto_rawDesc = "" +
 	"\x10max_owned_groups\x18\x06 \x01(\rR\x0emaxOwnedGroups\x12\x1f\n" +
 	"\vmax_members\x18\a \x01(\rR\n" +
 	"maxMembers\x12\"\n" +
-	"\rmax_file_size\x18\b \x01(\x04R\vmaxFileSize\"\x0f\n" +
+	"\rmax_file_size\x18\b \x01(\x04R\vmaxFileSize\x12/\n" +
+	"\x14retention_max_age_ms\x18\t \x01(\x03R\x11retentionMaxAgeMs\x124\n" +
+	"\x16retention_max_messages\x18\n" +
+	" \x01(\x04R\x14retentionMaxMessages\"\x0f\n" +
 	"\rLogoutRequest\"3\n" +
 	"\vPingRequest\x12$\n" +
 	"\x0eclient_time_ms\x18\x01 \x01(\x03R\fclientTimeMs\"Z\n" +
@@ -8872,12 +9261,13 @@ const file_schat_proto_rawDesc = "" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\x12\x1f\n" +
 	"\vfrom_cursor\x18\x04 \x01(\bR\n" +
 	"fromCursor\x12\"\n" +
-	"\flinearizable\x18\x05 \x01(\bR\flinearizable\"\x8a\x01\n" +
+	"\flinearizable\x18\x05 \x01(\bR\flinearizable\"\xa7\x01\n" +
 	"\vMessagePage\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x121\n" +
 	"\bmessages\x18\x02 \x03(\v2\x15.schat.v1.ChatMessageR\bmessages\x12\x19\n" +
 	"\blast_seq\x18\x03 \x01(\x04R\alastSeq\x12\x12\n" +
-	"\x04more\x18\x04 \x01(\bR\x04more\">\n" +
+	"\x04more\x18\x04 \x01(\bR\x04more\x12\x1b\n" +
+	"\tfirst_seq\x18\x05 \x01(\x04R\bfirstSeq\">\n" +
 	"\x0fMarkReadRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\"E\n" +
@@ -8961,12 +9351,16 @@ const file_schat_proto_rawDesc = "" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
 	"\n" +
-	"by_user_id\x18\x03 \x01(\x04R\bbyUserId\"j\n" +
+	"by_user_id\x18\x03 \x01(\x04R\bbyUserId\"\xcd\x01\n" +
 	"\x12ApplicationDecided\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x1d\n" +
 	"\n" +
 	"group_name\x18\x02 \x01(\tR\tgroupName\x12\x1a\n" +
-	"\bapproved\x18\x03 \x01(\bR\bapproved\"\\\n" +
+	"\bapproved\x18\x03 \x01(\bR\bapproved\x12;\n" +
+	"\x06reason\x18\x04 \x01(\x0e2#.schat.v1.ApplicationDecided.ReasonR\x06reason\"$\n" +
+	"\x06Reason\x12\v\n" +
+	"\aDECIDED\x10\x00\x12\r\n" +
+	"\tDISSOLVED\x10\x01\"\\\n" +
 	"\x0fMessageRecalled\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1c\n" +
@@ -8981,7 +9375,7 @@ const file_schat_proto_rawDesc = "" +
 	"\x06Notice\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x17\n" +
 	"\atime_ms\x18\x02 \x01(\x03R\x06timeMs\x12%\n" +
-	"\x05event\x18\x03 \x01(\v2\x0f.schat.v1.EventR\x05event\"\x8b\f\n" +
+	"\x05event\x18\x03 \x01(\v2\x0f.schat.v1.EventR\x05event\"\xfc\f\n" +
 	"\aCommand\x12\x17\n" +
 	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x123\n" +
 	"\bregister\x18\n" +
@@ -8993,7 +9387,8 @@ const file_schat_proto_rawDesc = "" +
 	"\rreserve_group\x18\x0f \x01(\v2\x19.schat.v1.ReserveGroupCmdH\x00R\freserveGroup\x12@\n" +
 	"\rrelease_group\x18\x10 \x01(\v2\x19.schat.v1.ReleaseGroupCmdH\x00R\freleaseGroup\x12C\n" +
 	"\x0emove_ownership\x18\x11 \x01(\v2\x1a.schat.v1.MoveOwnershipCmdH\x00R\rmoveOwnership\x12C\n" +
-	"\x0eprune_sessions\x18\x12 \x01(\v2\x1a.schat.v1.PruneSessionsCmdH\x00R\rpruneSessions\x12=\n" +
+	"\x0eprune_sessions\x18\x12 \x01(\v2\x1a.schat.v1.PruneSessionsCmdH\x00R\rpruneSessions\x12F\n" +
+	"\x0freconcile_owned\x18\x13 \x01(\v2\x1b.schat.v1.ReconcileOwnedCmdH\x00R\x0ereconcileOwned\x12=\n" +
 	"\fcreate_group\x18\x1e \x01(\v2\x18.schat.v1.CreateGroupCmdH\x00R\vcreateGroup\x12*\n" +
 	"\x05apply\x18\x1f \x01(\v2\x12.schat.v1.ApplyCmdH\x00R\x05apply\x12-\n" +
 	"\x06decide\x18  \x01(\v2\x13.schat.v1.DecideCmdH\x00R\x06decide\x12*\n" +
@@ -9005,7 +9400,8 @@ const file_schat_proto_rawDesc = "" +
 	"\x06recall\x18& \x01(\v2\x13.schat.v1.RecallCmdH\x00R\x06recall\x124\n" +
 	"\tmark_read\x18' \x01(\v2\x15.schat.v1.MarkReadCmdH\x00R\bmarkRead\x12:\n" +
 	"\vack_notices\x18( \x01(\v2\x17.schat.v1.AckNoticesCmdH\x00R\n" +
-	"ackNotices\x127\n" +
+	"ackNotices\x12'\n" +
+	"\x04trim\x18) \x01(\v2\x11.schat.v1.TrimCmdH\x00R\x04trim\x127\n" +
 	"\n" +
 	"file_begin\x18< \x01(\v2\x16.schat.v1.FileBeginCmdH\x00R\tfileBegin\x127\n" +
 	"\n" +
@@ -9071,6 +9467,18 @@ const file_schat_proto_rawDesc = "" +
 	"\bgroup_id\x18\x03 \x01(\x04R\agroupId\x12\x1b\n" +
 	"\tmax_owned\x18\x04 \x01(\rR\bmaxOwned\"\x12\n" +
 	"\x10PruneSessionsCmd\"X\n" +
+	"\x11ReconcileOwnedCmd\x12\x19\n" +
+	"\bgrace_ms\x18\x01 \x01(\x03R\agraceMs\x12(\n" +
+	"\x05fixes\x18\x02 \x03(\v2\x12.schat.v1.OwnedFixR\x05fixes\"j\n" +
+	"\bOwnedFix\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x19\n" +
+	"\bowner_id\x18\x02 \x01(\x04R\aownerId\x12(\n" +
+	"\x04seen\x18\x03 \x03(\v2\x14.schat.v1.OwnedEntryR\x04seen\"V\n" +
+	"\n" +
+	"OwnedEntry\x12\x19\n" +
+	"\bowner_id\x18\x01 \x01(\x04R\aownerId\x12\x17\n" +
+	"\atime_ms\x18\x02 \x01(\x03R\x06timeMs\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\"X\n" +
 	"\vGroupLimits\x12\x1f\n" +
 	"\vmax_members\x18\x01 \x01(\rR\n" +
 	"maxMembers\x12(\n" +
@@ -9146,7 +9554,14 @@ const file_schat_proto_rawDesc = "" +
 	"\rAckNoticesCmd\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x04R\x06userId\x12\x1d\n" +
 	"\n" +
-	"notice_ids\x18\x02 \x03(\x04R\tnoticeIds\"r\n" +
+	"notice_ids\x18\x02 \x03(\x04R\tnoticeIds\"\x88\x01\n" +
+	"\aTrimCmd\x12\x1b\n" +
+	"\tgroup_ids\x18\x01 \x03(\x04R\bgroupIds\x12\x1c\n" +
+	"\n" +
+	"max_age_ms\x18\x02 \x01(\x03R\bmaxAgeMs\x12!\n" +
+	"\fmax_messages\x18\x03 \x01(\x04R\vmaxMessages\x12\x1f\n" +
+	"\vmax_records\x18\x04 \x01(\rR\n" +
+	"maxRecords\"r\n" +
 	"\fFileBeginCmd\x12&\n" +
 	"\x04info\x18\x01 \x01(\v2\x12.schat.v1.FileInfoR\x04info\x12\x19\n" +
 	"\bmax_size\x18\x02 \x01(\x04R\amaxSize\x12\x1f\n" +
@@ -9182,7 +9597,7 @@ const file_schat_proto_rawDesc = "" +
 	"\n" +
 	"created_ms\x18\x02 \x01(\x03R\tcreatedMs\x12\x1d\n" +
 	"\n" +
-	"expires_ms\x18\x03 \x01(\x03R\texpiresMs\"\xdc\x02\n" +
+	"expires_ms\x18\x03 \x01(\x03R\texpiresMs\"\xfd\x02\n" +
 	"\x05Group\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -9196,7 +9611,9 @@ const file_schat_proto_rawDesc = "" +
 	"\n" +
 	"created_ms\x18\n" +
 	" \x01(\x03R\tcreatedMs\x12$\n" +
-	"\x0eavatar_file_id\x18\v \x01(\tR\favatarFileId\"b\n" +
+	"\x0eavatar_file_id\x18\v \x01(\tR\favatarFileId\x12\x1f\n" +
+	"\vtrimmed_seq\x18\f \x01(\x04R\n" +
+	"trimmedSeq\"b\n" +
 	"\n" +
 	"StoredFile\x12&\n" +
 	"\x04info\x18\x01 \x01(\v2\x12.schat.v1.FileInfoR\x04info\x12\x12\n" +
@@ -9251,7 +9668,7 @@ const file_schat_proto_rawDesc = "" +
 	"\x0fForwardResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12/\n" +
 	"\aresults\x18\x02 \x03(\v2\x15.schat.v1.ApplyResultR\aresults\x12\x14\n" +
-	"\x05batch\x18\x03 \x01(\bR\x05batch\"\xf0\x02\n" +
+	"\x05batch\x18\x03 \x01(\bR\x05batch\"\x86\x03\n" +
 	"\vApplyResult\x12\"\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x0e.schat.v1.CodeR\x04code\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12\x17\n" +
@@ -9264,7 +9681,8 @@ const file_schat_proto_rawDesc = "" +
 	"\x06unread\x18\t \x01(\x04R\x06unread\x12\x1a\n" +
 	"\bexisting\x18\n" +
 	" \x01(\bR\bexisting\x12&\n" +
-	"\x04file\x18\v \x01(\v2\x12.schat.v1.FileInfoR\x04file\"\\\n" +
+	"\x04file\x18\v \x01(\v2\x12.schat.v1.FileInfoR\x04file\x12\x14\n" +
+	"\x05count\x18\f \x01(\x04R\x05count\"\\\n" +
 	"\rRemoveRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05shard\x18\x02 \x01(\rR\x05shard\x12\x1c\n" +
@@ -9334,8 +9752,8 @@ func file_schat_proto_rawDescGZIP() []byte {
 	return file_schat_proto_rawDescData
 }
 
-var file_schat_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 103)
+var file_schat_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 107)
 var file_schat_proto_goTypes = []any{
 	(Code)(0),                        // 0: schat.v1.Code
 	(Sex)(0),                         // 1: schat.v1.Sex
@@ -9345,246 +9763,256 @@ var file_schat_proto_goTypes = []any{
 	(FilePurpose)(0),                 // 5: schat.v1.FilePurpose
 	(SystemNote_Kind)(0),             // 6: schat.v1.SystemNote.Kind
 	(MemberChanged_Change)(0),        // 7: schat.v1.MemberChanged.Change
-	(*ClientFrame)(nil),              // 8: schat.v1.ClientFrame
-	(*ServerFrame)(nil),              // 9: schat.v1.ServerFrame
-	(*Heartbeat)(nil),                // 10: schat.v1.Heartbeat
-	(*Response)(nil),                 // 11: schat.v1.Response
-	(*RegisterRequest)(nil),          // 12: schat.v1.RegisterRequest
-	(*RegisterResponse)(nil),         // 13: schat.v1.RegisterResponse
-	(*LoginRequest)(nil),             // 14: schat.v1.LoginRequest
-	(*ResumeRequest)(nil),            // 15: schat.v1.ResumeRequest
-	(*LoginResponse)(nil),            // 16: schat.v1.LoginResponse
-	(*Limits)(nil),                   // 17: schat.v1.Limits
-	(*LogoutRequest)(nil),            // 18: schat.v1.LogoutRequest
-	(*PingRequest)(nil),              // 19: schat.v1.PingRequest
-	(*PingResponse)(nil),             // 20: schat.v1.PingResponse
-	(*ChangePasswordRequest)(nil),    // 21: schat.v1.ChangePasswordRequest
-	(*ChangePasswordResponse)(nil),   // 22: schat.v1.ChangePasswordResponse
-	(*UpdateProfileRequest)(nil),     // 23: schat.v1.UpdateProfileRequest
-	(*GetProfilesRequest)(nil),       // 24: schat.v1.GetProfilesRequest
-	(*GetProfilesResponse)(nil),      // 25: schat.v1.GetProfilesResponse
-	(*UserProfile)(nil),              // 26: schat.v1.UserProfile
-	(*CreateGroupRequest)(nil),       // 27: schat.v1.CreateGroupRequest
-	(*ApplyGroupRequest)(nil),        // 28: schat.v1.ApplyGroupRequest
-	(*ApplyGroupResponse)(nil),       // 29: schat.v1.ApplyGroupResponse
-	(*DecideApplicationRequest)(nil), // 30: schat.v1.DecideApplicationRequest
-	(*ListApplicationsRequest)(nil),  // 31: schat.v1.ListApplicationsRequest
-	(*ListApplicationsResponse)(nil), // 32: schat.v1.ListApplicationsResponse
-	(*Application)(nil),              // 33: schat.v1.Application
-	(*QuitGroupRequest)(nil),         // 34: schat.v1.QuitGroupRequest
-	(*KickMemberRequest)(nil),        // 35: schat.v1.KickMemberRequest
-	(*DissolveGroupRequest)(nil),     // 36: schat.v1.DissolveGroupRequest
-	(*TransferOwnershipRequest)(nil), // 37: schat.v1.TransferOwnershipRequest
-	(*GroupInfoRequest)(nil),         // 38: schat.v1.GroupInfoRequest
-	(*ListPublicGroupsRequest)(nil),  // 39: schat.v1.ListPublicGroupsRequest
-	(*ListPublicGroupsResponse)(nil), // 40: schat.v1.ListPublicGroupsResponse
-	(*UpdateGroupRequest)(nil),       // 41: schat.v1.UpdateGroupRequest
-	(*ListMyGroupsRequest)(nil),      // 42: schat.v1.ListMyGroupsRequest
-	(*ListMyGroupsResponse)(nil),     // 43: schat.v1.ListMyGroupsResponse
-	(*AckNoticesRequest)(nil),        // 44: schat.v1.AckNoticesRequest
-	(*GroupInfo)(nil),                // 45: schat.v1.GroupInfo
-	(*Member)(nil),                   // 46: schat.v1.Member
-	(*GroupSummary)(nil),             // 47: schat.v1.GroupSummary
-	(*SendMessageRequest)(nil),       // 48: schat.v1.SendMessageRequest
-	(*RecallMessageRequest)(nil),     // 49: schat.v1.RecallMessageRequest
-	(*HistoryRequest)(nil),           // 50: schat.v1.HistoryRequest
-	(*SyncRequest)(nil),              // 51: schat.v1.SyncRequest
-	(*MessagePage)(nil),              // 52: schat.v1.MessagePage
-	(*MarkReadRequest)(nil),          // 53: schat.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),         // 54: schat.v1.MarkReadResponse
-	(*ChatMessage)(nil),              // 55: schat.v1.ChatMessage
-	(*FileInfo)(nil),                 // 56: schat.v1.FileInfo
-	(*FileLink)(nil),                 // 57: schat.v1.FileLink
-	(*SystemNote)(nil),               // 58: schat.v1.SystemNote
-	(*Event)(nil),                    // 59: schat.v1.Event
-	(*MemberChanged)(nil),            // 60: schat.v1.MemberChanged
-	(*GroupDissolved)(nil),           // 61: schat.v1.GroupDissolved
-	(*ApplicationDecided)(nil),       // 62: schat.v1.ApplicationDecided
-	(*MessageRecalled)(nil),          // 63: schat.v1.MessageRecalled
-	(*ReadReceipt)(nil),              // 64: schat.v1.ReadReceipt
-	(*SessionEnded)(nil),             // 65: schat.v1.SessionEnded
-	(*Notice)(nil),                   // 66: schat.v1.Notice
-	(*Command)(nil),                  // 67: schat.v1.Command
-	(*CommandBatch)(nil),             // 68: schat.v1.CommandBatch
-	(*RegisterCmd)(nil),              // 69: schat.v1.RegisterCmd
-	(*CreateSessionCmd)(nil),         // 70: schat.v1.CreateSessionCmd
-	(*DeleteSessionCmd)(nil),         // 71: schat.v1.DeleteSessionCmd
-	(*ChangePasswordCmd)(nil),        // 72: schat.v1.ChangePasswordCmd
-	(*UpdateProfileCmd)(nil),         // 73: schat.v1.UpdateProfileCmd
-	(*ReserveGroupCmd)(nil),          // 74: schat.v1.ReserveGroupCmd
-	(*ReleaseGroupCmd)(nil),          // 75: schat.v1.ReleaseGroupCmd
-	(*MoveOwnershipCmd)(nil),         // 76: schat.v1.MoveOwnershipCmd
-	(*PruneSessionsCmd)(nil),         // 77: schat.v1.PruneSessionsCmd
-	(*GroupLimits)(nil),              // 78: schat.v1.GroupLimits
-	(*CreateGroupCmd)(nil),           // 79: schat.v1.CreateGroupCmd
-	(*ApplyCmd)(nil),                 // 80: schat.v1.ApplyCmd
-	(*DecideCmd)(nil),                // 81: schat.v1.DecideCmd
-	(*LeaveCmd)(nil),                 // 82: schat.v1.LeaveCmd
-	(*DissolveCmd)(nil),              // 83: schat.v1.DissolveCmd
-	(*TransferCmd)(nil),              // 84: schat.v1.TransferCmd
-	(*UpdateGroupCmd)(nil),           // 85: schat.v1.UpdateGroupCmd
-	(*SendCmd)(nil),                  // 86: schat.v1.SendCmd
-	(*RecallCmd)(nil),                // 87: schat.v1.RecallCmd
-	(*MarkReadCmd)(nil),              // 88: schat.v1.MarkReadCmd
-	(*AckNoticesCmd)(nil),            // 89: schat.v1.AckNoticesCmd
-	(*FileBeginCmd)(nil),             // 90: schat.v1.FileBeginCmd
-	(*FileChunkCmd)(nil),             // 91: schat.v1.FileChunkCmd
-	(*FileCommitCmd)(nil),            // 92: schat.v1.FileCommitCmd
-	(*FileAbortCmd)(nil),             // 93: schat.v1.FileAbortCmd
-	(*FileSweepCmd)(nil),             // 94: schat.v1.FileSweepCmd
-	(*User)(nil),                     // 95: schat.v1.User
-	(*Session)(nil),                  // 96: schat.v1.Session
-	(*Group)(nil),                    // 97: schat.v1.Group
-	(*StoredFile)(nil),               // 98: schat.v1.StoredFile
-	(*Upload)(nil),                   // 99: schat.v1.Upload
-	(*NodeRequest)(nil),              // 100: schat.v1.NodeRequest
-	(*NodeResponse)(nil),             // 101: schat.v1.NodeResponse
-	(*ReadIndexRequest)(nil),         // 102: schat.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),        // 103: schat.v1.ReadIndexResponse
-	(*HelloRequest)(nil),             // 104: schat.v1.HelloRequest
-	(*HelloResponse)(nil),            // 105: schat.v1.HelloResponse
-	(*JoinRequest)(nil),              // 106: schat.v1.JoinRequest
-	(*ForwardRequest)(nil),           // 107: schat.v1.ForwardRequest
-	(*ForwardResponse)(nil),          // 108: schat.v1.ForwardResponse
-	(*ApplyResult)(nil),              // 109: schat.v1.ApplyResult
-	(*RemoveRequest)(nil),            // 110: schat.v1.RemoveRequest
+	(ApplicationDecided_Reason)(0),   // 8: schat.v1.ApplicationDecided.Reason
+	(*ClientFrame)(nil),              // 9: schat.v1.ClientFrame
+	(*ServerFrame)(nil),              // 10: schat.v1.ServerFrame
+	(*Heartbeat)(nil),                // 11: schat.v1.Heartbeat
+	(*Response)(nil),                 // 12: schat.v1.Response
+	(*RegisterRequest)(nil),          // 13: schat.v1.RegisterRequest
+	(*RegisterResponse)(nil),         // 14: schat.v1.RegisterResponse
+	(*LoginRequest)(nil),             // 15: schat.v1.LoginRequest
+	(*ResumeRequest)(nil),            // 16: schat.v1.ResumeRequest
+	(*LoginResponse)(nil),            // 17: schat.v1.LoginResponse
+	(*Limits)(nil),                   // 18: schat.v1.Limits
+	(*LogoutRequest)(nil),            // 19: schat.v1.LogoutRequest
+	(*PingRequest)(nil),              // 20: schat.v1.PingRequest
+	(*PingResponse)(nil),             // 21: schat.v1.PingResponse
+	(*ChangePasswordRequest)(nil),    // 22: schat.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),   // 23: schat.v1.ChangePasswordResponse
+	(*UpdateProfileRequest)(nil),     // 24: schat.v1.UpdateProfileRequest
+	(*GetProfilesRequest)(nil),       // 25: schat.v1.GetProfilesRequest
+	(*GetProfilesResponse)(nil),      // 26: schat.v1.GetProfilesResponse
+	(*UserProfile)(nil),              // 27: schat.v1.UserProfile
+	(*CreateGroupRequest)(nil),       // 28: schat.v1.CreateGroupRequest
+	(*ApplyGroupRequest)(nil),        // 29: schat.v1.ApplyGroupRequest
+	(*ApplyGroupResponse)(nil),       // 30: schat.v1.ApplyGroupResponse
+	(*DecideApplicationRequest)(nil), // 31: schat.v1.DecideApplicationRequest
+	(*ListApplicationsRequest)(nil),  // 32: schat.v1.ListApplicationsRequest
+	(*ListApplicationsResponse)(nil), // 33: schat.v1.ListApplicationsResponse
+	(*Application)(nil),              // 34: schat.v1.Application
+	(*QuitGroupRequest)(nil),         // 35: schat.v1.QuitGroupRequest
+	(*KickMemberRequest)(nil),        // 36: schat.v1.KickMemberRequest
+	(*DissolveGroupRequest)(nil),     // 37: schat.v1.DissolveGroupRequest
+	(*TransferOwnershipRequest)(nil), // 38: schat.v1.TransferOwnershipRequest
+	(*GroupInfoRequest)(nil),         // 39: schat.v1.GroupInfoRequest
+	(*ListPublicGroupsRequest)(nil),  // 40: schat.v1.ListPublicGroupsRequest
+	(*ListPublicGroupsResponse)(nil), // 41: schat.v1.ListPublicGroupsResponse
+	(*UpdateGroupRequest)(nil),       // 42: schat.v1.UpdateGroupRequest
+	(*ListMyGroupsRequest)(nil),      // 43: schat.v1.ListMyGroupsRequest
+	(*ListMyGroupsResponse)(nil),     // 44: schat.v1.ListMyGroupsResponse
+	(*AckNoticesRequest)(nil),        // 45: schat.v1.AckNoticesRequest
+	(*GroupInfo)(nil),                // 46: schat.v1.GroupInfo
+	(*Member)(nil),                   // 47: schat.v1.Member
+	(*GroupSummary)(nil),             // 48: schat.v1.GroupSummary
+	(*SendMessageRequest)(nil),       // 49: schat.v1.SendMessageRequest
+	(*RecallMessageRequest)(nil),     // 50: schat.v1.RecallMessageRequest
+	(*HistoryRequest)(nil),           // 51: schat.v1.HistoryRequest
+	(*SyncRequest)(nil),              // 52: schat.v1.SyncRequest
+	(*MessagePage)(nil),              // 53: schat.v1.MessagePage
+	(*MarkReadRequest)(nil),          // 54: schat.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),         // 55: schat.v1.MarkReadResponse
+	(*ChatMessage)(nil),              // 56: schat.v1.ChatMessage
+	(*FileInfo)(nil),                 // 57: schat.v1.FileInfo
+	(*FileLink)(nil),                 // 58: schat.v1.FileLink
+	(*SystemNote)(nil),               // 59: schat.v1.SystemNote
+	(*Event)(nil),                    // 60: schat.v1.Event
+	(*MemberChanged)(nil),            // 61: schat.v1.MemberChanged
+	(*GroupDissolved)(nil),           // 62: schat.v1.GroupDissolved
+	(*ApplicationDecided)(nil),       // 63: schat.v1.ApplicationDecided
+	(*MessageRecalled)(nil),          // 64: schat.v1.MessageRecalled
+	(*ReadReceipt)(nil),              // 65: schat.v1.ReadReceipt
+	(*SessionEnded)(nil),             // 66: schat.v1.SessionEnded
+	(*Notice)(nil),                   // 67: schat.v1.Notice
+	(*Command)(nil),                  // 68: schat.v1.Command
+	(*CommandBatch)(nil),             // 69: schat.v1.CommandBatch
+	(*RegisterCmd)(nil),              // 70: schat.v1.RegisterCmd
+	(*CreateSessionCmd)(nil),         // 71: schat.v1.CreateSessionCmd
+	(*DeleteSessionCmd)(nil),         // 72: schat.v1.DeleteSessionCmd
+	(*ChangePasswordCmd)(nil),        // 73: schat.v1.ChangePasswordCmd
+	(*UpdateProfileCmd)(nil),         // 74: schat.v1.UpdateProfileCmd
+	(*ReserveGroupCmd)(nil),          // 75: schat.v1.ReserveGroupCmd
+	(*ReleaseGroupCmd)(nil),          // 76: schat.v1.ReleaseGroupCmd
+	(*MoveOwnershipCmd)(nil),         // 77: schat.v1.MoveOwnershipCmd
+	(*PruneSessionsCmd)(nil),         // 78: schat.v1.PruneSessionsCmd
+	(*ReconcileOwnedCmd)(nil),        // 79: schat.v1.ReconcileOwnedCmd
+	(*OwnedFix)(nil),                 // 80: schat.v1.OwnedFix
+	(*OwnedEntry)(nil),               // 81: schat.v1.OwnedEntry
+	(*GroupLimits)(nil),              // 82: schat.v1.GroupLimits
+	(*CreateGroupCmd)(nil),           // 83: schat.v1.CreateGroupCmd
+	(*ApplyCmd)(nil),                 // 84: schat.v1.ApplyCmd
+	(*DecideCmd)(nil),                // 85: schat.v1.DecideCmd
+	(*LeaveCmd)(nil),                 // 86: schat.v1.LeaveCmd
+	(*DissolveCmd)(nil),              // 87: schat.v1.DissolveCmd
+	(*TransferCmd)(nil),              // 88: schat.v1.TransferCmd
+	(*UpdateGroupCmd)(nil),           // 89: schat.v1.UpdateGroupCmd
+	(*SendCmd)(nil),                  // 90: schat.v1.SendCmd
+	(*RecallCmd)(nil),                // 91: schat.v1.RecallCmd
+	(*MarkReadCmd)(nil),              // 92: schat.v1.MarkReadCmd
+	(*AckNoticesCmd)(nil),            // 93: schat.v1.AckNoticesCmd
+	(*TrimCmd)(nil),                  // 94: schat.v1.TrimCmd
+	(*FileBeginCmd)(nil),             // 95: schat.v1.FileBeginCmd
+	(*FileChunkCmd)(nil),             // 96: schat.v1.FileChunkCmd
+	(*FileCommitCmd)(nil),            // 97: schat.v1.FileCommitCmd
+	(*FileAbortCmd)(nil),             // 98: schat.v1.FileAbortCmd
+	(*FileSweepCmd)(nil),             // 99: schat.v1.FileSweepCmd
+	(*User)(nil),                     // 100: schat.v1.User
+	(*Session)(nil),                  // 101: schat.v1.Session
+	(*Group)(nil),                    // 102: schat.v1.Group
+	(*StoredFile)(nil),               // 103: schat.v1.StoredFile
+	(*Upload)(nil),                   // 104: schat.v1.Upload
+	(*NodeRequest)(nil),              // 105: schat.v1.NodeRequest
+	(*NodeResponse)(nil),             // 106: schat.v1.NodeResponse
+	(*ReadIndexRequest)(nil),         // 107: schat.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),        // 108: schat.v1.ReadIndexResponse
+	(*HelloRequest)(nil),             // 109: schat.v1.HelloRequest
+	(*HelloResponse)(nil),            // 110: schat.v1.HelloResponse
+	(*JoinRequest)(nil),              // 111: schat.v1.JoinRequest
+	(*ForwardRequest)(nil),           // 112: schat.v1.ForwardRequest
+	(*ForwardResponse)(nil),          // 113: schat.v1.ForwardResponse
+	(*ApplyResult)(nil),              // 114: schat.v1.ApplyResult
+	(*RemoveRequest)(nil),            // 115: schat.v1.RemoveRequest
 }
 var file_schat_proto_depIdxs = []int32{
-	10,  // 0: schat.v1.ClientFrame.heartbeat:type_name -> schat.v1.Heartbeat
-	12,  // 1: schat.v1.ClientFrame.register:type_name -> schat.v1.RegisterRequest
-	14,  // 2: schat.v1.ClientFrame.login:type_name -> schat.v1.LoginRequest
-	15,  // 3: schat.v1.ClientFrame.resume:type_name -> schat.v1.ResumeRequest
-	18,  // 4: schat.v1.ClientFrame.logout:type_name -> schat.v1.LogoutRequest
-	19,  // 5: schat.v1.ClientFrame.ping:type_name -> schat.v1.PingRequest
-	21,  // 6: schat.v1.ClientFrame.change_password:type_name -> schat.v1.ChangePasswordRequest
-	23,  // 7: schat.v1.ClientFrame.update_profile:type_name -> schat.v1.UpdateProfileRequest
-	24,  // 8: schat.v1.ClientFrame.get_profiles:type_name -> schat.v1.GetProfilesRequest
-	27,  // 9: schat.v1.ClientFrame.create_group:type_name -> schat.v1.CreateGroupRequest
-	28,  // 10: schat.v1.ClientFrame.apply_group:type_name -> schat.v1.ApplyGroupRequest
-	30,  // 11: schat.v1.ClientFrame.decide_application:type_name -> schat.v1.DecideApplicationRequest
-	31,  // 12: schat.v1.ClientFrame.list_applications:type_name -> schat.v1.ListApplicationsRequest
-	34,  // 13: schat.v1.ClientFrame.quit_group:type_name -> schat.v1.QuitGroupRequest
-	35,  // 14: schat.v1.ClientFrame.kick_member:type_name -> schat.v1.KickMemberRequest
-	36,  // 15: schat.v1.ClientFrame.dissolve_group:type_name -> schat.v1.DissolveGroupRequest
-	37,  // 16: schat.v1.ClientFrame.transfer_ownership:type_name -> schat.v1.TransferOwnershipRequest
-	38,  // 17: schat.v1.ClientFrame.group_info:type_name -> schat.v1.GroupInfoRequest
-	39,  // 18: schat.v1.ClientFrame.list_public_groups:type_name -> schat.v1.ListPublicGroupsRequest
-	41,  // 19: schat.v1.ClientFrame.update_group:type_name -> schat.v1.UpdateGroupRequest
-	42,  // 20: schat.v1.ClientFrame.list_my_groups:type_name -> schat.v1.ListMyGroupsRequest
-	44,  // 21: schat.v1.ClientFrame.ack_notices:type_name -> schat.v1.AckNoticesRequest
-	48,  // 22: schat.v1.ClientFrame.send_message:type_name -> schat.v1.SendMessageRequest
-	49,  // 23: schat.v1.ClientFrame.recall_message:type_name -> schat.v1.RecallMessageRequest
-	50,  // 24: schat.v1.ClientFrame.history:type_name -> schat.v1.HistoryRequest
-	51,  // 25: schat.v1.ClientFrame.sync:type_name -> schat.v1.SyncRequest
-	53,  // 26: schat.v1.ClientFrame.mark_read:type_name -> schat.v1.MarkReadRequest
-	11,  // 27: schat.v1.ServerFrame.response:type_name -> schat.v1.Response
-	59,  // 28: schat.v1.ServerFrame.event:type_name -> schat.v1.Event
-	10,  // 29: schat.v1.ServerFrame.heartbeat:type_name -> schat.v1.Heartbeat
+	11,  // 0: schat.v1.ClientFrame.heartbeat:type_name -> schat.v1.Heartbeat
+	13,  // 1: schat.v1.ClientFrame.register:type_name -> schat.v1.RegisterRequest
+	15,  // 2: schat.v1.ClientFrame.login:type_name -> schat.v1.LoginRequest
+	16,  // 3: schat.v1.ClientFrame.resume:type_name -> schat.v1.ResumeRequest
+	19,  // 4: schat.v1.ClientFrame.logout:type_name -> schat.v1.LogoutRequest
+	20,  // 5: schat.v1.ClientFrame.ping:type_name -> schat.v1.PingRequest
+	22,  // 6: schat.v1.ClientFrame.change_password:type_name -> schat.v1.ChangePasswordRequest
+	24,  // 7: schat.v1.ClientFrame.update_profile:type_name -> schat.v1.UpdateProfileRequest
+	25,  // 8: schat.v1.ClientFrame.get_profiles:type_name -> schat.v1.GetProfilesRequest
+	28,  // 9: schat.v1.ClientFrame.create_group:type_name -> schat.v1.CreateGroupRequest
+	29,  // 10: schat.v1.ClientFrame.apply_group:type_name -> schat.v1.ApplyGroupRequest
+	31,  // 11: schat.v1.ClientFrame.decide_application:type_name -> schat.v1.DecideApplicationRequest
+	32,  // 12: schat.v1.ClientFrame.list_applications:type_name -> schat.v1.ListApplicationsRequest
+	35,  // 13: schat.v1.ClientFrame.quit_group:type_name -> schat.v1.QuitGroupRequest
+	36,  // 14: schat.v1.ClientFrame.kick_member:type_name -> schat.v1.KickMemberRequest
+	37,  // 15: schat.v1.ClientFrame.dissolve_group:type_name -> schat.v1.DissolveGroupRequest
+	38,  // 16: schat.v1.ClientFrame.transfer_ownership:type_name -> schat.v1.TransferOwnershipRequest
+	39,  // 17: schat.v1.ClientFrame.group_info:type_name -> schat.v1.GroupInfoRequest
+	40,  // 18: schat.v1.ClientFrame.list_public_groups:type_name -> schat.v1.ListPublicGroupsRequest
+	42,  // 19: schat.v1.ClientFrame.update_group:type_name -> schat.v1.UpdateGroupRequest
+	43,  // 20: schat.v1.ClientFrame.list_my_groups:type_name -> schat.v1.ListMyGroupsRequest
+	45,  // 21: schat.v1.ClientFrame.ack_notices:type_name -> schat.v1.AckNoticesRequest
+	49,  // 22: schat.v1.ClientFrame.send_message:type_name -> schat.v1.SendMessageRequest
+	50,  // 23: schat.v1.ClientFrame.recall_message:type_name -> schat.v1.RecallMessageRequest
+	51,  // 24: schat.v1.ClientFrame.history:type_name -> schat.v1.HistoryRequest
+	52,  // 25: schat.v1.ClientFrame.sync:type_name -> schat.v1.SyncRequest
+	54,  // 26: schat.v1.ClientFrame.mark_read:type_name -> schat.v1.MarkReadRequest
+	12,  // 27: schat.v1.ServerFrame.response:type_name -> schat.v1.Response
+	60,  // 28: schat.v1.ServerFrame.event:type_name -> schat.v1.Event
+	11,  // 29: schat.v1.ServerFrame.heartbeat:type_name -> schat.v1.Heartbeat
 	0,   // 30: schat.v1.Response.code:type_name -> schat.v1.Code
-	13,  // 31: schat.v1.Response.register:type_name -> schat.v1.RegisterResponse
-	16,  // 32: schat.v1.Response.login:type_name -> schat.v1.LoginResponse
-	20,  // 33: schat.v1.Response.ping:type_name -> schat.v1.PingResponse
-	22,  // 34: schat.v1.Response.change_password:type_name -> schat.v1.ChangePasswordResponse
-	26,  // 35: schat.v1.Response.profile:type_name -> schat.v1.UserProfile
-	25,  // 36: schat.v1.Response.profiles:type_name -> schat.v1.GetProfilesResponse
-	45,  // 37: schat.v1.Response.group:type_name -> schat.v1.GroupInfo
-	29,  // 38: schat.v1.Response.apply_group:type_name -> schat.v1.ApplyGroupResponse
-	32,  // 39: schat.v1.Response.applications:type_name -> schat.v1.ListApplicationsResponse
-	40,  // 40: schat.v1.Response.public_groups:type_name -> schat.v1.ListPublicGroupsResponse
-	43,  // 41: schat.v1.Response.my_groups:type_name -> schat.v1.ListMyGroupsResponse
-	55,  // 42: schat.v1.Response.message:type_name -> schat.v1.ChatMessage
-	52,  // 43: schat.v1.Response.page:type_name -> schat.v1.MessagePage
-	54,  // 44: schat.v1.Response.mark_read:type_name -> schat.v1.MarkReadResponse
+	14,  // 31: schat.v1.Response.register:type_name -> schat.v1.RegisterResponse
+	17,  // 32: schat.v1.Response.login:type_name -> schat.v1.LoginResponse
+	21,  // 33: schat.v1.Response.ping:type_name -> schat.v1.PingResponse
+	23,  // 34: schat.v1.Response.change_password:type_name -> schat.v1.ChangePasswordResponse
+	27,  // 35: schat.v1.Response.profile:type_name -> schat.v1.UserProfile
+	26,  // 36: schat.v1.Response.profiles:type_name -> schat.v1.GetProfilesResponse
+	46,  // 37: schat.v1.Response.group:type_name -> schat.v1.GroupInfo
+	30,  // 38: schat.v1.Response.apply_group:type_name -> schat.v1.ApplyGroupResponse
+	33,  // 39: schat.v1.Response.applications:type_name -> schat.v1.ListApplicationsResponse
+	41,  // 40: schat.v1.Response.public_groups:type_name -> schat.v1.ListPublicGroupsResponse
+	44,  // 41: schat.v1.Response.my_groups:type_name -> schat.v1.ListMyGroupsResponse
+	56,  // 42: schat.v1.Response.message:type_name -> schat.v1.ChatMessage
+	53,  // 43: schat.v1.Response.page:type_name -> schat.v1.MessagePage
+	55,  // 44: schat.v1.Response.mark_read:type_name -> schat.v1.MarkReadResponse
 	1,   // 45: schat.v1.RegisterRequest.sex:type_name -> schat.v1.Sex
-	26,  // 46: schat.v1.LoginResponse.user:type_name -> schat.v1.UserProfile
-	47,  // 47: schat.v1.LoginResponse.groups:type_name -> schat.v1.GroupSummary
-	33,  // 48: schat.v1.LoginResponse.applications:type_name -> schat.v1.Application
-	66,  // 49: schat.v1.LoginResponse.notices:type_name -> schat.v1.Notice
-	17,  // 50: schat.v1.LoginResponse.limits:type_name -> schat.v1.Limits
+	27,  // 46: schat.v1.LoginResponse.user:type_name -> schat.v1.UserProfile
+	48,  // 47: schat.v1.LoginResponse.groups:type_name -> schat.v1.GroupSummary
+	34,  // 48: schat.v1.LoginResponse.applications:type_name -> schat.v1.Application
+	67,  // 49: schat.v1.LoginResponse.notices:type_name -> schat.v1.Notice
+	18,  // 50: schat.v1.LoginResponse.limits:type_name -> schat.v1.Limits
 	1,   // 51: schat.v1.UpdateProfileRequest.sex:type_name -> schat.v1.Sex
-	26,  // 52: schat.v1.GetProfilesResponse.profiles:type_name -> schat.v1.UserProfile
+	27,  // 52: schat.v1.GetProfilesResponse.profiles:type_name -> schat.v1.UserProfile
 	1,   // 53: schat.v1.UserProfile.sex:type_name -> schat.v1.Sex
-	33,  // 54: schat.v1.ListApplicationsResponse.applications:type_name -> schat.v1.Application
-	45,  // 55: schat.v1.ListPublicGroupsResponse.groups:type_name -> schat.v1.GroupInfo
-	47,  // 56: schat.v1.ListMyGroupsResponse.groups:type_name -> schat.v1.GroupSummary
-	46,  // 57: schat.v1.GroupInfo.members:type_name -> schat.v1.Member
+	34,  // 54: schat.v1.ListApplicationsResponse.applications:type_name -> schat.v1.Application
+	46,  // 55: schat.v1.ListPublicGroupsResponse.groups:type_name -> schat.v1.GroupInfo
+	48,  // 56: schat.v1.ListMyGroupsResponse.groups:type_name -> schat.v1.GroupSummary
+	47,  // 57: schat.v1.GroupInfo.members:type_name -> schat.v1.Member
 	3,   // 58: schat.v1.Member.role:type_name -> schat.v1.Role
 	3,   // 59: schat.v1.GroupSummary.role:type_name -> schat.v1.Role
 	2,   // 60: schat.v1.SendMessageRequest.type:type_name -> schat.v1.MessageType
-	55,  // 61: schat.v1.MessagePage.messages:type_name -> schat.v1.ChatMessage
+	56,  // 61: schat.v1.MessagePage.messages:type_name -> schat.v1.ChatMessage
 	2,   // 62: schat.v1.ChatMessage.type:type_name -> schat.v1.MessageType
-	58,  // 63: schat.v1.ChatMessage.system:type_name -> schat.v1.SystemNote
-	56,  // 64: schat.v1.ChatMessage.file:type_name -> schat.v1.FileInfo
+	59,  // 63: schat.v1.ChatMessage.system:type_name -> schat.v1.SystemNote
+	57,  // 64: schat.v1.ChatMessage.file:type_name -> schat.v1.FileInfo
 	4,   // 65: schat.v1.FileInfo.kind:type_name -> schat.v1.FileKind
 	5,   // 66: schat.v1.FileInfo.purpose:type_name -> schat.v1.FilePurpose
 	6,   // 67: schat.v1.SystemNote.kind:type_name -> schat.v1.SystemNote.Kind
-	55,  // 68: schat.v1.Event.message:type_name -> schat.v1.ChatMessage
-	60,  // 69: schat.v1.Event.member:type_name -> schat.v1.MemberChanged
-	45,  // 70: schat.v1.Event.group_changed:type_name -> schat.v1.GroupInfo
-	61,  // 71: schat.v1.Event.dissolved:type_name -> schat.v1.GroupDissolved
-	33,  // 72: schat.v1.Event.application:type_name -> schat.v1.Application
-	62,  // 73: schat.v1.Event.decided:type_name -> schat.v1.ApplicationDecided
-	63,  // 74: schat.v1.Event.recalled:type_name -> schat.v1.MessageRecalled
-	64,  // 75: schat.v1.Event.read:type_name -> schat.v1.ReadReceipt
-	65,  // 76: schat.v1.Event.session_ended:type_name -> schat.v1.SessionEnded
+	56,  // 68: schat.v1.Event.message:type_name -> schat.v1.ChatMessage
+	61,  // 69: schat.v1.Event.member:type_name -> schat.v1.MemberChanged
+	46,  // 70: schat.v1.Event.group_changed:type_name -> schat.v1.GroupInfo
+	62,  // 71: schat.v1.Event.dissolved:type_name -> schat.v1.GroupDissolved
+	34,  // 72: schat.v1.Event.application:type_name -> schat.v1.Application
+	63,  // 73: schat.v1.Event.decided:type_name -> schat.v1.ApplicationDecided
+	64,  // 74: schat.v1.Event.recalled:type_name -> schat.v1.MessageRecalled
+	65,  // 75: schat.v1.Event.read:type_name -> schat.v1.ReadReceipt
+	66,  // 76: schat.v1.Event.session_ended:type_name -> schat.v1.SessionEnded
 	7,   // 77: schat.v1.MemberChanged.change:type_name -> schat.v1.MemberChanged.Change
-	59,  // 78: schat.v1.Notice.event:type_name -> schat.v1.Event
-	69,  // 79: schat.v1.Command.register:type_name -> schat.v1.RegisterCmd
-	70,  // 80: schat.v1.Command.create_session:type_name -> schat.v1.CreateSessionCmd
-	71,  // 81: schat.v1.Command.delete_session:type_name -> schat.v1.DeleteSessionCmd
-	72,  // 82: schat.v1.Command.change_password:type_name -> schat.v1.ChangePasswordCmd
-	73,  // 83: schat.v1.Command.update_profile:type_name -> schat.v1.UpdateProfileCmd
-	74,  // 84: schat.v1.Command.reserve_group:type_name -> schat.v1.ReserveGroupCmd
-	75,  // 85: schat.v1.Command.release_group:type_name -> schat.v1.ReleaseGroupCmd
-	76,  // 86: schat.v1.Command.move_ownership:type_name -> schat.v1.MoveOwnershipCmd
-	77,  // 87: schat.v1.Command.prune_sessions:type_name -> schat.v1.PruneSessionsCmd
-	79,  // 88: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
-	80,  // 89: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
-	81,  // 90: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
-	82,  // 91: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
-	83,  // 92: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
-	84,  // 93: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
-	85,  // 94: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
-	86,  // 95: schat.v1.Command.send:type_name -> schat.v1.SendCmd
-	87,  // 96: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
-	88,  // 97: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
-	89,  // 98: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
-	90,  // 99: schat.v1.Command.file_begin:type_name -> schat.v1.FileBeginCmd
-	91,  // 100: schat.v1.Command.file_chunk:type_name -> schat.v1.FileChunkCmd
-	92,  // 101: schat.v1.Command.file_commit:type_name -> schat.v1.FileCommitCmd
-	93,  // 102: schat.v1.Command.file_abort:type_name -> schat.v1.FileAbortCmd
-	94,  // 103: schat.v1.Command.file_sweep:type_name -> schat.v1.FileSweepCmd
-	68,  // 104: schat.v1.Command.batch:type_name -> schat.v1.CommandBatch
-	67,  // 105: schat.v1.CommandBatch.commands:type_name -> schat.v1.Command
-	1,   // 106: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
-	1,   // 107: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
-	78,  // 108: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
-	2,   // 109: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
-	78,  // 110: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
-	56,  // 111: schat.v1.FileBeginCmd.info:type_name -> schat.v1.FileInfo
-	1,   // 112: schat.v1.User.sex:type_name -> schat.v1.Sex
-	56,  // 113: schat.v1.StoredFile.info:type_name -> schat.v1.FileInfo
-	56,  // 114: schat.v1.Upload.info:type_name -> schat.v1.FileInfo
-	104, // 115: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
-	106, // 116: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
-	107, // 117: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
-	110, // 118: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
-	102, // 119: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
-	0,   // 120: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
-	105, // 121: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
-	108, // 122: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
-	103, // 123: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
-	109, // 124: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
-	0,   // 125: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
-	95,  // 126: schat.v1.ApplyResult.user:type_name -> schat.v1.User
-	97,  // 127: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
-	55,  // 128: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
-	56,  // 129: schat.v1.ApplyResult.file:type_name -> schat.v1.FileInfo
-	130, // [130:130] is the sub-list for method output_type
-	130, // [130:130] is the sub-list for method input_type
-	130, // [130:130] is the sub-list for extension type_name
-	130, // [130:130] is the sub-list for extension extendee
-	0,   // [0:130] is the sub-list for field type_name
+	8,   // 78: schat.v1.ApplicationDecided.reason:type_name -> schat.v1.ApplicationDecided.Reason
+	60,  // 79: schat.v1.Notice.event:type_name -> schat.v1.Event
+	70,  // 80: schat.v1.Command.register:type_name -> schat.v1.RegisterCmd
+	71,  // 81: schat.v1.Command.create_session:type_name -> schat.v1.CreateSessionCmd
+	72,  // 82: schat.v1.Command.delete_session:type_name -> schat.v1.DeleteSessionCmd
+	73,  // 83: schat.v1.Command.change_password:type_name -> schat.v1.ChangePasswordCmd
+	74,  // 84: schat.v1.Command.update_profile:type_name -> schat.v1.UpdateProfileCmd
+	75,  // 85: schat.v1.Command.reserve_group:type_name -> schat.v1.ReserveGroupCmd
+	76,  // 86: schat.v1.Command.release_group:type_name -> schat.v1.ReleaseGroupCmd
+	77,  // 87: schat.v1.Command.move_ownership:type_name -> schat.v1.MoveOwnershipCmd
+	78,  // 88: schat.v1.Command.prune_sessions:type_name -> schat.v1.PruneSessionsCmd
+	79,  // 89: schat.v1.Command.reconcile_owned:type_name -> schat.v1.ReconcileOwnedCmd
+	83,  // 90: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
+	84,  // 91: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
+	85,  // 92: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
+	86,  // 93: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
+	87,  // 94: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
+	88,  // 95: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
+	89,  // 96: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
+	90,  // 97: schat.v1.Command.send:type_name -> schat.v1.SendCmd
+	91,  // 98: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
+	92,  // 99: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
+	93,  // 100: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
+	94,  // 101: schat.v1.Command.trim:type_name -> schat.v1.TrimCmd
+	95,  // 102: schat.v1.Command.file_begin:type_name -> schat.v1.FileBeginCmd
+	96,  // 103: schat.v1.Command.file_chunk:type_name -> schat.v1.FileChunkCmd
+	97,  // 104: schat.v1.Command.file_commit:type_name -> schat.v1.FileCommitCmd
+	98,  // 105: schat.v1.Command.file_abort:type_name -> schat.v1.FileAbortCmd
+	99,  // 106: schat.v1.Command.file_sweep:type_name -> schat.v1.FileSweepCmd
+	69,  // 107: schat.v1.Command.batch:type_name -> schat.v1.CommandBatch
+	68,  // 108: schat.v1.CommandBatch.commands:type_name -> schat.v1.Command
+	1,   // 109: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
+	1,   // 110: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
+	80,  // 111: schat.v1.ReconcileOwnedCmd.fixes:type_name -> schat.v1.OwnedFix
+	81,  // 112: schat.v1.OwnedFix.seen:type_name -> schat.v1.OwnedEntry
+	82,  // 113: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
+	2,   // 114: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
+	82,  // 115: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
+	57,  // 116: schat.v1.FileBeginCmd.info:type_name -> schat.v1.FileInfo
+	1,   // 117: schat.v1.User.sex:type_name -> schat.v1.Sex
+	57,  // 118: schat.v1.StoredFile.info:type_name -> schat.v1.FileInfo
+	57,  // 119: schat.v1.Upload.info:type_name -> schat.v1.FileInfo
+	109, // 120: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
+	111, // 121: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
+	112, // 122: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
+	115, // 123: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
+	107, // 124: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
+	0,   // 125: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
+	110, // 126: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
+	113, // 127: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
+	108, // 128: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
+	114, // 129: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
+	0,   // 130: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
+	100, // 131: schat.v1.ApplyResult.user:type_name -> schat.v1.User
+	102, // 132: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
+	56,  // 133: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
+	57,  // 134: schat.v1.ApplyResult.file:type_name -> schat.v1.FileInfo
+	135, // [135:135] is the sub-list for method output_type
+	135, // [135:135] is the sub-list for method input_type
+	135, // [135:135] is the sub-list for extension type_name
+	135, // [135:135] is the sub-list for extension extendee
+	0,   // [0:135] is the sub-list for field type_name
 }
 
 func init() { file_schat_proto_init() }
@@ -9665,6 +10093,7 @@ func file_schat_proto_init() {
 		(*Command_ReleaseGroup)(nil),
 		(*Command_MoveOwnership)(nil),
 		(*Command_PruneSessions)(nil),
+		(*Command_ReconcileOwned)(nil),
 		(*Command_CreateGroup)(nil),
 		(*Command_Apply)(nil),
 		(*Command_Decide)(nil),
@@ -9676,6 +10105,7 @@ func file_schat_proto_init() {
 		(*Command_Recall)(nil),
 		(*Command_MarkRead)(nil),
 		(*Command_AckNotices)(nil),
+		(*Command_Trim)(nil),
 		(*Command_FileBegin)(nil),
 		(*Command_FileChunk)(nil),
 		(*Command_FileCommit)(nil),
@@ -9684,15 +10114,15 @@ func file_schat_proto_init() {
 		(*Command_Batch)(nil),
 	}
 	file_schat_proto_msgTypes[65].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[77].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[92].OneofWrappers = []any{
+	file_schat_proto_msgTypes[80].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[96].OneofWrappers = []any{
 		(*NodeRequest_Hello)(nil),
 		(*NodeRequest_Join)(nil),
 		(*NodeRequest_Forward)(nil),
 		(*NodeRequest_Remove)(nil),
 		(*NodeRequest_ReadIndex)(nil),
 	}
-	file_schat_proto_msgTypes[93].OneofWrappers = []any{
+	file_schat_proto_msgTypes[97].OneofWrappers = []any{
 		(*NodeResponse_Hello)(nil),
 		(*NodeResponse_Forward)(nil),
 		(*NodeResponse_ReadIndex)(nil),
@@ -9702,8 +10132,8 @@ func file_schat_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_schat_proto_rawDesc), len(file_schat_proto_rawDesc)),
-			NumEnums:      8,
-			NumMessages:   103,
+			NumEnums:      9,
+			NumMessages:   107,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ var (
 	Sessions     = []byte("sessions")      // token hash -> pb.Session
 	UserSessions = []byte("user_sessions") // user id + token hash -> nil
 	Owned        = []byte("owned")         // owner id + group id -> nil
+	OwnedBy      = []byte("owned_by")      // group id + owner id -> time ms + raft index
 	Reservations = []byte("reservations")  // owner id + request key -> group id
 
 	// Group shards.
@@ -34,6 +36,7 @@ var (
 	Dedup      = []byte("dedup")       // group id + sender id + client id -> seq
 	Notices    = []byte("notices")     // user id + notice id -> pb.Notice
 	Public     = []byte("public")      // group id -> nil
+	Purge      = []byte("purge")       // dissolved group id -> nil, until its records are gone
 
 	// Both kinds of shard: uploads and the files they became.
 	Files   = []byte("files")   // file key -> pb.StoredFile
@@ -41,8 +44,8 @@ var (
 	Blobs   = []byte("blobs")   // SHA-256 -> count of files with that content
 
 	allBuckets = [][]byte{Meta, Users, Logins, Sessions, UserSessions, Owned,
-		Reservations, Groups, Members, UserGroups, Apps, Messages, Dedup,
-		Notices, Public, Files, Uploads, Blobs}
+		OwnedBy, Reservations, Groups, Members, UserGroups, Apps, Messages, Dedup,
+		Notices, Public, Purge, Files, Uploads, Blobs}
 )
 
 // Keys inside the Meta bucket.
@@ -89,8 +92,14 @@ func OpenState(path string) (*bolt.DB, error) {
 }
 
 func initBuckets(tx *bolt.Tx) error {
+	backfill := tx.Bucket(Owned) != nil && tx.Bucket(OwnedBy) == nil
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	if backfill {
+		if err := backfillOwnedBy(tx); err != nil {
 			return err
 		}
 	}
@@ -103,6 +112,19 @@ func initBuckets(tx *bolt.Tx) error {
 		return fmt.Errorf("%w: %d", ErrFormat, got)
 	}
 	return nil
+}
+
+// backfillOwnedBy indexes by group the Owned entries of a state written
+// before OwnedBy existed. The entries get time and index 0: written long
+// ago. Every replica derives the same index from the same entries.
+func backfillOwnedBy(tx *bolt.Tx) error {
+	by := tx.Bucket(OwnedBy)
+	return tx.Bucket(Owned).ForEach(func(k, _ []byte) error {
+		if len(k) != 16 {
+			return fmt.Errorf("%w: owned key %x", ErrFormat, k)
+		}
+		return by.Put(append(bytes.Clone(k[8:]), k[:8]...), U64s(0, 0))
+	})
 }
 
 // RemoveState deletes a state file; used when a restore replaces it.
@@ -178,19 +200,4 @@ func Put(b *bolt.Bucket, key []byte, m proto.Message) error {
 		return err
 	}
 	return b.Put(key, v)
-}
-
-// DeletePrefix removes every key of b that starts with prefix.
-func DeletePrefix(b *bolt.Bucket, prefix []byte) error {
-	c := b.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Seek(prefix) {
-		if err := c.Delete(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func hasPrefix(k, p []byte) bool {
-	return len(k) >= len(p) && string(k[:len(p)]) == string(p)
 }

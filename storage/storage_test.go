@@ -3,7 +3,9 @@ package storage
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -41,26 +43,47 @@ func TestState_CountersAndApplied(t *testing.T) {
 	})
 }
 
-func TestState_DeletePrefix(t *testing.T) {
-	db := openTest(t)
-	db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(Messages)
-		for _, k := range [][]byte{U64s(1, 1), U64s(1, 2), U64s(2, 1), U64s(1)} {
-			b.Put(k, []byte("v"))
+// TestState_BackfillsOwnedBy opens a state written before OwnedBy
+// existed: its Owned entries are indexed by group, stamped 0.
+func TestState_BackfillsOwnedBy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := OpenState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(OwnedBy); err != nil {
+			return err
 		}
-		return DeletePrefix(b, U64(1))
-	})
-	db.View(func(tx *bolt.Tx) error {
-		var keys [][]byte
-		tx.Bucket(Messages).ForEach(func(k, _ []byte) error {
-			keys = append(keys, k)
-			return nil
-		})
-		if len(keys) != 1 || !bytes.Equal(keys[0], U64s(2, 1)) {
-			t.Fatalf("keys left = %x, want only group 2's", keys)
+		for _, k := range [][]byte{U64s(7, 1001), U64s(7, 1002), U64s(8, 1003)} {
+			if err := tx.Bucket(Owned).Put(k, []byte{}); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	if db, err = OpenState(path); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var got []string
+	db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(OwnedBy).ForEach(func(k, v []byte) error {
+			got = append(got, fmt.Sprintf("%x=%x", k, v))
+			return nil
+		})
+	})
+	zero := fmt.Sprintf("%x", U64s(0, 0))
+	want := []string{fmt.Sprintf("%x=%s", U64s(1001, 7), zero),
+		fmt.Sprintf("%x=%s", U64s(1002, 7), zero), fmt.Sprintf("%x=%s", U64s(1003, 8), zero)}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got owned_by %q, want %q", got, want)
+	}
 }
 
 func TestSnapshot_RoundTripAndRejects(t *testing.T) {

@@ -2,6 +2,8 @@ package transport
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -103,8 +105,22 @@ func (c *Client) Profiles(ctx context.Context, ids ...uint64) ([]*pb.UserProfile
 	return r.GetProfiles(), err
 }
 
-// CreateGroup creates a group owned by the caller.
+// CreateGroup creates a group owned by the caller. When r has no
+// RequestKey, CreateGroup first sets a random one on r, so that calling
+// it again with the same r after an unknown outcome (a timeout, a broken
+// connection) creates one group, not two. r must not be used
+// concurrently meanwhile.
 func (c *Client) CreateGroup(ctx context.Context, r *pb.CreateGroupRequest) (*pb.GroupInfo, error) {
+	if r == nil {
+		r = &pb.CreateGroupRequest{}
+	}
+	if r.RequestKey == "" {
+		var key [16]byte
+		if _, err := rand.Read(key[:]); err != nil {
+			return nil, err
+		}
+		r.RequestKey = hex.EncodeToString(key[:])
+	}
 	f := &pb.ClientFrame{Body: &pb.ClientFrame_CreateGroup{CreateGroup: r}}
 	return body(ctx, c, f, (*pb.Response).GetGroup)
 }
