@@ -309,8 +309,9 @@ func (f *FSM) dissolve(a *applyCtx, c *pb.DissolveCmd) (*Result, error) {
 	return &Result{GroupID: g.Id, Group: g}, nil
 }
 
-// deleteGroup deletes group gid, its members, applications, messages and
-// dedup keys, and its listing; it returns the IDs of the members it had.
+// deleteGroup deletes group gid, its members, applications, messages,
+// dedup keys, listing and restored seq; it returns the IDs of the members
+// it had.
 // A group with a long history takes one large transaction.
 func deleteGroup(a *applyCtx, gid uint64) ([]uint64, error) {
 	prefix := storage.U64(gid)
@@ -330,8 +331,10 @@ func deleteGroup(a *applyCtx, gid uint64) ([]uint64, error) {
 			return nil, err
 		}
 	}
-	if err := a.bucket(storage.Groups).Delete(prefix); err != nil {
-		return nil, err
+	for _, b := range [][]byte{storage.Groups, storage.Restored} {
+		if err := a.bucket(b).Delete(prefix); err != nil {
+			return nil, err
+		}
 	}
 	return uids, a.bucket(storage.Public).Delete(prefix)
 }

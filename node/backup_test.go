@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -142,16 +143,22 @@ func restoreNode(t testing.TB, file string) (*Node, Config, *RestoreResult) {
 	return startNode(t, cfg), cfg, res
 }
 
-// incarnationKey is how fsmDump prints the incarnation's key: the one
-// record a restore adds.
-var incarnationKey = "meta " + hex.EncodeToString([]byte("incarnation")) + " "
+// restoreRecords are the prefixes of the lines of fsmDump that a restore
+// adds: the incarnations and the restored seqs.
+var restoreRecords = []string{
+	"meta " + hex.EncodeToString([]byte("incarnation")) + " ",
+	"meta " + hex.EncodeToString([]byte("previous_incarnation")) + " ",
+	string(storage.Restored) + " ",
+}
 
-// logicalDump is fsmDump without the incarnation.
+// logicalDump is fsmDump without the records a restore adds.
 func logicalDump(t testing.TB, f *fsm.FSM) string {
 	t.Helper()
 	var keep []string
 	for _, l := range strings.SplitAfter(fsmDump(t, f), "\n") {
-		if !strings.HasPrefix(l, incarnationKey) {
+		if !slices.ContainsFunc(restoreRecords, func(p string) bool {
+			return strings.HasPrefix(l, p)
+		}) {
 			keep = append(keep, l)
 		}
 	}

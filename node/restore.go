@@ -228,10 +228,8 @@ func restoreShard(dir string, p *storage.Part, want storage.PartInfo, self raft.
 		return fmt.Errorf("%w: state at %d/%d, manifest says %d/%d", storage.ErrBackupCorrupt,
 			index, term, want.Index, want.Term)
 	}
-	if p.Shard == metaShard {
-		if err := f.SetIncarnation(incarnation); err != nil {
-			return err
-		}
+	if err := f.MarkRestored(incarnation); err != nil {
+		return err
 	}
 	return writeRaftStart(dir, f, index, term, self, logger)
 }
@@ -306,14 +304,14 @@ func newIncarnation() (uint64, error) {
 	}
 }
 
-// incarnation is the incarnation recorded in this node's meta shard.
-func (n *Node) incarnation() uint64 {
-	var v uint64
+// incarnation returns the incarnation recorded in this node's meta shard
+// and the one it was restored from.
+func (n *Node) incarnation() (cur, prev uint64) {
 	n.shards[metaShard].fsm.View(func(tx *bolt.Tx) error {
-		v = fsm.Incarnation(tx)
+		cur, prev = fsm.Incarnation(tx), fsm.PreviousIncarnation(tx)
 		return nil
 	})
-	return v
+	return cur, prev
 }
 
 // progressReader reports the bytes read through it.

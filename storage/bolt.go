@@ -34,6 +34,7 @@ var (
 	Dedup      = []byte("dedup")       // group id + sender id + client id -> seq
 	Notices    = []byte("notices")     // user id + notice id -> pb.Notice
 	Public     = []byte("public")      // group id -> nil
+	Restored   = []byte("restored")    // group id -> last seq at the last restore
 
 	// Both kinds of shard: uploads and the files they became.
 	Files   = []byte("files")   // file key -> pb.StoredFile
@@ -42,7 +43,7 @@ var (
 
 	allBuckets = [][]byte{Meta, Users, Logins, Sessions, UserSessions, Owned,
 		Reservations, Groups, Members, UserGroups, Apps, Messages, Dedup,
-		Notices, Public, Files, Uploads, Blobs}
+		Notices, Public, Restored, Files, Uploads, Blobs}
 )
 
 // Keys inside the Meta bucket.
