@@ -191,16 +191,35 @@ func inspectAction(c *cli.Context) error {
 		err = readAll(br)
 	}
 	if err != nil {
-		for _, p := range br.Parts() {
-			fmt.Printf("part      %-8s %s, checksum good\n", partLabel(p.Shard), humanBytes(p.Size))
+		if br != nil {
+			for _, p := range br.Parts() {
+				fmt.Printf("part      %-8s %s, checksum good\n", partLabel(p.Shard),
+					humanBytes(p.Size))
+			}
 		}
-		fmt.Printf("status    NOT WHOLE: %v\n", err)
-		return cli.Exit("the file is not a whole backup; do not restore from it", 1)
+		status, verdict := unusable(err)
+		fmt.Printf("status    %s: %v\n", status, err)
+		return cli.Exit(verdict+"; do not restore from it", 1)
 	}
 	printManifest(br.Manifest())
 	fmt.Printf("status    whole: all %d parts and the file's checksum verified\n",
 		len(br.Parts()))
 	return nil
+}
+
+// unusable words why a file that failed to read cannot be restored: a
+// short status and a sentence for the operator.
+func unusable(err error) (status, verdict string) {
+	switch {
+	case errors.Is(err, storage.ErrBackupFormat):
+		return "NOT A BACKUP", "the file is not a schat backup"
+	case errors.Is(err, storage.ErrBackupVersion):
+		return "UNKNOWN FORMAT", "the file is a backup of a format this schat does not read " +
+			"(a newer schat may); it is not usable here"
+	case errors.Is(err, storage.ErrBackupTruncated):
+		return "NOT WHOLE", "the file is not a whole backup: it ends early"
+	}
+	return "NOT WHOLE", "the file is not a whole backup"
 }
 
 func readAll(br *storage.BackupReader) error {
