@@ -90,7 +90,7 @@ func TestBackupDir_MatchesOnline(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Shards = 2
 	n := startNode(t, cfg)
-	populate(t, n.ClientAddr())
+	populateFiles(t, n, populate(t, n.ClientAddr()))
 	online, mOn := httpBackup(t, n)
 	n.Close()
 
