@@ -14,7 +14,16 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 base=${SCHAT_DEMO_BASE_PORT:-27600}
 
-work=$(mktemp -d)
+# SCHAT_BIN runs an already built schat instead of building one;
+# SCHAT_DEMO_WORK puts the data directories and logs in that directory and
+# keeps them, instead of a temporary directory removed at the end.
+work=${SCHAT_DEMO_WORK:-}
+keep_work=1
+if [[ -z $work ]]; then
+	work=$(mktemp -d)
+	keep_work=0
+fi
+mkdir -p "$work"
 declare -A pids=()
 
 stop_node() {
@@ -28,7 +37,7 @@ cleanup() {
 	for name in "${!pids[@]}"; do
 		stop_node "$name"
 	done
-	rm -rf "$work"
+	[[ $keep_work == 1 ]] || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -42,16 +51,23 @@ addr() {
 	echo "127.0.0.1:$((base + off + n))"
 }
 
-echo "== building schat"
-(cd "$root" && go build -o "$work/schat" ./cli)
-schat() { "$work/schat" "$@"; }
+schat_bin=${SCHAT_BIN:-}
+if [[ -z $schat_bin ]]; then
+	echo "== building schat"
+	(cd "$root" && go build -o "$work/schat" ./cli)
+	schat_bin=$work/schat
+fi
+schat() { "$schat_bin" "$@"; }
 
-# start NAME WHICH N [flags...] starts a node in $work/NAME.
+# start NAME WHICH N [flags...] starts a node in $work/NAME. The binary
+# itself runs in the background, not the schat function: a function run
+# with & is a subshell, which ignores SIGINT, so stop_node's kill -INT
+# would reach the subshell and never the node.
 start() {
 	local name=$1 which=$2 n=$3
 	shift 3
 	echo "== starting $name (log: $work/$name.log)"
-	schat serve --node-id "$name" --data-dir "$work/$name" \
+	"$schat_bin" serve --node-id "$name" --data-dir "$work/$name" \
 		--client-addr "$(addr client "$which" "$n")" --http-addr "$(addr http "$which" "$n")" \
 		--raft-addr "$(addr raft "$which" "$n")" "$@" \
 		>"$work/$name.out" 2>"$work/$name.log" &
