@@ -2,14 +2,16 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
@@ -47,6 +49,9 @@ func backupAction(c *cli.Context) error {
 	if _, err := os.Stat(out); err == nil {
 		return fmt.Errorf("%s exists; choose another --out", out)
 	}
+	// An interrupt ends the backup and removes what it had written.
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	bar := newBar("backup")
 	var write func(io.Writer) (*storage.Manifest, error)
 	if dir != "" {
@@ -55,9 +60,11 @@ func backupAction(c *cli.Context) error {
 				Estimate: bar.setMax}, w)
 		}
 	} else {
-		write = func(w io.Writer) (*storage.Manifest, error) { return fetchBackup(c, bar, w) }
+		write = func(w io.Writer) (*storage.Manifest, error) {
+			return fetchBackup(ctx, c, bar, w)
+		}
 	}
-	m, err := writeChecked(out, bar, write)
+	m, err := writeChecked(ctx, out, bar, write)
 	bar.finish()
 	if err != nil {
 		return err
@@ -68,12 +75,13 @@ func backupAction(c *cli.Context) error {
 }
 
 // fetchBackup streams /cluster/backup from a running node into w.
-func fetchBackup(c *cli.Context, bar *bar, w io.Writer) (*storage.Manifest, error) {
+func fetchBackup(ctx context.Context, c *cli.Context, bar *bar,
+	w io.Writer) (*storage.Manifest, error) {
 	secret := c.String("cluster-secret")
 	if secret == "" {
 		return nil, errors.New("--addr needs --cluster-secret (or SCHAT_CLUSTER_SECRET)")
 	}
-	req, err := http.NewRequestWithContext(c.Context, http.MethodGet,
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
 		"http://"+c.String("addr")+"/cluster/backup", nil)
 	if err != nil {
 		return nil, err
@@ -98,30 +106,38 @@ func fetchBackup(c *cli.Context, bar *bar, w io.Writer) (*storage.Manifest, erro
 }
 
 // writeChecked runs write into a temporary file next to out while a
-// second reader checks the same bytes as they pass, and renames the file
-// to out only once it is whole.
-func writeChecked(out string, bar *bar,
+// second reader checks the same bytes as they pass, and gives the file
+// the name out only once it is whole, never replacing a file there.
+func writeChecked(ctx context.Context, out string, bar *bar,
 	write func(io.Writer) (*storage.Manifest, error)) (*storage.Manifest, error) {
-	tmp := filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".tmp")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	f, err := storage.CreatePending(out)
 	if err != nil {
 		return nil, err
 	}
-	m, err := teeVerified(f, bar, write)
+	defer f.Abort()
+	m, err := teeVerified(f.File, bar, func(w io.Writer) (*storage.Manifest, error) {
+		return write(ctxWriter{ctx: ctx, w: w})
+	})
 	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, out)
+		err = f.Commit()
 	}
 	if err != nil {
-		os.Remove(tmp)
 		return nil, err
 	}
 	return m, nil
+}
+
+// ctxWriter fails every write once ctx is done.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, fmt.Errorf("backup interrupted: %w", context.Cause(c.ctx))
+	}
+	return c.w.Write(p)
 }
 
 // teeVerified writes through a buffer to f and at the same time through a

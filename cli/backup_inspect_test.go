@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,32 +12,8 @@ import (
 	"testing"
 
 	"github.com/schat/schat/storage"
+	"github.com/schat/schat/storage/storagetest"
 )
-
-// testBackup is a well-formed backup file of one group shard whose parts
-// are arbitrary bytes: inspect checks the container, not the shards.
-func testBackup(t testing.TB) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	bw, err := storage.NewBackupWriter(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for shard := range uint32(2) {
-		part := bytes.Repeat([]byte{byte('a' + shard)}, 300<<10) // two chunks
-		if _, err := bw.WritePart(shard, 10+uint64(shard), 2, func(w io.Writer) error {
-			_, err := w.Write(part)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := bw.Finish(&storage.Manifest{SchatVersion: "test", ClusterID: "c1",
-		Shards: 1, Counts: storage.Counts{Users: 3, Groups: 2, Messages: 5}}); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 // TestSnapshotInspect_Damaged runs `schat snapshot inspect` on files that
 // must not be restored: each exits with status 1 (not a crash), says on
@@ -46,7 +21,8 @@ func testBackup(t testing.TB) []byte {
 // restore from it.
 func TestSnapshotInspect_Damaged(t *testing.T) {
 	t.Parallel()
-	good := testBackup(t)
+	good := storagetest.OpaqueBackup(t, 300<<10, storage.Manifest{SchatVersion: "test",
+		ClusterID: "c1", Counts: storage.Counts{Users: 3, Groups: 2, Messages: 5}}) // 2 chunks a part
 	version := slices.Clone(good)
 	binary.BigEndian.PutUint32(version[8:], storage.BackupFormat+1)
 	flipped := slices.Clone(good)

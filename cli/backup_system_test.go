@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -71,11 +72,61 @@ func TestBackup_MoveToNewDirectory(t *testing.T) {
 	r = script(t, moved.clientAddr, fmt.Sprintf("login ann 123\nhis %d\n", gid))
 	wantTexts(t, r.results[1].list("messages")[1:], "packed", "shipped")
 
-	offline := filepath.Join(t.TempDir(), "offline.backup")
+	// A killed earlier run's temporary file does not get in the way.
+	outDir := t.TempDir()
+	offline := filepath.Join(outDir, "offline.backup")
+	if err := os.WriteFile(filepath.Join(outDir, ".offline.backup.tmp"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := runSchat(t, "backup", "--data-dir", dataDir, "--out", offline); err != nil {
 		t.Fatalf("offline backup: %v\n%s", err, out)
 	}
 	wantWhole(t, offline)
+	wantNames(t, outDir, ".offline.backup.tmp", "offline.backup")
+}
+
+// TestBackup_FailureLeavesNothing: a backup that cannot be taken leaves
+// no file beside --out, and one whose --out exists leaves it alone.
+func TestBackup_FailureLeavesNothing(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.backup")
+	for _, args := range [][]string{
+		{"--addr", freeAddr(t), "--cluster-secret", "x"}, // nothing listens
+		{"--data-dir", t.TempDir()},                      // no schat data
+	} {
+		if _, err := runSchat(t, append([]string{"backup", "--out", out}, args...)...); err == nil {
+			t.Fatalf("backup %v succeeded", args)
+		}
+		wantNames(t, dir)
+	}
+	if err := os.WriteFile(out, []byte("older"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runSchat(t, "backup", "--data-dir", t.TempDir(), "--out", out); err == nil ||
+		!strings.Contains(err.Error(), "exists") {
+		t.Fatalf("backup over an existing file: %v", err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "older" {
+		t.Fatalf("the existing file now holds %q", b)
+	}
+	wantNames(t, dir, "out.backup")
+}
+
+// wantNames fails unless dir holds exactly the names given, in order.
+func wantNames(t testing.TB, dir string, names ...string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range ents {
+		got = append(got, e.Name())
+	}
+	if !slices.Equal(got, names) {
+		t.Fatalf("%s holds %v, want %v", dir, got, names)
+	}
 }
 
 func wantWhole(t testing.TB, file string) {

@@ -22,7 +22,8 @@ type Export struct {
 	Index, Term uint64
 	// Counts are the records of the state.
 	Counts storage.Counts
-	// Size is the state file's size: the bulk of the stream.
+	// Size is the length of the stream Write writes: the state file and
+	// every file content and partial upload it carries, framed.
 	Size int64
 }
 
@@ -33,7 +34,7 @@ func (f *FSM) Export() (*Export, error) {
 		return nil, err
 	}
 	snap := s.(*snapshot)
-	e := &Export{snap: snap, Size: snap.tx.Size()}
+	e := &Export{snap: snap, Size: snap.streamSize()}
 	e.Index, e.Term = storage.Applied(snap.tx)
 	e.Counts = countRecords(snap.tx)
 	return e, nil

@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	pb "github.com/schat/schat/proto"
 	"github.com/schat/schat/storage"
+	"github.com/schat/schat/storage/storagetest"
 )
 
 // TestRestore_RefusesBadInput restores from damaged files and into a
@@ -38,6 +40,7 @@ func TestRestore_RefusesBadInput(t *testing.T) {
 		{"flipped byte", flipped, nil, storage.ErrBackupCorrupt},
 		{"truncated", good[:len(good)*2/3], nil, storage.ErrBackupTruncated},
 		{"wrong format version", version, nil, storage.ErrBackupVersion},
+		{"whole file of parts that are not shards", storagetest.OpaqueBackup(t, 1500, storage.Manifest{}), nil, storage.ErrSnapshot},
 		{"existing data directory", good, func(t *testing.T, dir string) {
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				t.Fatal(err)
@@ -53,7 +56,7 @@ func TestRestore_RefusesBadInput(t *testing.T) {
 			if err := os.WriteFile(from, tc.data, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			dir := filepath.Join(parent, "data")
+			dir := filepath.Join(parent, "new", "deeper", "data") // parents made, then removed
 			if tc.target != nil {
 				tc.target(t, dir)
 			}
@@ -176,4 +179,39 @@ func exportIndexesNow(t testing.TB, n *Node) []uint64 {
 	}
 	defer releaseAll(exports)
 	return exportIndexes(exports)
+}
+
+// TestBackup_Estimate: the size a backup announces before its first byte
+// counts the shards' states, the file contents and the uploads they carry:
+// it is the file's size but for the manifest, which is written last.
+func TestBackup_Estimate(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Shards = 2
+	n := startNode(t, cfg)
+	kept := populateFiles(t, n, populate(t, n.ClientAddr()))
+	var filesBytes int
+	for _, f := range kept {
+		filesBytes += len(f.data)
+	}
+	var est int64
+	var out countingWriter
+	m, err := n.Backup(ctxFor(t), &out, func(v int64) { est = v })
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := out.n - int64(len(js)); est != want || est < int64(filesBytes) {
+		t.Fatalf("estimate %d, want %d: the %d-byte file without its manifest (files: %d bytes)",
+			est, want, out.n, filesBytes)
+	}
+}
+
+type countingWriter struct{ n int64 }
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	return len(p), nil
 }
