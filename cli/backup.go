@@ -25,18 +25,17 @@ func backupCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "backup",
 		Usage: "write a consistent snapshot of a whole deployment to one file",
-		Description: "Through a running node (--addr, authorised by the cluster secret), or from " +
+		Description: "Through a running node (--addr, authorised by the cluster secret: " +
+			"SCHAT_CLUSTER_SECRET, --cluster-secret-file or --cluster-secret), or from " +
 			"a stopped node's --data-dir. The file is written under a temporary name, " +
-			"checked, and renamed to --out.",
-		Flags: []cli.Flag{
+			"checked, and given the name --out, which must not exist.",
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "addr", EnvVars: []string{"SCHAT_ADMIN_ADDR"},
 				Usage: "HTTP address of any node of a running deployment"},
-			&cli.StringFlag{Name: "cluster-secret", EnvVars: []string{"SCHAT_CLUSTER_SECRET"},
-				Usage: "the cluster's secret, the operator's credential (with --addr)"},
 			&cli.StringFlag{Name: "data-dir",
 				Usage: "back up this stopped node's data directory instead of a running node"},
 			&cli.StringFlag{Name: "out", Required: true, Usage: "the backup file to write"},
-		},
+		}, secretFlags("the operator's credential (with --addr)")...),
 		Action: backupAction,
 	}
 }
@@ -77,9 +76,13 @@ func backupAction(c *cli.Context) error {
 // fetchBackup streams /cluster/backup from a running node into w.
 func fetchBackup(ctx context.Context, c *cli.Context, bar *bar,
 	w io.Writer) (*storage.Manifest, error) {
-	secret := c.String("cluster-secret")
+	secret, err := clusterSecret(c)
+	if err != nil {
+		return nil, err
+	}
 	if secret == "" {
-		return nil, errors.New("--addr needs --cluster-secret (or SCHAT_CLUSTER_SECRET)")
+		return nil, errors.New("--addr needs the cluster secret: SCHAT_CLUSTER_SECRET, " +
+			"--cluster-secret-file or --cluster-secret")
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
 		"http://"+c.String("addr")+"/cluster/backup", nil)
@@ -318,9 +321,7 @@ func restoreAction(c *cli.Context) error {
 		m.Counts.Users, m.Counts.Groups, m.Counts.Messages, m.Counts.Files, c.String("data-dir"))
 	fmt.Printf("new cluster %s (the backup's was %s), incarnation %d\n",
 		res.ClusterID, m.ClusterID, res.Incarnation)
-	// Shown once, on standard output and never in a log.
-	fmt.Printf("new cluster secret (give it to nodes that join with --cluster-secret): %s\n",
-		res.Secret)
+	printNewSecret(c.String("data-dir"), res.Secret)
 	fmt.Printf("start it: schat serve --data-dir %s --node-id %s --raft-addr %s\n",
 		c.String("data-dir"), c.String("node-id"), c.String("raft-addr"))
 	return nil

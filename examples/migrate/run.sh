@@ -94,14 +94,17 @@ wait_ready() {
 	exit 1
 }
 
-# The old deployment: three nodes that form a cluster together.
-old_secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# The old deployment: three nodes that form a cluster together. They
+# share a secret, given as a file rather than on the command line, where
+# any user of the machine could read it. Each node keeps it in its data
+# directory, and it is also the operator's credential.
+(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/old.secret")
 for n in 1 2 3; do
 	join=()
 	for o in 1 2 3; do
 		[[ $o == "$n" ]] || join+=("$(addr raft old "$o")")
 	done
-	start "old$n" old "$n" --cluster-secret "$old_secret" \
+	start "old$n" old "$n" --cluster-secret-file "$work/old.secret" \
 		--join "$(IFS=,; echo "${join[*]}")" --bootstrap-expect 3
 done
 for n in 1 2 3; do wait_ready "old$n" old "$n"; done
@@ -125,7 +128,7 @@ chat 0 1001 see you on the other side
 SCRIPT
 
 echo "== schat backup --addr $(addr http old 2)  (through any node)"
-schat backup --addr "$(addr http old 2)" --cluster-secret "$old_secret" \
+schat backup --addr "$(addr http old 2)" --cluster-secret-file "$work/old2/cluster.secret" \
 	--out "$work/deployment.backup"
 echo "== schat snapshot inspect"
 schat snapshot inspect "$work/deployment.backup"
@@ -135,20 +138,20 @@ for n in 1 2 3; do stop_node "old$n"; done
 
 # On the new machine: restore into a new directory. The restored node is
 # a cluster of one with a new cluster ID and secret; the secret is printed
-# once.
+# once and kept in new1/cluster.secret. The old secret opens nothing here.
 echo "== schat restore"
 schat restore --from "$work/deployment.backup" --data-dir "$work/new1" \
-	--node-id new1 --raft-addr "$(addr raft new 1)" | tee "$work/restore.out"
-new_secret=$(sed -n 's/^new cluster secret.*: //p' "$work/restore.out")
+	--node-id new1 --raft-addr "$(addr raft new 1)"
+new_secret=$work/new1/cluster.secret
 
 start new1 new 1
 wait_ready new1 new 1
 for n in 2 3; do
-	start "new$n" new "$n" --join "$(addr raft new 1)" --cluster-secret "$new_secret"
+	start "new$n" new "$n" --join "$(addr raft new 1)" --cluster-secret-file "$new_secret"
 done
 for n in 2 3; do wait_ready "new$n" new "$n"; done
 echo "== schat cluster status"
-schat cluster status --addr "$(addr http new 1)" --cluster-secret "$new_secret"
+schat cluster status --addr "$(addr http new 1)" --cluster-secret-file "$new_secret"
 
 echo "== checking the history on a node that joined after the restore"
 history=$(schat chat --addr "$(addr client new 3)" <<'SCRIPT'
