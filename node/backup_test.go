@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"maps"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -140,29 +138,8 @@ func fileLines(dump string) int { return strings.Count(dump, "\nfile ") }
 // checked manifest.
 func httpBackup(t testing.TB, n *Node) (string, *storage.Manifest) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctxFor(t), http.MethodGet,
-		"http://"+n.HTTPAddr()+"/cluster/backup", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+string(n.secret))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("backup: %s", resp.Status)
-	}
 	path := filepath.Join(t.TempDir(), "schat.backup")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		t.Fatal(err)
-	}
+	fetchBackupFile(t, n, path)
 	return path, verifyFile(t, path)
 }
 
