@@ -2,14 +2,16 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
@@ -23,18 +25,17 @@ func backupCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "backup",
 		Usage: "write a consistent snapshot of a whole deployment to one file",
-		Description: "Through a running node (--addr, authorised by the cluster secret), or from " +
+		Description: "Through a running node (--addr, authorised by the cluster secret: " +
+			"SCHAT_CLUSTER_SECRET, --cluster-secret-file or --cluster-secret), or from " +
 			"a stopped node's --data-dir. The file is written under a temporary name, " +
-			"checked, and renamed to --out.",
-		Flags: []cli.Flag{
+			"checked, and given the name --out, which must not exist.",
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "addr", EnvVars: []string{"SCHAT_ADMIN_ADDR"},
 				Usage: "HTTP address of any node of a running deployment"},
-			&cli.StringFlag{Name: "cluster-secret", EnvVars: []string{"SCHAT_CLUSTER_SECRET"},
-				Usage: "the cluster's secret, the operator's credential (with --addr)"},
 			&cli.StringFlag{Name: "data-dir",
 				Usage: "back up this stopped node's data directory instead of a running node"},
 			&cli.StringFlag{Name: "out", Required: true, Usage: "the backup file to write"},
-		},
+		}, secretFlags("the operator's credential (with --addr)")...),
 		Action: backupAction,
 	}
 }
@@ -47,6 +48,9 @@ func backupAction(c *cli.Context) error {
 	if _, err := os.Stat(out); err == nil {
 		return fmt.Errorf("%s exists; choose another --out", out)
 	}
+	// An interrupt ends the backup and removes what it had written.
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	bar := newBar("backup")
 	var write func(io.Writer) (*storage.Manifest, error)
 	if dir != "" {
@@ -55,9 +59,11 @@ func backupAction(c *cli.Context) error {
 				Estimate: bar.setMax}, w)
 		}
 	} else {
-		write = func(w io.Writer) (*storage.Manifest, error) { return fetchBackup(c, bar, w) }
+		write = func(w io.Writer) (*storage.Manifest, error) {
+			return fetchBackup(ctx, c, bar, w)
+		}
 	}
-	m, err := writeChecked(out, bar, write)
+	m, err := writeChecked(ctx, out, bar, write)
 	bar.finish()
 	if err != nil {
 		return err
@@ -68,12 +74,17 @@ func backupAction(c *cli.Context) error {
 }
 
 // fetchBackup streams /cluster/backup from a running node into w.
-func fetchBackup(c *cli.Context, bar *bar, w io.Writer) (*storage.Manifest, error) {
-	secret := c.String("cluster-secret")
-	if secret == "" {
-		return nil, errors.New("--addr needs --cluster-secret (or SCHAT_CLUSTER_SECRET)")
+func fetchBackup(ctx context.Context, c *cli.Context, bar *bar,
+	w io.Writer) (*storage.Manifest, error) {
+	secret, err := clusterSecret(c)
+	if err != nil {
+		return nil, err
 	}
-	req, err := http.NewRequestWithContext(c.Context, http.MethodGet,
+	if secret == "" {
+		return nil, errors.New("--addr needs the cluster secret: SCHAT_CLUSTER_SECRET, " +
+			"--cluster-secret-file or --cluster-secret")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
 		"http://"+c.String("addr")+"/cluster/backup", nil)
 	if err != nil {
 		return nil, err
@@ -98,30 +109,38 @@ func fetchBackup(c *cli.Context, bar *bar, w io.Writer) (*storage.Manifest, erro
 }
 
 // writeChecked runs write into a temporary file next to out while a
-// second reader checks the same bytes as they pass, and renames the file
-// to out only once it is whole.
-func writeChecked(out string, bar *bar,
+// second reader checks the same bytes as they pass, and gives the file
+// the name out only once it is whole, never replacing a file there.
+func writeChecked(ctx context.Context, out string, bar *bar,
 	write func(io.Writer) (*storage.Manifest, error)) (*storage.Manifest, error) {
-	tmp := filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".tmp")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	f, err := storage.CreatePending(out)
 	if err != nil {
 		return nil, err
 	}
-	m, err := teeVerified(f, bar, write)
+	defer f.Abort()
+	m, err := teeVerified(f.File, bar, func(w io.Writer) (*storage.Manifest, error) {
+		return write(ctxWriter{ctx: ctx, w: w})
+	})
 	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, out)
+		err = f.Commit()
 	}
 	if err != nil {
-		os.Remove(tmp)
 		return nil, err
 	}
 	return m, nil
+}
+
+// ctxWriter fails every write once ctx is done.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, fmt.Errorf("backup interrupted: %w", context.Cause(c.ctx))
+	}
+	return c.w.Write(p)
 }
 
 // teeVerified writes through a buffer to f and at the same time through a
@@ -191,16 +210,35 @@ func inspectAction(c *cli.Context) error {
 		err = readAll(br)
 	}
 	if err != nil {
-		for _, p := range br.Parts() {
-			fmt.Printf("part      %-8s %s, checksum good\n", partLabel(p.Shard), humanBytes(p.Size))
+		if br != nil {
+			for _, p := range br.Parts() {
+				fmt.Printf("part      %-8s %s, checksum good\n", partLabel(p.Shard),
+					humanBytes(p.Size))
+			}
 		}
-		fmt.Printf("status    NOT WHOLE: %v\n", err)
-		return cli.Exit("the file is not a whole backup; do not restore from it", 1)
+		status, verdict := unusable(err)
+		fmt.Printf("status    %s: %v\n", status, err)
+		return cli.Exit(verdict+"; do not restore from it", 1)
 	}
 	printManifest(br.Manifest())
 	fmt.Printf("status    whole: all %d parts and the file's checksum verified\n",
 		len(br.Parts()))
 	return nil
+}
+
+// unusable words why a file that failed to read cannot be restored: a
+// short status and a sentence for the operator.
+func unusable(err error) (status, verdict string) {
+	switch {
+	case errors.Is(err, storage.ErrBackupFormat):
+		return "NOT A BACKUP", "the file is not a schat backup"
+	case errors.Is(err, storage.ErrBackupVersion):
+		return "UNKNOWN FORMAT", "the file is a backup of a format this schat does not read " +
+			"(a newer schat may); it is not usable here"
+	case errors.Is(err, storage.ErrBackupTruncated):
+		return "NOT WHOLE", "the file is not a whole backup: it ends early"
+	}
+	return "NOT WHOLE", "the file is not a whole backup"
 }
 
 func readAll(br *storage.BackupReader) error {
@@ -283,9 +321,7 @@ func restoreAction(c *cli.Context) error {
 		m.Counts.Users, m.Counts.Groups, m.Counts.Messages, m.Counts.Files, c.String("data-dir"))
 	fmt.Printf("new cluster %s (the backup's was %s), incarnation %d\n",
 		res.ClusterID, m.ClusterID, res.Incarnation)
-	// Shown once, on standard output and never in a log.
-	fmt.Printf("new cluster secret (give it to nodes that join with --cluster-secret): %s\n",
-		res.Secret)
+	printNewSecret(c.String("data-dir"), res.Secret)
 	fmt.Printf("start it: schat serve --data-dir %s --node-id %s --raft-addr %s\n",
 		c.String("data-dir"), c.String("node-id"), c.String("raft-addr"))
 	return nil

@@ -177,6 +177,8 @@ type chatSession struct {
 	// Who is logged in. Used only by the command loop.
 	uid   uint64
 	token string
+
+	hist history // the server's incarnation and the messages printed
 }
 
 // dial connects and starts printing the connection's events.
@@ -223,6 +225,7 @@ func (s *chatSession) resume(ctx context.Context) {
 	s.loggedIn(lr)
 	s.out.event("reconnected", obj{{"resumed", true}, {"uid", s.uid}},
 		fmt.Sprintf("reconnected; resumed session of uid:%d", s.uid))
+	s.noticeHistory(ctx, lr)
 	for _, n := range lr.Notices {
 		name, fields, text := describeEvent(n.Event)
 		s.out.event(name, fields, text)
@@ -259,6 +262,9 @@ func (s *chatSession) ackNotices(ctx context.Context, ns []*pb.Notice) {
 func (s *chatSession) pump(c *transport.Client) {
 	defer s.wg.Done()
 	for e := range c.Events() {
+		if m := e.GetMessage(); m != nil && !s.hist.admit(m) {
+			continue // printed already, from a replay after a restore
+		}
 		name, fields, text := describeEvent(e)
 		s.out.event(name, fields, text)
 		if id := e.GetNoticeId(); id != 0 {

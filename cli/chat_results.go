@@ -22,6 +22,7 @@ func showLogin(ctx context.Context, s *chatSession, _ *pb.ClientFrame,
 	r *pb.Response) (obj, error) {
 	lr := r.GetLogin()
 	s.loggedIn(lr)
+	s.noticeHistory(ctx, lr)
 	s.ackNotices(ctx, lr.Notices)
 	return loginFields(lr), nil
 }

@@ -19,14 +19,12 @@ import (
 )
 
 func clusterCommand() *cli.Command {
-	flags := []cli.Flag{
+	flags := append([]cli.Flag{
 		&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7480", EnvVars: []string{"SCHAT_ADMIN_ADDR"},
 			Usage: "HTTP address of any node"},
-		&cli.StringFlag{Name: "cluster-secret", EnvVars: []string{"SCHAT_CLUSTER_SECRET"},
-			Usage: "the cluster's secret, the operator's credential"},
 		&cli.StringFlag{Name: "data-dir", EnvVars: []string{"SCHAT_DATA_DIR"},
 			Usage: "read the secret from this node's data directory instead"},
-	}
+	}, secretFlags("the operator's credential")...)
 	return &cli.Command{
 		Name:  "cluster",
 		Usage: "inspect and change a cluster's membership",
@@ -74,15 +72,18 @@ func adminRequest(c *cli.Context, method, path string) ([]byte, error) {
 	return body, nil
 }
 
+// adminSecret is the operator's credential: the secret secretFlags give,
+// or the one kept in --data-dir.
 func adminSecret(c *cli.Context) (string, error) {
-	if s := c.String("cluster-secret"); s != "" {
-		return s, nil
+	if s, err := clusterSecret(c); s != "" || err != nil {
+		return s, err
 	}
 	if dir := c.String("data-dir"); dir != "" {
 		b, err := os.ReadFile(filepath.Join(dir, "cluster.secret"))
 		return strings.TrimSpace(string(b)), err
 	}
-	return "", fmt.Errorf("give --cluster-secret or --data-dir")
+	return "", fmt.Errorf("give the cluster secret: SCHAT_CLUSTER_SECRET, " +
+		"--cluster-secret-file, --cluster-secret or --data-dir")
 }
 
 func clusterStatus(c *cli.Context) error {

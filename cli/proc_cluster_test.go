@@ -20,8 +20,9 @@ type procCluster struct {
 
 // newProcCluster starts size nodes and waits until every one is ready.
 // Only the node port is fixed, since the others know a node by it; the
-// client and HTTP ports are read from each node's "ready" log line.
-func newProcCluster(t *testing.T, size int) *procCluster {
+// client and HTTP ports are read from each node's "ready" log line. extra
+// flags go to every node.
+func newProcCluster(t *testing.T, size int, extra ...string) *procCluster {
 	t.Helper()
 	pc := &procCluster{nodeProbe: newNodeProbe(t), t: t}
 	secret := randomHex(t, 32)
@@ -40,6 +41,7 @@ func newProcCluster(t *testing.T, size int) *procCluster {
 				"--rate-per-minute", "1000000",
 				"--argon2-memory-kib", "1024", "--argon2-time", "1",
 			}}
+		n.opts.extra = append(n.opts.extra, extra...)
 		pc.nodes = append(pc.nodes, n)
 	}
 	t.Cleanup(pc.dumpLogsOnFailure)

@@ -22,7 +22,7 @@ func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
 		Usage: "run a schat node",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data-dir", Value: d.DataDir, EnvVars: []string{"SCHAT_DATA_DIR"},
 				Usage: "directory of the node's state"},
 			&cli.StringFlag{Name: "node-id", Value: d.NodeID, EnvVars: []string{"SCHAT_NODE_ID"},
@@ -64,8 +64,6 @@ func serveCommand() *cli.Command {
 				Usage: "node-to-node addresses of cluster members to join (HOST:PORT[,HOST:PORT])"},
 			&cli.IntFlag{Name: "bootstrap-expect", EnvVars: []string{"SCHAT_BOOTSTRAP_EXPECT"},
 				Usage: "with --join listing the others: form a new cluster once this many nodes are up"},
-			&cli.StringFlag{Name: "cluster-secret", EnvVars: []string{"SCHAT_CLUSTER_SECRET"},
-				Usage: "the cluster's secret; needed to join (a new cluster prints one)"},
 			&cli.StringFlag{Name: "node-tls-cert", EnvVars: []string{"SCHAT_NODE_TLS_CERT"},
 				Usage: "this node's certificate for mutual TLS between nodes"},
 			&cli.StringFlag{Name: "node-tls-key", EnvVars: []string{"SCHAT_NODE_TLS_KEY"},
@@ -83,7 +81,8 @@ func serveCommand() *cli.Command {
 				Usage: "text or json"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"SCHAT_LOG_LEVEL"},
 				Usage: "debug, info, warn or error"},
-		},
+		}, secretFlags("needed to join (a new cluster makes one, prints it once and "+
+			"keeps it in <data-dir>/cluster.secret)")...),
 		Action: serve,
 	}
 }
@@ -107,7 +106,9 @@ func serve(c *cli.Context) error {
 	cfg.Retention.MaxMessages = c.Int("retention-max-messages")
 	cfg.Join = splitList(c.StringSlice("join"))
 	cfg.BootstrapExpect = c.Int("bootstrap-expect")
-	cfg.ClusterSecret = c.String("cluster-secret")
+	if cfg.ClusterSecret, err = clusterSecret(c); err != nil {
+		return err
+	}
 	cfg.PasswordKDF.Memory = uint32(c.Uint("argon2-memory-kib"))
 	cfg.PasswordKDF.Time = uint32(c.Uint("argon2-time"))
 	cfg.Logger = logger
@@ -138,8 +139,7 @@ func serve(c *cli.Context) error {
 	if secret := n.NewSecret(); secret != nil {
 		// Shown once, on standard output and never in the log: other nodes
 		// need it to join, and it is kept in the data directory.
-		fmt.Printf("new cluster secret (give it to nodes that join with --cluster-secret): %s\n",
-			secret)
+		printNewSecret(cfg.DataDir, secret)
 	}
 	if err := n.WaitReady(ctx); err != nil {
 		n.Close()

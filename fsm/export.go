@@ -7,6 +7,9 @@ import (
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/schat/schat/proto"
 	"github.com/schat/schat/storage"
 )
 
@@ -19,7 +22,8 @@ type Export struct {
 	Index, Term uint64
 	// Counts are the records of the state.
 	Counts storage.Counts
-	// Size is the state file's size: the bulk of the stream.
+	// Size is the length of the stream Write writes: the state file and
+	// every file content and partial upload it carries, framed.
 	Size int64
 }
 
@@ -30,7 +34,7 @@ func (f *FSM) Export() (*Export, error) {
 		return nil, err
 	}
 	snap := s.(*snapshot)
-	e := &Export{snap: snap, Size: snap.tx.Size()}
+	e := &Export{snap: snap, Size: snap.streamSize()}
 	e.Index, e.Term = storage.Applied(snap.tx)
 	e.Counts = countRecords(snap.tx)
 	return e, nil
@@ -66,16 +70,41 @@ var _ raft.SnapshotSink = (*writerSink)(nil)
 // (0 if it was never restored from a backup).
 func Incarnation(tx *bolt.Tx) uint64 { return storage.Incarnation(tx) }
 
-// SetIncarnation records a new incarnation in the state without moving
-// its applied index. It is for a restore, before raft is started on the
-// state; it is not a replicated change.
-func (f *FSM) SetIncarnation(v uint64) error {
+// PreviousIncarnation returns the incarnation of the history a meta
+// shard's state was restored from (0 if none, or if that history was
+// never restored itself).
+func PreviousIncarnation(tx *bolt.Tx) uint64 { return storage.PreviousIncarnation(tx) }
+
+// MarkRestored records that the state starts a new history, named by
+// incarnation, without moving its applied index: on the meta shard the
+// new incarnation (the one it replaces becomes the previous one), on a
+// group shard each group's last sequence number, up to which the new
+// history and the backup's agree. It is for a restore, before raft is
+// started on the state; it is not a replicated change.
+func (f *FSM) MarkRestored(incarnation uint64) error {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if err := f.db.Update(func(tx *bolt.Tx) error {
-		return storage.SetIncarnation(tx, v)
-	}); err != nil {
-		return fmt.Errorf("set incarnation: %w", err)
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		if f.cfg.Kind == KindMeta {
+			return storage.SetIncarnation(tx, incarnation)
+		}
+		return storage.SetRestoredSeqs(tx, lastSeqs(tx))
+	})
+	if err != nil {
+		return fmt.Errorf("mark restored: %w", err)
 	}
 	return nil
+}
+
+// lastSeqs returns every group's last sequence number.
+func lastSeqs(tx *bolt.Tx) map[uint64]uint64 {
+	out := make(map[uint64]uint64)
+	c := tx.Bucket(storage.Groups).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		var g pb.Group
+		if proto.Unmarshal(v, &g) == nil {
+			out[storage.ReadU64(k, 0)] = g.LastSeq
+		}
+	}
+	return out
 }

@@ -345,7 +345,7 @@ func removeGroup(a *applyCtx, gid uint64) (members, applicants []uint64, err err
 			return nil, nil, err
 		}
 	}
-	for _, b := range [][]byte{storage.Groups, storage.Public} {
+	for _, b := range [][]byte{storage.Groups, storage.Public, storage.Restored} {
 		if err := a.bucket(b).Delete(prefix); err != nil {
 			return nil, nil, err
 		}

@@ -96,6 +96,8 @@ func GroupsOfUser(tx *bolt.Tx, uid uint64) ([]*pb.GroupSummary, error) {
 			LastSeq: g.LastSeq,
 			ReadSeq: m.ReadSeq,
 			Unread:  unread(g, m.ReadSeq),
+
+			RestoredSeq: storage.RestoredSeq(tx, gid),
 		})
 	}
 	return out, nil

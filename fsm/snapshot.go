@@ -113,6 +113,22 @@ func (s *snapshot) writeFiles(w io.Writer) error {
 	return storage.EndSnapshotFiles(w)
 }
 
+// streamSize is the length of the stream Persist writes. A content whose
+// file cannot be read counts nothing: Persist then fails on it anyway.
+func (s *snapshot) streamSize() int64 {
+	n := storage.SnapshotFrameSize(s.tx.Size())
+	c := s.tx.Bucket(storage.Blobs).Cursor()
+	for sum, _ := c.First(); sum != nil; sum, _ = c.Next() {
+		if st, err := os.Stat(s.files.BlobPath(sum)); err == nil {
+			n += storage.SnapshotFile{Name: sum, Size: st.Size()}.StreamSize()
+		}
+	}
+	for _, p := range s.partials {
+		n += storage.SnapshotFile{Name: p.key, Size: p.received}.StreamSize()
+	}
+	return n
+}
+
 func writeBlob(w io.Writer, path string, sum []byte) error {
 	fh, err := os.Open(path)
 	if err != nil {

@@ -141,8 +141,8 @@ func (s *service) startSession(ctx context.Context, ss *session, u *pb.User, has
 		return s.fail(err)
 	}
 	resp := &pb.LoginResponse{Token: token, TokenExpiresMs: expires, User: selfProfile(u),
-		Groups: groups, ServerTimeMs: time.Now().UnixMilli(), Limits: s.n.limits(),
-		Incarnation: s.n.incarnation()}
+		Groups: groups, ServerTimeMs: time.Now().UnixMilli(), Limits: s.n.limits()}
+	resp.Incarnation, resp.PreviousIncarnation = s.n.incarnation()
 	if resp.Applications, err = s.n.ownedApplications(ctx, ss, u.Id, groups); err != nil {
 		return s.fail(err)
 	}

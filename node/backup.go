@@ -26,8 +26,9 @@ import (
 // independent: the operations that touch two shards can be caught between
 // their two steps, as a crash can catch them.
 
-// BackupEstimateHeader carries, on /cluster/backup, the sum of the shards'
-// state sizes: close to the size of the file to come.
+// BackupEstimateHeader carries, on /cluster/backup, the size of the file
+// to come but for its manifest: the shards' states, file contents and
+// partial uploads, framed.
 const BackupEstimateHeader = "X-Schat-Backup-Estimate"
 
 // Backup writes a backup of the whole deployment to w. estimate, if not
@@ -78,11 +79,11 @@ func releaseAll(exports []*fsm.Export) {
 }
 
 func exportSize(exports []*fsm.Export) int64 {
-	var sum int64
-	for _, e := range exports {
-		sum += e.Size
+	sizes := make([]int64, len(exports))
+	for i, e := range exports {
+		sizes[i] = e.Size
 	}
-	return sum
+	return storage.BackupSize(sizes)
 }
 
 // writeBackup writes the exports as the parts of a backup file, then the

@@ -119,34 +119,19 @@ func (n *Node) writeBackupFile(exports []*fsm.Export) (string, error) {
 	}
 	name := backupFilePrefix + time.Now().UTC().Format(backupTimeLayout) + backupFileSuffix
 	path := filepath.Join(dir, name)
-	tmp := filepath.Join(dir, "."+name+".tmp")
-	if err := writeBackupTo(tmp, n.manifestBase(), exports); err != nil {
-		os.Remove(tmp)
-		return "", err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", err
-	}
-	return path, syncDir(dir)
-}
-
-func writeBackupTo(path string, base storage.Manifest, exports []*fsm.Export) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	f, err := storage.CreatePending(path)
 	if err != nil {
-		return err
+		return "", err
 	}
+	defer f.Abort()
 	bw := bufio.NewWriterSize(f, 1<<20)
-	_, err = writeBackup(bw, base, exports)
-	if err == nil {
-		err = bw.Flush()
+	if _, err := writeBackup(bw, n.manifestBase(), exports); err != nil {
+		return "", err
 	}
-	if err == nil {
-		err = f.Sync()
+	if err := bw.Flush(); err != nil {
+		return "", err
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return path, f.Commit()
 }
 
 // pruneBackups removes the oldest backup files beyond Keep.

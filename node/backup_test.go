@@ -1,15 +1,15 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"maps"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,34 +69,77 @@ func populate(t testing.TB, addr string) deployment {
 		groups: []uint64{g1.GroupId, g2.GroupId}}
 }
 
+// uploaded is a file populateFiles left referred to, and its bytes.
+type uploaded struct {
+	id, mime string
+	data     []byte
+}
+
+// populateFiles adds files to a populated deployment through n's HTTP
+// upload path, as clients upload them: an image message and a file of
+// several chunks sent twice to g1, one of the two sends recalled, a file
+// message recalled whole (its bytes go), ann's avatar and g1's avatar. It
+// returns the files that stay.
+func populateFiles(t testing.TB, n *Node, d deployment) []uploaded {
+	t.Helper()
+	ctx := ctxFor(t)
+	ann := dial(t, n.ClientAddr(), false)
+	login := must(ann.Login(ctx, "ann", "pw-ann"))(t)
+	go drain(ann)
+	fc := files(t, n, login.Token)
+	g1 := d.groups[0]
+	upload := func(target transport.UploadTarget, name string, data []byte) *pb.FileInfo {
+		t.Helper()
+		return must(fc.Upload(ctx, target, name, bytes.NewReader(data), int64(len(data))))(t)
+	}
+	send := func(info *pb.FileInfo) *pb.ChatMessage {
+		t.Helper()
+		return must(ann.SendFile(ctx, g1, transport.MessageTypeOf(info.Kind), info.FileId,
+			"", ""))(t)
+	}
+
+	pic := testPNG(t, 120, 80)
+	picInfo := upload(transport.ChatFile(g1), "pic.png", pic)
+	send(picInfo)
+	big := bytes.Repeat([]byte("backup file bytes "), 3*fsm.ChunkSize/17)
+	bigInfo := upload(transport.ChatFile(g1), "big.bin", big)
+	first := send(bigInfo)
+	send(bigInfo)
+	must(ann.Recall(ctx, g1, first.Seq))(t)
+	gone := upload(transport.ChatFile(g1), "gone.txt", []byte("recalled whole"))
+	must(ann.Recall(ctx, g1, send(gone).Seq))(t)
+
+	avatar := testPNG(t, 16, 16)
+	must(ann.SetAvatar(ctx, upload(transport.UserAvatar(), "me.png", avatar).FileId))(t)
+	gav := testPNG(t, 24, 12)
+	gavInfo := upload(transport.GroupAvatar(g1), "g1.png", gav)
+	must(ann.SetGroupAvatar(ctx, g1, gavInfo.FileId))(t)
+	avInfo := must(ann.Profiles(ctx, login.User.UserId))(t)[0]
+	return []uploaded{{picInfo.FileId, "image/png", pic},
+		{bigInfo.FileId, "application/octet-stream", big},
+		{avInfo.AvatarFileId, "image/png", avatar}, {gavInfo.FileId, "image/png", gav}}
+}
+
+// wantFiles downloads every file from n, as ann, and compares its bytes.
+func wantFiles(t testing.TB, n *Node, fs []uploaded) {
+	t.Helper()
+	c := dial(t, n.ClientAddr(), false)
+	login := must(c.Login(ctxFor(t), "ann", "pw-ann"))(t)
+	for _, f := range fs {
+		wantDownload(t, files(t, n, login.Token), f.id, f.data, f.mime)
+	}
+}
+
+// fileLines counts the lines of a dump that name a file on disk.
+func fileLines(dump string) int { return strings.Count(dump, "\nfile ") }
+
 // httpBackup takes a backup through n's /cluster/backup, as `schat
 // backup --addr` does, into a file, and returns the file and its
 // checked manifest.
 func httpBackup(t testing.TB, n *Node) (string, *storage.Manifest) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctxFor(t), http.MethodGet,
-		"http://"+n.HTTPAddr()+"/cluster/backup", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+string(n.secret))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("backup: %s", resp.Status)
-	}
 	path := filepath.Join(t.TempDir(), "schat.backup")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		t.Fatal(err)
-	}
+	fetchBackupFile(t, n, path)
 	return path, verifyFile(t, path)
 }
 
@@ -142,35 +185,45 @@ func restoreNode(t testing.TB, file string) (*Node, Config, *RestoreResult) {
 	return startNode(t, cfg), cfg, res
 }
 
-// incarnationKey is how fsmDump prints the incarnation's key: the one
-// record a restore adds.
-var incarnationKey = "meta " + hex.EncodeToString([]byte("incarnation")) + " "
+// restoreRecords are the prefixes of the lines of fsmDump that a restore
+// adds: the incarnations and the restored seqs.
+var restoreRecords = []string{
+	"meta " + hex.EncodeToString([]byte("incarnation")) + " ",
+	"meta " + hex.EncodeToString([]byte("previous_incarnation")) + " ",
+	string(storage.Restored) + " ",
+}
 
-// logicalDump is fsmDump without the incarnation.
+// logicalDump is fsmDump without the records a restore adds.
 func logicalDump(t testing.TB, f *fsm.FSM) string {
 	t.Helper()
 	var keep []string
 	for _, l := range strings.SplitAfter(fsmDump(t, f), "\n") {
-		if !strings.HasPrefix(l, incarnationKey) {
+		if !slices.ContainsFunc(restoreRecords, func(p string) bool {
+			return strings.HasPrefix(l, p)
+		}) {
 			keep = append(keep, l)
 		}
 	}
 	return strings.Join(keep, "")
 }
 
-// compareNodes fails unless every shard of a and b holds the same records.
-func compareNodes(t testing.TB, a, b *Node) {
+// compareNodes fails unless every shard of a and b holds the same records
+// and files; it returns how many files the dumps name.
+func compareNodes(t testing.TB, a, b *Node) int {
 	t.Helper()
 	if len(a.shards) != len(b.shards) {
 		t.Fatalf("got %d shards, want %d", len(b.shards), len(a.shards))
 	}
+	n := 0
 	for s := range a.shards {
 		want, got := logicalDump(t, a.shards[s].fsm), logicalDump(t, b.shards[s].fsm)
 		if got != want {
 			t.Fatalf("shard %s differs after restore:\n got %d bytes\nwant %d bytes",
 				shardLabel(uint32(s)), len(got), len(want))
 		}
+		n += fileLines(want)
 	}
+	return n
 }
 
 // TestBackup_ClusterRestoresIdentically backs a three-node cluster up
@@ -181,16 +234,21 @@ func compareNodes(t testing.TB, a, b *Node) {
 func TestBackup_ClusterRestoresIdentically(t *testing.T) {
 	c := newClusterWith(t, 3, func(cfg *Config) { cfg.Shards = 2 })
 	d := populate(t, c.nodes[0].ClientAddr())
+	kept := populateFiles(t, c.nodes[1], d)
 	c.waitConverged()
 	via := (c.leader(metaShard) + 1) % 3
 	file, m := httpBackup(t, c.nodes[via])
 	if m.Shards != 2 || len(m.Parts) != 3 || m.ClusterID != c.nodes[0].info.ClusterID ||
-		m.Counts.Users != 4 || m.Counts.Groups != 2 || m.Counts.Messages != messagesIn(c.nodes[0]) {
+		m.Counts.Users != 4 || m.Counts.Groups != 2 ||
+		m.Counts.Messages != messagesIn(c.nodes[0]) || m.Counts.Files != uint64(len(kept)) {
 		t.Fatalf("manifest %+v", m)
 	}
 
 	n, cfg, res := restoreNode(t, file)
-	compareNodes(t, c.nodes[0], n)
+	if got := compareNodes(t, c.nodes[0], n); got != len(kept) {
+		t.Fatalf("the dumps name %d files on disk, want the %d contents kept", got, len(kept))
+	}
+	wantFiles(t, n, kept)
 	if res.ClusterID == m.ClusterID || n.info.ClusterID != res.ClusterID {
 		t.Fatalf("restored cluster ID %q, backup's %q: want a new one", res.ClusterID, m.ClusterID)
 	}
@@ -207,6 +265,7 @@ func TestBackup_ClusterRestoresIdentically(t *testing.T) {
 	ann, _ := user(t, n.ClientAddr(), false, "eve")
 	must(ann.CreateGroup(ctxFor(t), &pb.CreateGroupRequest{Name: "after restore"}))(t)
 	joined.waitConverged()
+	wantFiles(t, joined.nodes[2], kept)
 }
 
 // joinRestored starts two new nodes that join the restored node n and

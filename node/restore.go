@@ -124,22 +124,58 @@ func restoreInto(cfg RestoreConfig, m *storage.Manifest, r io.Reader) (*RestoreR
 	if parent == "" {
 		parent = "."
 	}
-	if err := os.MkdirAll(parent, 0o700); err != nil {
+	made, err := mkdirAll(parent)
+	if err != nil {
 		return nil, err
 	}
 	tmp, err := os.MkdirTemp(parent, "."+base+".restore-")
-	if err != nil {
-		return nil, err
-	}
-	res, err := buildDataDir(cfg, m, r, tmp)
 	if err == nil {
-		err = moveIntoPlace(tmp, cfg.DataDir)
-	}
-	if err != nil {
+		var res *RestoreResult
+		if res, err = buildDataDir(cfg, m, r, tmp); err == nil {
+			err = moveIntoPlace(tmp, cfg.DataDir)
+		}
+		if err == nil {
+			return res, nil
+		}
 		os.RemoveAll(tmp)
-		return nil, err
 	}
-	return res, nil
+	removeMade(made)
+	return nil, err
+}
+
+// mkdirAll makes dir and any missing parents, and returns the ones it
+// made, deepest first.
+func mkdirAll(dir string) ([]string, error) {
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	var made []string
+	for i := len(missing) - 1; i >= 0; i-- {
+		err := os.Mkdir(missing[i], 0o700)
+		switch {
+		case err == nil:
+			made = append([]string{missing[i]}, made...)
+		case !errors.Is(err, os.ErrExist): // made by another meanwhile: not ours
+			removeMade(made)
+			return nil, err
+		}
+	}
+	return made, nil
+}
+
+// removeMade removes the directories mkdirAll made, deepest first; one
+// that something else has written into meanwhile stays.
+func removeMade(made []string) {
+	for _, d := range made {
+		os.Remove(d)
+	}
 }
 
 // buildDataDir restores every shard into dir and writes the directory's
@@ -228,10 +264,8 @@ func restoreShard(dir string, p *storage.Part, want storage.PartInfo, self raft.
 		return fmt.Errorf("%w: state at %d/%d, manifest says %d/%d", storage.ErrBackupCorrupt,
 			index, term, want.Index, want.Term)
 	}
-	if p.Shard == metaShard {
-		if err := f.SetIncarnation(incarnation); err != nil {
-			return err
-		}
+	if err := f.MarkRestored(incarnation); err != nil {
+		return err
 	}
 	return writeRaftStart(dir, f, index, term, self, logger)
 }
@@ -306,14 +340,14 @@ func newIncarnation() (uint64, error) {
 	}
 }
 
-// incarnation is the incarnation recorded in this node's meta shard.
-func (n *Node) incarnation() uint64 {
-	var v uint64
+// incarnation returns the incarnation recorded in this node's meta shard
+// and the one it was restored from.
+func (n *Node) incarnation() (cur, prev uint64) {
 	n.shards[metaShard].fsm.View(func(tx *bolt.Tx) error {
-		v = fsm.Incarnation(tx)
+		cur, prev = fsm.Incarnation(tx), fsm.PreviousIncarnation(tx)
 		return nil
 	})
-	return v
+	return cur, prev
 }
 
 // progressReader reports the bytes read through it.

@@ -1,8 +1,8 @@
 package node
 
 import (
-	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,7 +12,7 @@ import (
 
 	pb "github.com/schat/schat/proto"
 	"github.com/schat/schat/storage"
-	"github.com/schat/schat/transport"
+	"github.com/schat/schat/storage/storagetest"
 )
 
 // TestRestore_RefusesBadInput restores from damaged files and into a
@@ -40,6 +40,7 @@ func TestRestore_RefusesBadInput(t *testing.T) {
 		{"flipped byte", flipped, nil, storage.ErrBackupCorrupt},
 		{"truncated", good[:len(good)*2/3], nil, storage.ErrBackupTruncated},
 		{"wrong format version", version, nil, storage.ErrBackupVersion},
+		{"whole file of parts that are not shards", storagetest.OpaqueBackup(t, 1500, storage.Manifest{}), nil, storage.ErrSnapshot},
 		{"existing data directory", good, func(t *testing.T, dir string) {
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				t.Fatal(err)
@@ -55,7 +56,7 @@ func TestRestore_RefusesBadInput(t *testing.T) {
 			if err := os.WriteFile(from, tc.data, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			dir := filepath.Join(parent, "data")
+			dir := filepath.Join(parent, "new", "deeper", "data") // parents made, then removed
 			if tc.target != nil {
 				tc.target(t, dir)
 			}
@@ -92,7 +93,7 @@ func TestBackupDir_MatchesOnline(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Shards = 2
 	n := startNode(t, cfg)
-	populate(t, n.ClientAddr())
+	populateFiles(t, n, populate(t, n.ClientAddr()))
 	online, mOn := httpBackup(t, n)
 	n.Close()
 
@@ -180,95 +181,37 @@ func exportIndexesNow(t testing.TB, n *Node) []uint64 {
 	return exportIndexes(exports)
 }
 
-// TestSession_NoticesRestore keeps a Session connected while its server
-// is replaced by a restore of an older backup. The Session sees the new
-// incarnation, reports Rewound, and delivers the messages sent after the
-// restore although their seqs were delivered before it.
-func TestSession_NoticesRestore(t *testing.T) {
-	src := startNode(t, testConfig(t))
-	owner, _ := user(t, src.ClientAddr(), false, "owner")
-	go drain(owner)
-	g := must(owner.CreateGroup(ctxFor(t), &pb.CreateGroupRequest{Name: "g"}))(t)
-	restoredAddr := freeAddr(t)
-	reader := ownerSession(t, src.ClientAddr(), restoredAddr)
-	sendTexts(t, owner, g.GroupId, "before backup", 3)
-	file, _ := httpBackup(t, src)
-	sendTexts(t, owner, g.GroupId, "lost by the restore", 4)
-	var lostTo uint64
-	for range 7 {
-		lostTo = nextMessage(t, reader).Seq
+// TestBackup_Estimate: the size a backup announces before its first byte
+// counts the shards' states, the file contents and the uploads they carry:
+// it is the file's size but for the manifest, which is written last.
+func TestBackup_Estimate(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Shards = 2
+	n := startNode(t, cfg)
+	kept := populateFiles(t, n, populate(t, n.ClientAddr()))
+	var filesBytes int
+	for _, f := range kept {
+		filesBytes += len(f.data)
 	}
-	src.Close()
-
-	rcfg := testConfig(t)
-	rcfg.ClientAddr, rcfg.RaftAddr, rcfg.Shards = restoredAddr, freeAddr(t), 0
-	if _, err := Restore(RestoreConfig{From: file, DataDir: rcfg.DataDir,
-		RaftAddr: rcfg.RaftAddr}); err != nil {
-		t.Fatal(err)
-	}
-	n := startNode(t, rcfg)
-	r := awaitReconnect(t, reader)
-	if !r.Rewound || r.Login.Incarnation == 0 {
-		t.Fatalf("reconnect %+v: want Rewound and a new incarnation", r)
-	}
-	owner2 := dial(t, n.ClientAddr(), false)
-	must(owner2.Login(ctxFor(t), "owner", "pw-owner"))(t)
-	go drain(owner2)
-	sendTexts(t, owner2, g.GroupId, "after restore", 1)
-	m := nextMessage(t, reader)
-	if m.Text != "after restore 0" || m.Seq > lostTo {
-		t.Fatalf("got message %d %q after the restore, want \"after restore 0\" at a reused seq",
-			m.Seq, m.Text)
-	}
-}
-
-// ownerSession logs owner in on a Session over addrs; its token is the
-// one it resumes with after the restore, so it logs in before the backup.
-func ownerSession(t testing.TB, addrs ...string) *transport.Session {
-	t.Helper()
-	s, err := transport.NewSession(context.Background(), transport.SessionConfig{
-		Addrs: addrs, ReconnectWait: 20 * time.Millisecond, Logger: sessionLogger(t)})
+	var est int64
+	var out countingWriter
+	m, err := n.Backup(ctxFor(t), &out, func(v int64) { est = v })
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
-	must(s.Login(ctxFor(t), "owner", "pw-owner"))(t)
-	return s
-}
-
-func sendTexts(t testing.TB, c *transport.Client, gid uint64, text string, n int) {
-	t.Helper()
-	for i := range n {
-		must(c.Send(ctxFor(t), gid, text+" "+string(rune('0'+i)), ""))(t)
+	js, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := out.n - int64(len(js)); est != want || est < int64(filesBytes) {
+		t.Fatalf("estimate %d, want %d: the %d-byte file without its manifest (files: %d bytes)",
+			est, want, out.n, filesBytes)
 	}
 }
 
-// nextMessage returns the next message event of s.
-func nextMessage(t testing.TB, s *transport.Session) *pb.ChatMessage {
-	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case e, ok := <-s.Events():
-			if !ok {
-				t.Fatalf("session ended: %v", s.Err())
-			}
-			if m := e.GetMessage(); m != nil {
-				return m
-			}
-		case <-deadline:
-			t.Fatal("no message within 10s")
-		}
-	}
-}
+type countingWriter struct{ n int64 }
 
-func awaitReconnect(t testing.TB, s *transport.Session) transport.Reconnect {
-	t.Helper()
-	select {
-	case r := <-s.Reconnects():
-		return r
-	case <-time.After(20 * time.Second):
-		t.Fatal("no reconnect within 20s")
-	}
-	return transport.Reconnect{}
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	return len(p), nil
 }

@@ -1742,9 +1742,15 @@ type LoginResponse struct {
 	// deployment is restored from a backup, which may rewind sequence
 	// numbers and cursors: a client that saw another value resynchronises
 	// its groups from this response rather than from what it remembers.
-	Incarnation   uint64 `protobuf:"varint,9,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Incarnation uint64 `protobuf:"varint,9,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// previous_incarnation is the incarnation of the history the backup was
+	// taken from (0 when that history had never been restored itself). A
+	// client whose incarnation equals it shares each group's messages up to
+	// the group's restored_seq with this history; any other client knows
+	// nothing it delivered to be shared.
+	PreviousIncarnation uint64 `protobuf:"varint,10,opt,name=previous_incarnation,json=previousIncarnation,proto3" json:"previous_incarnation,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *LoginResponse) Reset() {
@@ -1836,6 +1842,13 @@ func (x *LoginResponse) GetLimits() *Limits {
 func (x *LoginResponse) GetIncarnation() uint64 {
 	if x != nil {
 		return x.Incarnation
+	}
+	return 0
+}
+
+func (x *LoginResponse) GetPreviousIncarnation() uint64 {
+	if x != nil {
+		return x.PreviousIncarnation
 	}
 	return 0
 }
@@ -3630,13 +3643,18 @@ func (x *Member) GetReadSeq() uint64 {
 
 // GroupSummary is one of a user's groups with its unread count.
 type GroupSummary struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	GroupId       uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Role          Role                   `protobuf:"varint,3,opt,name=role,proto3,enum=schat.v1.Role" json:"role,omitempty"`
-	LastSeq       uint64                 `protobuf:"varint,4,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
-	ReadSeq       uint64                 `protobuf:"varint,5,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
-	Unread        uint64                 `protobuf:"varint,6,opt,name=unread,proto3" json:"unread,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	GroupId uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Name    string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Role    Role                   `protobuf:"varint,3,opt,name=role,proto3,enum=schat.v1.Role" json:"role,omitempty"`
+	LastSeq uint64                 `protobuf:"varint,4,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	ReadSeq uint64                 `protobuf:"varint,5,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
+	Unread  uint64                 `protobuf:"varint,6,opt,name=unread,proto3" json:"unread,omitempty"`
+	// restored_seq is the group's last_seq when the deployment was restored
+	// from a backup: messages up to it are those of the history the backup
+	// was taken from, messages after it were sent since. 0 for a group made
+	// after the restore, or when there never was one.
+	RestoredSeq   uint64 `protobuf:"varint,7,opt,name=restored_seq,json=restoredSeq,proto3" json:"restored_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3709,6 +3727,13 @@ func (x *GroupSummary) GetReadSeq() uint64 {
 func (x *GroupSummary) GetUnread() uint64 {
 	if x != nil {
 		return x.Unread
+	}
+	return 0
+}
+
+func (x *GroupSummary) GetRestoredSeq() uint64 {
+	if x != nil {
+		return x.RestoredSeq
 	}
 	return 0
 }
@@ -9083,7 +9108,7 @@ const file_schat_proto_rawDesc = "" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x16\n" +
 	"\x06device\x18\x03 \x01(\tR\x06device\"%\n" +
 	"\rResumeRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"\x83\x03\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\xb6\x03\n" +
 	"\rLoginResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12(\n" +
 	"\x10token_expires_ms\x18\x02 \x01(\x03R\x0etokenExpiresMs\x12)\n" +
@@ -9093,7 +9118,9 @@ const file_schat_proto_rawDesc = "" +
 	"\anotices\x18\x06 \x03(\v2\x10.schat.v1.NoticeR\anotices\x12$\n" +
 	"\x0eserver_time_ms\x18\a \x01(\x03R\fserverTimeMs\x12(\n" +
 	"\x06limits\x18\b \x01(\v2\x10.schat.v1.LimitsR\x06limits\x12 \n" +
-	"\vincarnation\x18\t \x01(\x04R\vincarnation\"\x88\x03\n" +
+	"\vincarnation\x18\t \x01(\x04R\vincarnation\x121\n" +
+	"\x14previous_incarnation\x18\n" +
+	" \x01(\x04R\x13previousIncarnation\"\x88\x03\n" +
 	"\x06Limits\x12\x19\n" +
 	"\bmax_name\x18\x01 \x01(\rR\amaxName\x12'\n" +
 	"\x0fmax_description\x18\x02 \x01(\rR\x0emaxDescription\x12\x1f\n" +
@@ -9232,14 +9259,15 @@ const file_schat_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\x04R\x06userId\x12\"\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x0e.schat.v1.RoleR\x04role\x12\x1b\n" +
 	"\tjoined_ms\x18\x03 \x01(\x03R\bjoinedMs\x12\x19\n" +
-	"\bread_seq\x18\x04 \x01(\x04R\areadSeq\"\xaf\x01\n" +
+	"\bread_seq\x18\x04 \x01(\x04R\areadSeq\"\xd2\x01\n" +
 	"\fGroupSummary\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\"\n" +
 	"\x04role\x18\x03 \x01(\x0e2\x0e.schat.v1.RoleR\x04role\x12\x19\n" +
 	"\blast_seq\x18\x04 \x01(\x04R\alastSeq\x12\x19\n" +
 	"\bread_seq\x18\x05 \x01(\x04R\areadSeq\x12\x16\n" +
-	"\x06unread\x18\x06 \x01(\x04R\x06unread\"\xab\x01\n" +
+	"\x06unread\x18\x06 \x01(\x04R\x06unread\x12!\n" +
+	"\frestored_seq\x18\a \x01(\x04R\vrestoredSeq\"\xab\x01\n" +
 	"\x12SendMessageRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12)\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x15.schat.v1.MessageTypeR\x04type\x12\x12\n" +

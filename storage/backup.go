@@ -98,6 +98,17 @@ type PartInfo struct {
 	SHA256 string `json:"sha256"`
 }
 
+// BackupSize is the size of a backup file whose parts have the given
+// sizes, without its manifest (a few hundred bytes per part).
+func BackupSize(parts []int64) int64 {
+	n := int64(backupHeader) + 1 + sha256.Size // header, end record
+	for _, p := range parts {
+		chunks := (p + backupChunk - 1) / backupChunk
+		n += 1 + 4 + 4*chunks + p + 4 + sha256.Size
+	}
+	return n + 1 + 4 // the manifest's tag and length
+}
+
 // BackupWriter writes a backup file. Call WritePart for shards 0..K in
 // order, then Finish. It is not safe for concurrent use.
 type BackupWriter struct {

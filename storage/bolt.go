@@ -37,6 +37,7 @@ var (
 	Notices    = []byte("notices")     // user id + notice id -> pb.Notice
 	Public     = []byte("public")      // group id -> nil
 	Purge      = []byte("purge")       // dissolved group id -> nil, until its records are gone
+	Restored   = []byte("restored")    // group id -> last seq at the last restore
 
 	// Both kinds of shard: uploads and the files they became.
 	Files   = []byte("files")   // file key -> pb.StoredFile
@@ -45,7 +46,7 @@ var (
 
 	allBuckets = [][]byte{Meta, Users, Logins, Sessions, UserSessions, Owned,
 		OwnedBy, Reservations, Groups, Members, UserGroups, Apps, Messages, Dedup,
-		Notices, Public, Purge, Files, Uploads, Blobs}
+		Notices, Public, Purge, Restored, Files, Uploads, Blobs}
 )
 
 // Keys inside the Meta bucket.

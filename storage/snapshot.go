@@ -105,6 +105,14 @@ type SnapshotFile struct {
 	Size int64
 }
 
+// StreamSize is the bytes f takes in a snapshot's file section.
+func (f SnapshotFile) StreamSize() int64 { return int64(2+len(f.Name)+8) + f.Size }
+
+// SnapshotFrameSize is the bytes of a snapshot stream of a state of
+// stateSize bytes before its files are added: the header, the state and
+// the closing kind.
+func SnapshotFrameSize(stateSize int64) int64 { return int64(snapHeader) + stateSize + 1 }
+
 // WriteSnapshotFile appends one file of size f.Size, read from r, to a
 // snapshot's file section.
 func WriteSnapshotFile(w io.Writer, f SnapshotFile, r io.Reader) error {

@@ -104,11 +104,12 @@ type Reconnect struct {
 
 	// Rewound says that the server's incarnation changed: the deployment
 	// was restored from a backup, and its history may end before what
-	// this Session delivered. Each group's mark was lowered to the
-	// group's LastSeq in Login, so the messages sent after the restore
-	// are delivered even where they reuse sequence numbers delivered
-	// before it; the caller should drop what it keeps beyond LastSeq and
-	// take cursors and groups from Login.
+	// this Session delivered, or go on differently after it. Each group's
+	// mark was lowered to SharedMark of the group in Login, so the
+	// messages sent after the restore are delivered even where they reuse
+	// sequence numbers delivered before it; the caller should drop what it
+	// keeps of each group beyond that point and take cursors and groups
+	// from Login.
 	Rewound bool
 }
 
@@ -129,8 +130,9 @@ type Reconnect struct {
 // Every login response names the server's incarnation. When a resume
 // finds another one than the Session knew, the deployment was restored
 // from a backup and sequence numbers may have gone back: the Session
-// lowers each mark to the group's LastSeq and forgets groups it is no
-// longer in before catching up, and reports Rewound.
+// lowers each mark to the point up to which both histories agree (see
+// SharedMark) and forgets groups it is no longer in before catching up,
+// and reports Rewound.
 //
 // Only messages are caught up: member changes, recalls, read receipts and
 // applications pushed while no connection was up are lost, and the

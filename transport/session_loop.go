@@ -224,9 +224,9 @@ func (s *Session) resume(c *Client) (*pb.LoginResponse, error) {
 
 // rewind compares the incarnation of a resumed login with the one the
 // Session knew. When it changed, the server's history was restored from
-// a backup: each mark comes down to the group's LastSeq (messages up to
-// it are the ones delivered before, those after it are new even if
-// their seq was seen), and groups login does not list are forgotten.
+// a backup: each mark comes down to SharedMark (messages up to it are the
+// ones delivered before, those after it are new even if their seq was
+// seen), and groups login does not list are forgotten.
 func (s *Session) rewind(login *pb.LoginResponse) bool {
 	if login == nil {
 		return false
@@ -236,22 +236,41 @@ func (s *Session) rewind(login *pb.LoginResponse) bool {
 	if login.Incarnation == s.inc {
 		return false
 	}
-	s.inc = login.Incarnation
-	last := make(map[uint64]uint64, len(login.Groups))
+	groups := make(map[uint64]*pb.GroupSummary, len(login.Groups))
 	for _, g := range login.Groups {
-		last[g.GroupId] = g.LastSeq
+		groups[g.GroupId] = g
 	}
 	for gid, mark := range s.marks {
-		seq, ok := last[gid]
-		switch {
-		case !ok:
+		if g, ok := groups[gid]; ok {
+			s.marks[gid] = SharedMark(s.inc, login, g, mark)
+		} else {
 			delete(s.marks, gid)
-		case mark > seq:
-			s.marks[gid] = seq
 		}
 	}
-	s.log.Warn("server history was restored; resynchronising", "groups", len(last))
+	known := login.PreviousIncarnation == s.inc
+	s.inc = login.Incarnation
+	s.log.Warn("server history was restored; resynchronising", "groups", len(groups),
+		"from_known_history", known)
 	return true
+}
+
+// SharedMark says how much of group g a client still holds after a login
+// into another history than the one it knew. The client delivered g's
+// messages up to mark in the history named by incarnation inc; login (with
+// g among its groups) names another. When login's history was restored
+// from a backup of inc's, both agree up to g.RestoredSeq, and the result
+// is the lower of that and mark. Otherwise nothing the client delivered
+// is known to be shared, and the result is g.ReadSeq: the user's read
+// cursor in the new history. Messages after the result are to be fetched
+// and shown as new, whatever their seqs were before.
+func SharedMark(inc uint64, login *pb.LoginResponse, g *pb.GroupSummary, mark uint64) uint64 {
+	switch {
+	case login.Incarnation == inc:
+		return mark
+	case login.PreviousIncarnation == inc:
+		return min(mark, g.RestoredSeq)
+	}
+	return g.ReadSeq
 }
 
 // catchUp delivers, for every group of login, the messages after the

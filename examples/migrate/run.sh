@@ -14,7 +14,16 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 base=${SCHAT_DEMO_BASE_PORT:-27600}
 
-work=$(mktemp -d)
+# SCHAT_BIN runs an already built schat instead of building one;
+# SCHAT_DEMO_WORK puts the data directories and logs in that directory and
+# keeps them, instead of a temporary directory removed at the end.
+work=${SCHAT_DEMO_WORK:-}
+keep_work=1
+if [[ -z $work ]]; then
+	work=$(mktemp -d)
+	keep_work=0
+fi
+mkdir -p "$work"
 declare -A pids=()
 
 stop_node() {
@@ -28,7 +37,7 @@ cleanup() {
 	for name in "${!pids[@]}"; do
 		stop_node "$name"
 	done
-	rm -rf "$work"
+	[[ $keep_work == 1 ]] || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -42,16 +51,23 @@ addr() {
 	echo "127.0.0.1:$((base + off + n))"
 }
 
-echo "== building schat"
-(cd "$root" && go build -o "$work/schat" ./cli)
-schat() { "$work/schat" "$@"; }
+schat_bin=${SCHAT_BIN:-}
+if [[ -z $schat_bin ]]; then
+	echo "== building schat"
+	(cd "$root" && go build -o "$work/schat" ./cli)
+	schat_bin=$work/schat
+fi
+schat() { "$schat_bin" "$@"; }
 
-# start NAME WHICH N [flags...] starts a node in $work/NAME.
+# start NAME WHICH N [flags...] starts a node in $work/NAME. The binary
+# itself runs in the background, not the schat function: a function run
+# with & is a subshell, which ignores SIGINT, so stop_node's kill -INT
+# would reach the subshell and never the node.
 start() {
 	local name=$1 which=$2 n=$3
 	shift 3
 	echo "== starting $name (log: $work/$name.log)"
-	schat serve --node-id "$name" --data-dir "$work/$name" \
+	"$schat_bin" serve --node-id "$name" --data-dir "$work/$name" \
 		--client-addr "$(addr client "$which" "$n")" --http-addr "$(addr http "$which" "$n")" \
 		--raft-addr "$(addr raft "$which" "$n")" "$@" \
 		>"$work/$name.out" 2>"$work/$name.log" &
@@ -78,14 +94,17 @@ wait_ready() {
 	exit 1
 }
 
-# The old deployment: three nodes that form a cluster together.
-old_secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# The old deployment: three nodes that form a cluster together. They
+# share a secret, given as a file rather than on the command line, where
+# any user of the machine could read it. Each node keeps it in its data
+# directory, and it is also the operator's credential.
+(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/old.secret")
 for n in 1 2 3; do
 	join=()
 	for o in 1 2 3; do
 		[[ $o == "$n" ]] || join+=("$(addr raft old "$o")")
 	done
-	start "old$n" old "$n" --cluster-secret "$old_secret" \
+	start "old$n" old "$n" --cluster-secret-file "$work/old.secret" \
 		--join "$(IFS=,; echo "${join[*]}")" --bootstrap-expect 3
 done
 for n in 1 2 3; do wait_ready "old$n" old "$n"; done
@@ -109,7 +128,7 @@ chat 0 1001 see you on the other side
 SCRIPT
 
 echo "== schat backup --addr $(addr http old 2)  (through any node)"
-schat backup --addr "$(addr http old 2)" --cluster-secret "$old_secret" \
+schat backup --addr "$(addr http old 2)" --cluster-secret-file "$work/old2/cluster.secret" \
 	--out "$work/deployment.backup"
 echo "== schat snapshot inspect"
 schat snapshot inspect "$work/deployment.backup"
@@ -119,20 +138,20 @@ for n in 1 2 3; do stop_node "old$n"; done
 
 # On the new machine: restore into a new directory. The restored node is
 # a cluster of one with a new cluster ID and secret; the secret is printed
-# once.
+# once and kept in new1/cluster.secret. The old secret opens nothing here.
 echo "== schat restore"
 schat restore --from "$work/deployment.backup" --data-dir "$work/new1" \
-	--node-id new1 --raft-addr "$(addr raft new 1)" | tee "$work/restore.out"
-new_secret=$(sed -n 's/^new cluster secret.*: //p' "$work/restore.out")
+	--node-id new1 --raft-addr "$(addr raft new 1)"
+new_secret=$work/new1/cluster.secret
 
 start new1 new 1
 wait_ready new1 new 1
 for n in 2 3; do
-	start "new$n" new "$n" --join "$(addr raft new 1)" --cluster-secret "$new_secret"
+	start "new$n" new "$n" --join "$(addr raft new 1)" --cluster-secret-file "$new_secret"
 done
 for n in 2 3; do wait_ready "new$n" new "$n"; done
 echo "== schat cluster status"
-schat cluster status --addr "$(addr http new 1)" --cluster-secret "$new_secret"
+schat cluster status --addr "$(addr http new 1)" --cluster-secret-file "$new_secret"
 
 echo "== checking the history on a node that joined after the restore"
 history=$(schat chat --addr "$(addr client new 3)" <<'SCRIPT'

@@ -14,7 +14,16 @@ client_addr=${SCHAT_DEMO_CLIENT_ADDR:-127.0.0.1:17420}
 http_addr=${SCHAT_DEMO_HTTP_ADDR:-127.0.0.1:17480}
 raft_addr=${SCHAT_DEMO_RAFT_ADDR:-127.0.0.1:17421}
 
-work=$(mktemp -d)
+# SCHAT_BIN runs an already built schat instead of building one;
+# SCHAT_DEMO_WORK puts the data directories and logs in that directory and
+# keeps them, instead of a temporary directory removed at the end.
+work=${SCHAT_DEMO_WORK:-}
+keep_work=1
+if [[ -z $work ]]; then
+	work=$(mktemp -d)
+	keep_work=0
+fi
+mkdir -p "$work"
 server_pid=""
 
 cleanup() {
@@ -22,15 +31,19 @@ cleanup() {
 		kill -INT "$server_pid"
 		wait "$server_pid" || true
 	fi
-	rm -rf "$work"
+	[[ $keep_work == 1 ]] || rm -rf "$work"
 }
 trap cleanup EXIT
 
-echo "== building schat"
-(cd "$root" && go build -o "$work/schat" ./cli)
+schat_bin=${SCHAT_BIN:-}
+if [[ -z $schat_bin ]]; then
+	echo "== building schat"
+	(cd "$root" && go build -o "$work/schat" ./cli)
+	schat_bin=$work/schat
+fi
 
 echo "== starting a node in $work/data (log: $work/server.log)"
-"$work/schat" serve --data-dir "$work/data" --client-addr "$client_addr" \
+"$schat_bin" serve --data-dir "$work/data" --client-addr "$client_addr" \
 	--http-addr "$http_addr" --raft-addr "$raft_addr" 2>"$work/server.log" &
 server_pid=$!
 
@@ -63,7 +76,7 @@ echo "== schat chat --addr $client_addr < demo.txt"
 # so the client exits 1 reporting exactly one failure; anything else is
 # a real error.
 status=0
-"$work/schat" chat --addr "$client_addr" --linger 500ms <"$here/demo.txt" \
+"$schat_bin" chat --addr "$client_addr" --linger 500ms <"$here/demo.txt" \
 	2>"$work/chat.err" || status=$?
 cat "$work/chat.err" >&2
 if [[ $status -ne 0 ]] && ! grep -qx 'schat: 1 command(s) failed' "$work/chat.err"; then

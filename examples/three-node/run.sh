@@ -14,7 +14,16 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 base=${SCHAT_DEMO_BASE_PORT:-27400}
 
-work=$(mktemp -d)
+# SCHAT_BIN runs an already built schat instead of building one;
+# SCHAT_DEMO_WORK puts the data directories and logs in that directory and
+# keeps them, instead of a temporary directory removed at the end.
+work=${SCHAT_DEMO_WORK:-}
+keep_work=1
+if [[ -z $work ]]; then
+	work=$(mktemp -d)
+	keep_work=0
+fi
+mkdir -p "$work"
 pids=()
 
 cleanup() {
@@ -26,7 +35,7 @@ cleanup() {
 	for pid in "${pids[@]}"; do
 		wait "$pid" 2>/dev/null || true
 	done
-	rm -rf "$work"
+	[[ $keep_work == 1 ]] || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -34,8 +43,12 @@ client_addr() { echo "127.0.0.1:$((base + 20 + $1))"; }
 raft_addr() { echo "127.0.0.1:$((base + 30 + $1))"; }
 http_addr() { echo "127.0.0.1:$((base + 80 + $1))"; }
 
-echo "== building schat"
-(cd "$root" && go build -o "$work/schat" ./cli)
+schat_bin=${SCHAT_BIN:-}
+if [[ -z $schat_bin ]]; then
+	echo "== building schat"
+	(cd "$root" && go build -o "$work/schat" ./cli)
+	schat_bin=$work/schat
+fi
 
 # Every node of a cluster needs the same secret: it authenticates the
 # nodes to each other and is the operator's credential for
@@ -52,7 +65,7 @@ for n in 1 2 3; do
 		[[ $o == "$n" ]] || join+=("$(raft_addr "$o")")
 	done
 	echo "== starting node$n in $work/node$n (log: $work/node$n.log)"
-	"$work/schat" serve --node-id "node$n" --data-dir "$work/node$n" \
+	"$schat_bin" serve --node-id "node$n" --data-dir "$work/node$n" \
 		--client-addr "$(client_addr "$n")" --http-addr "$(http_addr "$n")" \
 		--raft-addr "$(raft_addr "$n")" \
 		--join "$(IFS=,; echo "${join[*]}")" --bootstrap-expect 3 \
@@ -90,9 +103,9 @@ done
 # status prints the cluster's state: with `schat cluster status` as node1
 # sees it, or else from each node's /readyz and /metrics.
 status() {
-	if "$work/schat" help cluster >/dev/null 2>&1; then
+	if "$schat_bin" help cluster >/dev/null 2>&1; then
 		echo "== schat cluster status --addr $(http_addr 1)"
-		"$work/schat" cluster status --addr "$(http_addr 1)"
+		"$schat_bin" cluster status --addr "$(http_addr 1)"
 		return
 	fi
 	for n in 1 2 3; do
@@ -109,7 +122,7 @@ status
 chat() {
 	local n=$1
 	echo "== schat chat --addr $(client_addr "$n")  (node$n)"
-	"$work/schat" chat --addr "$(client_addr "$n")"
+	"$schat_bin" chat --addr "$(client_addr "$n")"
 }
 
 chat 1 <<'SCRIPT'
