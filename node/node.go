@@ -113,8 +113,7 @@ func (n *Node) hasState() bool { return n.opened.Load() }
 func (n *Node) openService() error {
 	n.metrics = newMetrics(n)
 	n.svc = &service{n: n, limiter: newRateLimiter(n.cfg.RatePerMinute)}
-	srv, err := transport.NewServer(transport.ServerConfig{Handler: n.svc, TLS: n.cfg.TLS,
-		Logger: n.log})
+	srv, err := transport.NewServer(n.serverConfig(n.svc))
 	n.srv = srv
 	return err
 }
