@@ -51,7 +51,8 @@ func serveFlags(d node.Config) []cli.Flag {
 			Usage: "private key file for --tls-cert"},
 		&cli.IntFlag{Name: "rate-per-minute", Value: d.RatePerMinute,
 			EnvVars: []string{"SCHAT_RATE_PER_MINUTE"},
-			Usage:   "register, login and apply requests allowed per client address per minute"},
+			Usage: "requests that cost a password hash (register, login, apply, password " +
+				"changes, join passwords) allowed per client address and per user per minute"},
 		&cli.Int64Flag{Name: "max-file-size", Value: d.Files.MaxSize,
 			EnvVars: []string{"SCHAT_MAX_FILE_SIZE"},
 			Usage:   "largest upload accepted, in bytes"},
@@ -61,6 +62,11 @@ func serveFlags(d node.Config) []cli.Flag {
 		&cli.UintFlag{Name: "argon2-time", Value: uint(d.PasswordKDF.Time),
 			EnvVars: []string{"SCHAT_ARGON2_TIME"},
 			Usage:   "argon2id passes of new password hashes"},
+		&cli.IntFlag{Name: "max-hashes", Value: d.MaxHashes, EnvVars: []string{"SCHAT_MAX_HASHES"},
+			Usage: "password hashes computed at once; each holds --argon2-memory-kib"},
+		&cli.DurationFlag{Name: "hash-wait", Value: d.HashWait,
+			EnvVars: []string{"SCHAT_HASH_WAIT"},
+			Usage:   "how long a request waits for a hashing turn before it is refused"},
 		&cli.StringSliceFlag{Name: "join", EnvVars: []string{"SCHAT_JOIN"},
 			Usage: "node-to-node addresses of cluster members to join (HOST:PORT[,HOST:PORT])"},
 		&cli.IntFlag{Name: "bootstrap-expect", EnvVars: []string{"SCHAT_BOOTSTRAP_EXPECT"},
@@ -142,6 +148,8 @@ func serveConfig(c *cli.Context) (node.Config, error) {
 	cfg.ClusterSecret = c.String("cluster-secret")
 	cfg.PasswordKDF.Memory = uint32(c.Uint("argon2-memory-kib"))
 	cfg.PasswordKDF.Time = uint32(c.Uint("argon2-time"))
+	cfg.MaxHashes = c.Int("max-hashes")
+	cfg.HashWait = c.Duration("hash-wait")
 	cfg.Version = version
 	cfg.Backup = node.BackupSchedule{Dir: c.String("backup-dir"),
 		Interval: c.Duration("backup-interval"), Keep: c.Int("backup-keep")}

@@ -52,8 +52,9 @@ func limitFlags(d node.Config) []cli.Flag {
 var (
 	limitIntFlags = []string{"max-login-name", "max-name", "max-description",
 		"max-message", "min-password", "max-password", "max-owned-groups", "max-members",
-		"page-size", "max-page", "max-profiles", "max-client-frame", "send-queue"}
-	limitDurationFlags = []string{"recall-window", "session-ttl", "idle-timeout"}
+		"page-size", "max-page", "max-profiles", "max-client-frame", "send-queue",
+		"max-hashes"}
+	limitDurationFlags = []string{"recall-window", "session-ttl", "idle-timeout", "hash-wait"}
 )
 
 // envName is the environment variable of a serve flag.

@@ -57,7 +57,8 @@ func TestServeConfig_LimitFlags(t *testing.T) {
 		"--max-message", "13", "--min-password", "4", "--max-password", "14",
 		"--max-owned-groups", "15", "--page-size", "16", "--max-page", "17",
 		"--max-profiles", "18", "--recall-window", "19s", "--session-ttl", "20m",
-		"--max-client-frame", "21000", "--send-queue", "22")
+		"--max-client-frame", "21000", "--send-queue", "22", "--max-hashes", "3",
+		"--hash-wait", "4s")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +72,9 @@ func TestServeConfig_LimitFlags(t *testing.T) {
 	if cfg.Conns != wantConns || cfg.SessionTTL != 20*time.Minute {
 		t.Errorf("got %+v and session TTL %v, want %+v and 20m", cfg.Conns, cfg.SessionTTL,
 			wantConns)
+	}
+	if cfg.MaxHashes != 3 || cfg.HashWait != 4*time.Second {
+		t.Errorf("got %d hashes and wait %v, want 3 and 4s", cfg.MaxHashes, cfg.HashWait)
 	}
 }
 

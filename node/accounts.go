@@ -15,7 +15,7 @@ import (
 func (s *service) register(ss *session, f *pb.ClientFrame) transport.Reply {
 	req := f.GetRegister()
 	l := s.n.cfg.Limits
-	if err := firstErr(s.limiter.allow(ss.ip),
+	if err := firstErr(s.limit(ss, false),
 		checkLoginName(req.LoginName, l.MaxLoginName),
 		l.checkPassword("password", req.Password),
 		checkText("display name", req.DisplayName, l.MaxName, false),
@@ -24,7 +24,7 @@ func (s *service) register(ss *session, f *pb.ClientFrame) transport.Reply {
 		return now(s.fail(err))
 	}
 	return s.later(func(ctx context.Context) *pb.Response {
-		hash, err := hashPassword(req.Password, s.n.cfg.PasswordKDF)
+		hash, err := s.n.hasher.hash(ctx, req.Password)
 		if err != nil {
 			return s.fail(err)
 		}
@@ -41,7 +41,7 @@ func (s *service) register(ss *session, f *pb.ClientFrame) transport.Reply {
 
 func (s *service) login(ss *session, f *pb.ClientFrame) transport.Reply {
 	req := f.GetLogin()
-	if err := s.limiter.allow(ss.ip); err != nil {
+	if err := s.limit(ss, false); err != nil {
 		return now(s.fail(err))
 	}
 	if len(req.LoginName) > 4*s.n.cfg.Limits.MaxLoginName || len(req.Password) > s.n.cfg.Limits.MaxPassword {
@@ -83,7 +83,7 @@ func (n *Node) authenticate(ctx context.Context, ss *session, name, password str
 	if u != nil {
 		stored = u.PasswordHash
 	}
-	ok, err := checkPassword(password, stored)
+	ok, err := n.hasher.check(ctx, password, stored)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +168,9 @@ func (s *service) logout(ss *session, _ *pb.ClientFrame) transport.Reply {
 
 func (s *service) changePassword(ss *session, f *pb.ClientFrame) transport.Reply {
 	req := f.GetChangePassword()
-	if err := s.n.cfg.Limits.checkPassword("new password", req.NewPassword); err != nil {
+	err := firstErr(s.n.cfg.Limits.checkPassword("new password", req.NewPassword),
+		s.limit(ss, true))
+	if err != nil {
 		return now(s.fail(err))
 	}
 	uid, _ := ss.identity()
@@ -177,7 +179,7 @@ func (s *service) changePassword(ss *session, f *pb.ClientFrame) transport.Reply
 		if err != nil {
 			return s.fail(err)
 		}
-		if ok, err := checkPassword(req.OldPassword, u.PasswordHash); err != nil || !ok {
+		if ok, err := s.n.hasher.check(ctx, req.OldPassword, u.PasswordHash); err != nil || !ok {
 			return s.fail(firstErr(err, pb.Errf(pb.Code_WRONG_PASSWORD, "old password is wrong")))
 		}
 		return s.setPassword(ctx, ss, u, req.NewPassword)
@@ -187,7 +189,7 @@ func (s *service) changePassword(ss *session, f *pb.ClientFrame) transport.Reply
 // setPassword stores a new hash, revokes every session of the user and
 // hands this connection a fresh token.
 func (s *service) setPassword(ctx context.Context, ss *session, u *pb.User, pw string) *pb.Response {
-	hash, err := hashPassword(pw, s.n.cfg.PasswordKDF)
+	hash, err := s.n.hasher.hash(ctx, pw)
 	if err != nil {
 		return s.fail(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 )
 
@@ -69,8 +70,15 @@ type Config struct {
 	SessionTTL time.Duration
 	// ApplyTimeout bounds how long a request waits for its commit.
 	ApplyTimeout time.Duration
-	// RatePerMinute limits register, login and apply per client address.
+	// RatePerMinute limits, per client address and per user, the requests
+	// that cost a password hash: register, login, apply, password changes
+	// and setting a group's join password.
 	RatePerMinute int
+	// MaxHashes bounds the argon2id hashes running at once on the node,
+	// each holding PasswordKDF.Memory; HashWait is how long a request waits
+	// for a turn before it is answered RATE_LIMITED.
+	MaxHashes int
+	HashWait  time.Duration
 	// Raft tunes the consensus layer.
 	Raft RaftTuning
 	// Backup schedules automatic backups; off while Backup.Dir is empty.
@@ -127,6 +135,8 @@ func DefaultConfig() Config {
 		SessionTTL:    30 * 24 * time.Hour,
 		ApplyTimeout:  10 * time.Second,
 		RatePerMinute: 30,
+		MaxHashes:     max(2, runtime.NumCPU()),
+		HashWait:      2 * time.Second,
 		Raft: RaftTuning{
 			HeartbeatTimeout:  time.Second,
 			ElectionTimeout:   time.Second,
@@ -168,6 +178,8 @@ func (c Config) withDefaults() Config {
 	if c.RatePerMinute == 0 {
 		c.RatePerMinute = d.RatePerMinute
 	}
+	setInt(&c.MaxHashes, d.MaxHashes)
+	setDur(&c.HashWait, d.HashWait)
 	if c.Raft == (RaftTuning{}) {
 		c.Raft = d.Raft
 	}
@@ -199,6 +211,10 @@ func (c Config) Validate() error {
 		return errors.New("node: argon2id needs at least 1 MiB, 1 pass and 1 thread")
 	case c.RatePerMinute < 1:
 		return errors.New("node: rate per minute must be at least 1")
+	case c.MaxHashes < 1 || c.MaxHashes > 1024:
+		return fmt.Errorf("node: max hashes must be 1..1024, got %d", c.MaxHashes)
+	case c.HashWait < 0:
+		return fmt.Errorf("node: hash wait must not be negative, got %v", c.HashWait)
 	case c.Files.MaxSize < 1 || c.Files.MaxUploads < 1 || c.Files.UploadTimeout <= 0 ||
 		c.Files.UnclaimedTTL <= 0 || c.Files.SweepInterval <= 0 || c.Files.URLTTL <= 0:
 		return errors.New("node: file limits and times must be positive")

@@ -17,7 +17,7 @@ func (s *service) createGroup(ss *session, f *pb.ClientFrame) transport.Reply {
 	if err := firstErr(checkText("group name", req.Name, l.MaxName, true),
 		checkText("description", req.Description, l.MaxDescription, false),
 		checkText("request key", req.RequestKey, 64, false),
-		l.checkJoinPassword(req.JoinPassword)); err != nil {
+		l.checkJoinPassword(req.JoinPassword), s.limitHash(ss, req.JoinPassword)); err != nil {
 		return now(s.fail(err))
 	}
 	uid, name := ss.identity()
@@ -34,7 +34,7 @@ func (n *Node) createGroup(ctx context.Context, ss *session, uid uint64, name st
 	var pwHash []byte
 	if req.JoinPassword != "" {
 		var err error
-		if pwHash, err = hashPassword(req.JoinPassword, n.cfg.PasswordKDF); err != nil {
+		if pwHash, err = n.hasher.hash(ctx, req.JoinPassword); err != nil {
 			return nil, err
 		}
 	}
@@ -69,7 +69,7 @@ func (l Limits) checkJoinPassword(pw string) error {
 func (s *service) applyGroup(ss *session, f *pb.ClientFrame) transport.Reply {
 	req := f.GetApplyGroup()
 	l := s.n.cfg.Limits
-	if err := firstErr(checkGroupID(req.GroupId), s.limiter.allow(ss.ip),
+	if err := firstErr(checkGroupID(req.GroupId), s.limit(ss, true),
 		checkText("message", req.Message, l.MaxDescription, false)); err != nil {
 		return now(s.fail(err))
 	}
@@ -84,7 +84,7 @@ func (s *service) applyGroup(ss *session, f *pb.ClientFrame) transport.Reply {
 		}
 		ok := len(g.JoinPasswordHash) == 0
 		if !ok {
-			if ok, err = checkPassword(req.JoinPassword, g.JoinPasswordHash); err != nil {
+			if ok, err = s.n.hasher.check(ctx, req.JoinPassword, g.JoinPasswordHash); err != nil {
 				return s.fail(err)
 			}
 		}
@@ -327,7 +327,8 @@ func (s *service) updateGroup(ss *session, f *pb.ClientFrame) transport.Reply {
 		checkText("group name", req.GetName(), l.MaxName, req.Name != nil),
 		checkText("description", req.GetDescription(), l.MaxDescription, false),
 		checkText("avatar_file_id", req.GetAvatarFileId(), maxFileID, false),
-		l.checkJoinPassword(req.GetJoinPassword())); err != nil {
+		l.checkJoinPassword(req.GetJoinPassword()),
+		s.limitHash(ss, req.GetJoinPassword())); err != nil {
 		return now(s.fail(err))
 	}
 	uid, _ := ss.identity()
@@ -337,7 +338,7 @@ func (s *service) updateGroup(ss *session, f *pb.ClientFrame) transport.Reply {
 		if req.JoinPassword != nil {
 			cmd.JoinPasswordHash = []byte{}
 			if *req.JoinPassword != "" {
-				h, err := hashPassword(*req.JoinPassword, s.n.cfg.PasswordKDF)
+				h, err := s.n.hasher.hash(ctx, *req.JoinPassword)
 				if err != nil {
 					return s.fail(err)
 				}

@@ -35,6 +35,7 @@ type Node struct {
 	shards    []*shard // [0] is the meta shard, [1..K] the group shards
 	opened    atomic.Bool
 	hub       *hub
+	hasher    *hasher
 	svc       *service
 	srv       *transport.Server
 	metrics   *metrics
@@ -112,6 +113,7 @@ func (n *Node) hasState() bool { return n.opened.Load() }
 
 func (n *Node) openService() error {
 	n.metrics = newMetrics(n)
+	n.hasher = newHasher(n.cfg.PasswordKDF, n.cfg.MaxHashes, n.cfg.HashWait)
 	n.svc = &service{n: n, limiter: newRateLimiter(n.cfg.RatePerMinute)}
 	srv, err := transport.NewServer(n.serverConfig(n.svc))
 	n.srv = srv
