@@ -122,10 +122,8 @@ func (s *service) resume(ss *session, f *pb.ClientFrame) transport.Reply {
 // groups' events and answers with everything the client needs to start.
 func (s *service) startSession(ctx context.Context, ss *session, u *pb.User, hash []byte,
 	token string, expires int64) *pb.Response {
-	if old := ss.logout(); old != 0 {
-		s.n.hub.detach(ss, old)
-	}
-	ss.login(u.Id, u.DisplayName, hash)
+	s.endSession(ss)
+	ss.login(u.Id, u.DisplayName, hash, expires)
 	var groups []*pb.GroupSummary
 	err := s.n.hub.attach(ss, u.Id, func() ([]uint64, error) {
 		var err error
@@ -156,9 +154,7 @@ func (s *service) logout(ss *session, _ *pb.ClientFrame) transport.Reply {
 	hash := ss.tokenHash()
 	// Detach first: the revocation the command publishes then ends only
 	// other connections that share this token, not the one asking.
-	if uid := ss.logout(); uid != 0 {
-		s.n.hub.detach(ss, uid)
-	}
+	s.endSession(ss)
 	return s.later(func(ctx context.Context) *pb.Response {
 		_, err := s.n.exec(ctx, ss, metaShard, &pb.Command{Op: &pb.Command_DeleteSession{
 			DeleteSession: &pb.DeleteSessionCmd{TokenHash: hash}}})
@@ -207,6 +203,7 @@ func (s *service) setPassword(ctx context.Context, ss *session, u *pb.User, pw s
 		ss.setToken(old)
 		return s.fail(err)
 	}
+	ss.renew(expires)
 	return &pb.Response{Body: &pb.Response_ChangePassword{ChangePassword: &pb.ChangePasswordResponse{
 		Token: token, TokenExpiresMs: expires}}}
 }
