@@ -141,10 +141,13 @@ func (s *service) startSession(ctx context.Context, ss *session, u *pb.User, has
 	resp := &pb.LoginResponse{Token: token, TokenExpiresMs: expires, User: selfProfile(u),
 		Groups: groups, ServerTimeMs: time.Now().UnixMilli(), Limits: s.n.limits(),
 		Incarnation: s.n.incarnation()}
-	if resp.Applications, err = s.n.ownedApplications(ctx, ss, u.Id, groups); err != nil {
+	page := s.n.cfg.Limits.DefaultPage
+	resp.Applications, resp.MoreApplications, err = s.n.ownedApplications(ctx, ss, groups,
+		appCursor{}, page)
+	if err != nil {
 		return s.fail(err)
 	}
-	if resp.Notices, err = s.n.notices(ctx, ss, u.Id); err != nil {
+	if resp.Notices, resp.MoreNotices, err = s.n.notices(ctx, ss, u.Id, 0, page); err != nil {
 		return s.fail(err)
 	}
 	return &pb.Response{Body: &pb.Response_Login{Login: resp}}

@@ -127,6 +127,8 @@ func routeGroup(f *pb.ClientFrame) (string, handlerFunc) {
 		return "list_my_groups", (*service).myGroups
 	case *pb.ClientFrame_AckNotices:
 		return "ack_notices", (*service).ackNotices
+	case *pb.ClientFrame_ListNotices:
+		return "list_notices", (*service).listNotices
 	}
 	return routeMessage(f)
 }

@@ -456,7 +456,7 @@ func (x SystemNote_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SystemNote_Kind.Descriptor instead.
 func (SystemNote_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{50, 0}
+	return file_schat_proto_rawDescGZIP(), []int{52, 0}
 }
 
 type MemberChanged_Change int32
@@ -505,7 +505,7 @@ func (x MemberChanged_Change) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MemberChanged_Change.Descriptor instead.
 func (MemberChanged_Change) EnumDescriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{52, 0}
+	return file_schat_proto_rawDescGZIP(), []int{54, 0}
 }
 
 // ClientFrame is what a client sends. A request carries a non-zero id that
@@ -537,6 +537,7 @@ type ClientFrame struct {
 	//	*ClientFrame_UpdateGroup
 	//	*ClientFrame_ListMyGroups
 	//	*ClientFrame_AckNotices
+	//	*ClientFrame_ListNotices
 	//	*ClientFrame_SendMessage
 	//	*ClientFrame_RecallMessage
 	//	*ClientFrame_History
@@ -789,6 +790,15 @@ func (x *ClientFrame) GetAckNotices() *AckNoticesRequest {
 	return nil
 }
 
+func (x *ClientFrame) GetListNotices() *ListNoticesRequest {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_ListNotices); ok {
+			return x.ListNotices
+		}
+	}
+	return nil
+}
+
 func (x *ClientFrame) GetSendMessage() *SendMessageRequest {
 	if x != nil {
 		if x, ok := x.Body.(*ClientFrame_SendMessage); ok {
@@ -926,6 +936,10 @@ type ClientFrame_AckNotices struct {
 	AckNotices *AckNoticesRequest `protobuf:"bytes,32,opt,name=ack_notices,json=ackNotices,proto3,oneof"`
 }
 
+type ClientFrame_ListNotices struct {
+	ListNotices *ListNoticesRequest `protobuf:"bytes,33,opt,name=list_notices,json=listNotices,proto3,oneof"`
+}
+
 type ClientFrame_SendMessage struct {
 	SendMessage *SendMessageRequest `protobuf:"bytes,40,opt,name=send_message,json=sendMessage,proto3,oneof"`
 }
@@ -989,6 +1003,8 @@ func (*ClientFrame_UpdateGroup) isClientFrame_Body() {}
 func (*ClientFrame_ListMyGroups) isClientFrame_Body() {}
 
 func (*ClientFrame_AckNotices) isClientFrame_Body() {}
+
+func (*ClientFrame_ListNotices) isClientFrame_Body() {}
 
 func (*ClientFrame_SendMessage) isClientFrame_Body() {}
 
@@ -1157,6 +1173,7 @@ type Response struct {
 	//	*Response_Applications
 	//	*Response_PublicGroups
 	//	*Response_MyGroups
+	//	*Response_Notices
 	//	*Response_Message
 	//	*Response_Page
 	//	*Response_MarkRead
@@ -1322,6 +1339,15 @@ func (x *Response) GetMyGroups() *ListMyGroupsResponse {
 	return nil
 }
 
+func (x *Response) GetNotices() *ListNoticesResponse {
+	if x != nil {
+		if x, ok := x.Body.(*Response_Notices); ok {
+			return x.Notices
+		}
+	}
+	return nil
+}
+
 func (x *Response) GetMessage() *ChatMessage {
 	if x != nil {
 		if x, ok := x.Body.(*Response_Message); ok {
@@ -1398,6 +1424,10 @@ type Response_MyGroups struct {
 	MyGroups *ListMyGroupsResponse `protobuf:"bytes,31,opt,name=my_groups,json=myGroups,proto3,oneof"`
 }
 
+type Response_Notices struct {
+	Notices *ListNoticesResponse `protobuf:"bytes,33,opt,name=notices,proto3,oneof"`
+}
+
 type Response_Message struct {
 	Message *ChatMessage `protobuf:"bytes,40,opt,name=message,proto3,oneof"` // answers send_message, recall_message
 }
@@ -1431,6 +1461,8 @@ func (*Response_Applications) isResponse_Body() {}
 func (*Response_PublicGroups) isResponse_Body() {}
 
 func (*Response_MyGroups) isResponse_Body() {}
+
+func (*Response_Notices) isResponse_Body() {}
 
 func (*Response_Message) isResponse_Body() {}
 
@@ -1682,6 +1714,9 @@ func (x *ResumeRequest) GetToken() string {
 // LoginResponse carries everything a client needs to start: who it is,
 // its groups with unread counts, the applications awaiting it as an owner,
 // and notices (decisions, kicks, dissolutions) it has not acknowledged.
+// Applications and notices come a first page at a time, in the orders of
+// list_applications and list_notices; more_applications and more_notices
+// say that more are waiting there.
 type LoginResponse struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Token          string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"` // empty on resume: the token stays the same
@@ -1696,9 +1731,11 @@ type LoginResponse struct {
 	// deployment is restored from a backup, which may rewind sequence
 	// numbers and cursors: a client that saw another value resynchronises
 	// its groups from this response rather than from what it remembers.
-	Incarnation   uint64 `protobuf:"varint,9,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Incarnation      uint64 `protobuf:"varint,9,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	MoreApplications bool   `protobuf:"varint,10,opt,name=more_applications,json=moreApplications,proto3" json:"more_applications,omitempty"`
+	MoreNotices      bool   `protobuf:"varint,11,opt,name=more_notices,json=moreNotices,proto3" json:"more_notices,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *LoginResponse) Reset() {
@@ -1792,6 +1829,20 @@ func (x *LoginResponse) GetIncarnation() uint64 {
 		return x.Incarnation
 	}
 	return 0
+}
+
+func (x *LoginResponse) GetMoreApplications() bool {
+	if x != nil {
+		return x.MoreApplications
+	}
+	return false
+}
+
+func (x *LoginResponse) GetMoreNotices() bool {
+	if x != nil {
+		return x.MoreNotices
+	}
+	return false
 }
 
 // Limits tells a client the server's configured bounds.
@@ -2650,9 +2701,15 @@ func (x *DecideApplicationRequest) GetApprove() bool {
 	return false
 }
 
+// ListApplicationsRequest pages through pending applications in
+// (group_id, user_id) order, from the one after (after_group_id,
+// after_user_id); 0, 0 starts at the first.
 type ListApplicationsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	GroupId       uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"` // 0: every group the caller owns
+	AfterGroupId  uint64                 `protobuf:"varint,2,opt,name=after_group_id,json=afterGroupId,proto3" json:"after_group_id,omitempty"`
+	AfterUserId   uint64                 `protobuf:"varint,3,opt,name=after_user_id,json=afterUserId,proto3" json:"after_user_id,omitempty"`
+	Limit         uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"` // 0: the server's default page size
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2694,9 +2751,31 @@ func (x *ListApplicationsRequest) GetGroupId() uint64 {
 	return 0
 }
 
+func (x *ListApplicationsRequest) GetAfterGroupId() uint64 {
+	if x != nil {
+		return x.AfterGroupId
+	}
+	return 0
+}
+
+func (x *ListApplicationsRequest) GetAfterUserId() uint64 {
+	if x != nil {
+		return x.AfterUserId
+	}
+	return 0
+}
+
+func (x *ListApplicationsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
 type ListApplicationsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Applications  []*Application         `protobuf:"bytes,1,rep,name=applications,proto3" json:"applications,omitempty"`
+	More          bool                   `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"` // more follow the last one
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2736,6 +2815,13 @@ func (x *ListApplicationsResponse) GetApplications() []*Application {
 		return x.Applications
 	}
 	return nil
+}
+
+func (x *ListApplicationsResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
 }
 
 type Application struct {
@@ -3371,6 +3457,113 @@ func (x *AckNoticesRequest) GetNoticeIds() []uint64 {
 	return nil
 }
 
+// ListNoticesRequest pages through the caller's unacknowledged notices in
+// id order (the order they happened, within a shard), from the one after
+// after_id.
+type ListNoticesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AfterId       uint64                 `protobuf:"varint,1,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"` // 0: from the first
+	Limit         uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`                    // 0: the server's default page size
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNoticesRequest) Reset() {
+	*x = ListNoticesRequest{}
+	mi := &file_schat_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNoticesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNoticesRequest) ProtoMessage() {}
+
+func (x *ListNoticesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNoticesRequest.ProtoReflect.Descriptor instead.
+func (*ListNoticesRequest) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListNoticesRequest) GetAfterId() uint64 {
+	if x != nil {
+		return x.AfterId
+	}
+	return 0
+}
+
+func (x *ListNoticesRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListNoticesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Notices       []*Notice              `protobuf:"bytes,1,rep,name=notices,proto3" json:"notices,omitempty"`
+	More          bool                   `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"` // more follow the last one
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNoticesResponse) Reset() {
+	*x = ListNoticesResponse{}
+	mi := &file_schat_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNoticesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNoticesResponse) ProtoMessage() {}
+
+func (x *ListNoticesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNoticesResponse.ProtoReflect.Descriptor instead.
+func (*ListNoticesResponse) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListNoticesResponse) GetNotices() []*Notice {
+	if x != nil {
+		return x.Notices
+	}
+	return nil
+}
+
+func (x *ListNoticesResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 // GroupInfo describes a group. members is filled only for members.
 type GroupInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3391,7 +3584,7 @@ type GroupInfo struct {
 
 func (x *GroupInfo) Reset() {
 	*x = GroupInfo{}
-	mi := &file_schat_proto_msgTypes[37]
+	mi := &file_schat_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3403,7 +3596,7 @@ func (x *GroupInfo) String() string {
 func (*GroupInfo) ProtoMessage() {}
 
 func (x *GroupInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[37]
+	mi := &file_schat_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3416,7 +3609,7 @@ func (x *GroupInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupInfo.ProtoReflect.Descriptor instead.
 func (*GroupInfo) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{37}
+	return file_schat_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GroupInfo) GetGroupId() uint64 {
@@ -3508,7 +3701,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_schat_proto_msgTypes[38]
+	mi := &file_schat_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3520,7 +3713,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[38]
+	mi := &file_schat_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3533,7 +3726,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{38}
+	return file_schat_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Member) GetUserId() uint64 {
@@ -3579,7 +3772,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_schat_proto_msgTypes[39]
+	mi := &file_schat_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3591,7 +3784,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[39]
+	mi := &file_schat_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3604,7 +3797,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{39}
+	return file_schat_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GroupSummary) GetGroupId() uint64 {
@@ -3662,7 +3855,7 @@ type SendMessageRequest struct {
 
 func (x *SendMessageRequest) Reset() {
 	*x = SendMessageRequest{}
-	mi := &file_schat_proto_msgTypes[40]
+	mi := &file_schat_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3674,7 +3867,7 @@ func (x *SendMessageRequest) String() string {
 func (*SendMessageRequest) ProtoMessage() {}
 
 func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[40]
+	mi := &file_schat_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3687,7 +3880,7 @@ func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageRequest.ProtoReflect.Descriptor instead.
 func (*SendMessageRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{40}
+	return file_schat_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SendMessageRequest) GetGroupId() uint64 {
@@ -3735,7 +3928,7 @@ type RecallMessageRequest struct {
 
 func (x *RecallMessageRequest) Reset() {
 	*x = RecallMessageRequest{}
-	mi := &file_schat_proto_msgTypes[41]
+	mi := &file_schat_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3747,7 +3940,7 @@ func (x *RecallMessageRequest) String() string {
 func (*RecallMessageRequest) ProtoMessage() {}
 
 func (x *RecallMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[41]
+	mi := &file_schat_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3760,7 +3953,7 @@ func (x *RecallMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallMessageRequest.ProtoReflect.Descriptor instead.
 func (*RecallMessageRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{41}
+	return file_schat_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RecallMessageRequest) GetGroupId() uint64 {
@@ -3787,14 +3980,17 @@ type HistoryRequest struct {
 	// Read after every write acknowledged anywhere in the cluster, not only
 	// this connection's own (which are always seen). Costs a round trip to
 	// the shard's leader.
-	Linearizable  bool `protobuf:"varint,4,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
+	Linearizable bool `protobuf:"varint,4,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
+	// With before_seq 0: the messages up to and including the caller's read
+	// cursor, rather than the newest.
+	FromCursor    bool `protobuf:"varint,5,opt,name=from_cursor,json=fromCursor,proto3" json:"from_cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_schat_proto_msgTypes[42]
+	mi := &file_schat_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3806,7 +4002,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[42]
+	mi := &file_schat_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3819,7 +4015,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{42}
+	return file_schat_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *HistoryRequest) GetGroupId() uint64 {
@@ -3850,6 +4046,13 @@ func (x *HistoryRequest) GetLinearizable() bool {
 	return false
 }
 
+func (x *HistoryRequest) GetFromCursor() bool {
+	if x != nil {
+		return x.FromCursor
+	}
+	return false
+}
+
 // SyncRequest pages forwards: messages with seq > after_seq. after_seq 0
 // with from_cursor set means from the caller's read cursor.
 type SyncRequest struct {
@@ -3865,7 +4068,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_schat_proto_msgTypes[43]
+	mi := &file_schat_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3877,7 +4080,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[43]
+	mi := &file_schat_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3890,7 +4093,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{43}
+	return file_schat_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SyncRequest) GetGroupId() uint64 {
@@ -3940,7 +4143,7 @@ type MessagePage struct {
 
 func (x *MessagePage) Reset() {
 	*x = MessagePage{}
-	mi := &file_schat_proto_msgTypes[44]
+	mi := &file_schat_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3952,7 +4155,7 @@ func (x *MessagePage) String() string {
 func (*MessagePage) ProtoMessage() {}
 
 func (x *MessagePage) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[44]
+	mi := &file_schat_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3965,7 +4168,7 @@ func (x *MessagePage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessagePage.ProtoReflect.Descriptor instead.
 func (*MessagePage) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{44}
+	return file_schat_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MessagePage) GetGroupId() uint64 {
@@ -4007,7 +4210,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_schat_proto_msgTypes[45]
+	mi := &file_schat_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4019,7 +4222,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[45]
+	mi := &file_schat_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4032,7 +4235,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{45}
+	return file_schat_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MarkReadRequest) GetGroupId() uint64 {
@@ -4059,7 +4262,7 @@ type MarkReadResponse struct {
 
 func (x *MarkReadResponse) Reset() {
 	*x = MarkReadResponse{}
-	mi := &file_schat_proto_msgTypes[46]
+	mi := &file_schat_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4071,7 +4274,7 @@ func (x *MarkReadResponse) String() string {
 func (*MarkReadResponse) ProtoMessage() {}
 
 func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[46]
+	mi := &file_schat_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4084,7 +4287,7 @@ func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
 func (*MarkReadResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{46}
+	return file_schat_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MarkReadResponse) GetReadSeq() uint64 {
@@ -4122,7 +4325,7 @@ type ChatMessage struct {
 
 func (x *ChatMessage) Reset() {
 	*x = ChatMessage{}
-	mi := &file_schat_proto_msgTypes[47]
+	mi := &file_schat_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4134,7 +4337,7 @@ func (x *ChatMessage) String() string {
 func (*ChatMessage) ProtoMessage() {}
 
 func (x *ChatMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[47]
+	mi := &file_schat_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4147,7 +4350,7 @@ func (x *ChatMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
 func (*ChatMessage) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{47}
+	return file_schat_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ChatMessage) GetGroupId() uint64 {
@@ -4257,7 +4460,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_schat_proto_msgTypes[48]
+	mi := &file_schat_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4269,7 +4472,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[48]
+	mi := &file_schat_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4282,7 +4485,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{48}
+	return file_schat_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *FileInfo) GetFileId() string {
@@ -4388,7 +4591,7 @@ type FileLink struct {
 
 func (x *FileLink) Reset() {
 	*x = FileLink{}
-	mi := &file_schat_proto_msgTypes[49]
+	mi := &file_schat_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4400,7 +4603,7 @@ func (x *FileLink) String() string {
 func (*FileLink) ProtoMessage() {}
 
 func (x *FileLink) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[49]
+	mi := &file_schat_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4413,7 +4616,7 @@ func (x *FileLink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLink.ProtoReflect.Descriptor instead.
 func (*FileLink) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{49}
+	return file_schat_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *FileLink) GetUrl() string {
@@ -4442,7 +4645,7 @@ type SystemNote struct {
 
 func (x *SystemNote) Reset() {
 	*x = SystemNote{}
-	mi := &file_schat_proto_msgTypes[50]
+	mi := &file_schat_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4454,7 +4657,7 @@ func (x *SystemNote) String() string {
 func (*SystemNote) ProtoMessage() {}
 
 func (x *SystemNote) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[50]
+	mi := &file_schat_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4467,7 +4670,7 @@ func (x *SystemNote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemNote.ProtoReflect.Descriptor instead.
 func (*SystemNote) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{50}
+	return file_schat_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SystemNote) GetKind() SystemNote_Kind {
@@ -4513,7 +4716,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_schat_proto_msgTypes[51]
+	mi := &file_schat_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4525,7 +4728,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[51]
+	mi := &file_schat_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4538,7 +4741,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{51}
+	return file_schat_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Event) GetBody() isEvent_Body {
@@ -4706,7 +4909,7 @@ type MemberChanged struct {
 
 func (x *MemberChanged) Reset() {
 	*x = MemberChanged{}
-	mi := &file_schat_proto_msgTypes[52]
+	mi := &file_schat_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4718,7 +4921,7 @@ func (x *MemberChanged) String() string {
 func (*MemberChanged) ProtoMessage() {}
 
 func (x *MemberChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[52]
+	mi := &file_schat_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4731,7 +4934,7 @@ func (x *MemberChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberChanged.ProtoReflect.Descriptor instead.
 func (*MemberChanged) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{52}
+	return file_schat_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MemberChanged) GetGroupId() uint64 {
@@ -4773,7 +4976,7 @@ type GroupDissolved struct {
 
 func (x *GroupDissolved) Reset() {
 	*x = GroupDissolved{}
-	mi := &file_schat_proto_msgTypes[53]
+	mi := &file_schat_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4785,7 +4988,7 @@ func (x *GroupDissolved) String() string {
 func (*GroupDissolved) ProtoMessage() {}
 
 func (x *GroupDissolved) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[53]
+	mi := &file_schat_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4798,7 +5001,7 @@ func (x *GroupDissolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupDissolved.ProtoReflect.Descriptor instead.
 func (*GroupDissolved) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{53}
+	return file_schat_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GroupDissolved) GetGroupId() uint64 {
@@ -4833,7 +5036,7 @@ type ApplicationDecided struct {
 
 func (x *ApplicationDecided) Reset() {
 	*x = ApplicationDecided{}
-	mi := &file_schat_proto_msgTypes[54]
+	mi := &file_schat_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4845,7 +5048,7 @@ func (x *ApplicationDecided) String() string {
 func (*ApplicationDecided) ProtoMessage() {}
 
 func (x *ApplicationDecided) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[54]
+	mi := &file_schat_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4858,7 +5061,7 @@ func (x *ApplicationDecided) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplicationDecided.ProtoReflect.Descriptor instead.
 func (*ApplicationDecided) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{54}
+	return file_schat_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ApplicationDecided) GetGroupId() uint64 {
@@ -4893,7 +5096,7 @@ type MessageRecalled struct {
 
 func (x *MessageRecalled) Reset() {
 	*x = MessageRecalled{}
-	mi := &file_schat_proto_msgTypes[55]
+	mi := &file_schat_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4905,7 +5108,7 @@ func (x *MessageRecalled) String() string {
 func (*MessageRecalled) ProtoMessage() {}
 
 func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[55]
+	mi := &file_schat_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4918,7 +5121,7 @@ func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRecalled.ProtoReflect.Descriptor instead.
 func (*MessageRecalled) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{55}
+	return file_schat_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MessageRecalled) GetGroupId() uint64 {
@@ -4953,7 +5156,7 @@ type ReadReceipt struct {
 
 func (x *ReadReceipt) Reset() {
 	*x = ReadReceipt{}
-	mi := &file_schat_proto_msgTypes[56]
+	mi := &file_schat_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4965,7 +5168,7 @@ func (x *ReadReceipt) String() string {
 func (*ReadReceipt) ProtoMessage() {}
 
 func (x *ReadReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[56]
+	mi := &file_schat_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4978,7 +5181,7 @@ func (x *ReadReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadReceipt.ProtoReflect.Descriptor instead.
 func (*ReadReceipt) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{56}
+	return file_schat_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ReadReceipt) GetGroupId() uint64 {
@@ -5011,7 +5214,7 @@ type SessionEnded struct {
 
 func (x *SessionEnded) Reset() {
 	*x = SessionEnded{}
-	mi := &file_schat_proto_msgTypes[57]
+	mi := &file_schat_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5023,7 +5226,7 @@ func (x *SessionEnded) String() string {
 func (*SessionEnded) ProtoMessage() {}
 
 func (x *SessionEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[57]
+	mi := &file_schat_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5036,7 +5239,7 @@ func (x *SessionEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEnded.ProtoReflect.Descriptor instead.
 func (*SessionEnded) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{57}
+	return file_schat_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SessionEnded) GetReason() string {
@@ -5059,7 +5262,7 @@ type Notice struct {
 
 func (x *Notice) Reset() {
 	*x = Notice{}
-	mi := &file_schat_proto_msgTypes[58]
+	mi := &file_schat_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5071,7 +5274,7 @@ func (x *Notice) String() string {
 func (*Notice) ProtoMessage() {}
 
 func (x *Notice) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[58]
+	mi := &file_schat_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5084,7 +5287,7 @@ func (x *Notice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notice.ProtoReflect.Descriptor instead.
 func (*Notice) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{58}
+	return file_schat_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Notice) GetId() uint64 {
@@ -5146,7 +5349,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_schat_proto_msgTypes[59]
+	mi := &file_schat_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5158,7 +5361,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[59]
+	mi := &file_schat_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5171,7 +5374,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{59}
+	return file_schat_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Command) GetTimeMs() int64 {
@@ -5599,7 +5802,7 @@ type CommandBatch struct {
 
 func (x *CommandBatch) Reset() {
 	*x = CommandBatch{}
-	mi := &file_schat_proto_msgTypes[60]
+	mi := &file_schat_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5611,7 +5814,7 @@ func (x *CommandBatch) String() string {
 func (*CommandBatch) ProtoMessage() {}
 
 func (x *CommandBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[60]
+	mi := &file_schat_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5624,7 +5827,7 @@ func (x *CommandBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
 func (*CommandBatch) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{60}
+	return file_schat_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CommandBatch) GetCommands() []*Command {
@@ -5648,7 +5851,7 @@ type RegisterCmd struct {
 
 func (x *RegisterCmd) Reset() {
 	*x = RegisterCmd{}
-	mi := &file_schat_proto_msgTypes[61]
+	mi := &file_schat_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5660,7 +5863,7 @@ func (x *RegisterCmd) String() string {
 func (*RegisterCmd) ProtoMessage() {}
 
 func (x *RegisterCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[61]
+	mi := &file_schat_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5673,7 +5876,7 @@ func (x *RegisterCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterCmd.ProtoReflect.Descriptor instead.
 func (*RegisterCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{61}
+	return file_schat_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RegisterCmd) GetLoginName() string {
@@ -5733,7 +5936,7 @@ type CreateSessionCmd struct {
 
 func (x *CreateSessionCmd) Reset() {
 	*x = CreateSessionCmd{}
-	mi := &file_schat_proto_msgTypes[62]
+	mi := &file_schat_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5745,7 +5948,7 @@ func (x *CreateSessionCmd) String() string {
 func (*CreateSessionCmd) ProtoMessage() {}
 
 func (x *CreateSessionCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[62]
+	mi := &file_schat_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5758,7 +5961,7 @@ func (x *CreateSessionCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionCmd.ProtoReflect.Descriptor instead.
 func (*CreateSessionCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{62}
+	return file_schat_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CreateSessionCmd) GetUserId() uint64 {
@@ -5798,7 +6001,7 @@ type DeleteSessionCmd struct {
 
 func (x *DeleteSessionCmd) Reset() {
 	*x = DeleteSessionCmd{}
-	mi := &file_schat_proto_msgTypes[63]
+	mi := &file_schat_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5810,7 +6013,7 @@ func (x *DeleteSessionCmd) String() string {
 func (*DeleteSessionCmd) ProtoMessage() {}
 
 func (x *DeleteSessionCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[63]
+	mi := &file_schat_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5823,7 +6026,7 @@ func (x *DeleteSessionCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionCmd.ProtoReflect.Descriptor instead.
 func (*DeleteSessionCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{63}
+	return file_schat_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *DeleteSessionCmd) GetTokenHash() []byte {
@@ -5846,7 +6049,7 @@ type ChangePasswordCmd struct {
 
 func (x *ChangePasswordCmd) Reset() {
 	*x = ChangePasswordCmd{}
-	mi := &file_schat_proto_msgTypes[64]
+	mi := &file_schat_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5858,7 +6061,7 @@ func (x *ChangePasswordCmd) String() string {
 func (*ChangePasswordCmd) ProtoMessage() {}
 
 func (x *ChangePasswordCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[64]
+	mi := &file_schat_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5871,7 +6074,7 @@ func (x *ChangePasswordCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordCmd.ProtoReflect.Descriptor instead.
 func (*ChangePasswordCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{64}
+	return file_schat_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ChangePasswordCmd) GetUserId() uint64 {
@@ -5923,7 +6126,7 @@ type UpdateProfileCmd struct {
 
 func (x *UpdateProfileCmd) Reset() {
 	*x = UpdateProfileCmd{}
-	mi := &file_schat_proto_msgTypes[65]
+	mi := &file_schat_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5935,7 +6138,7 @@ func (x *UpdateProfileCmd) String() string {
 func (*UpdateProfileCmd) ProtoMessage() {}
 
 func (x *UpdateProfileCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[65]
+	mi := &file_schat_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5948,7 +6151,7 @@ func (x *UpdateProfileCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProfileCmd.ProtoReflect.Descriptor instead.
 func (*UpdateProfileCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{65}
+	return file_schat_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *UpdateProfileCmd) GetUserId() uint64 {
@@ -6006,7 +6209,7 @@ type ReserveGroupCmd struct {
 
 func (x *ReserveGroupCmd) Reset() {
 	*x = ReserveGroupCmd{}
-	mi := &file_schat_proto_msgTypes[66]
+	mi := &file_schat_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6018,7 +6221,7 @@ func (x *ReserveGroupCmd) String() string {
 func (*ReserveGroupCmd) ProtoMessage() {}
 
 func (x *ReserveGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[66]
+	mi := &file_schat_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6031,7 +6234,7 @@ func (x *ReserveGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveGroupCmd.ProtoReflect.Descriptor instead.
 func (*ReserveGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{66}
+	return file_schat_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ReserveGroupCmd) GetOwnerId() uint64 {
@@ -6067,7 +6270,7 @@ type ReleaseGroupCmd struct {
 
 func (x *ReleaseGroupCmd) Reset() {
 	*x = ReleaseGroupCmd{}
-	mi := &file_schat_proto_msgTypes[67]
+	mi := &file_schat_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6079,7 +6282,7 @@ func (x *ReleaseGroupCmd) String() string {
 func (*ReleaseGroupCmd) ProtoMessage() {}
 
 func (x *ReleaseGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[67]
+	mi := &file_schat_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6092,7 +6295,7 @@ func (x *ReleaseGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseGroupCmd.ProtoReflect.Descriptor instead.
 func (*ReleaseGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{67}
+	return file_schat_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ReleaseGroupCmd) GetOwnerId() uint64 {
@@ -6122,7 +6325,7 @@ type MoveOwnershipCmd struct {
 
 func (x *MoveOwnershipCmd) Reset() {
 	*x = MoveOwnershipCmd{}
-	mi := &file_schat_proto_msgTypes[68]
+	mi := &file_schat_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6134,7 +6337,7 @@ func (x *MoveOwnershipCmd) String() string {
 func (*MoveOwnershipCmd) ProtoMessage() {}
 
 func (x *MoveOwnershipCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[68]
+	mi := &file_schat_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6147,7 +6350,7 @@ func (x *MoveOwnershipCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveOwnershipCmd.ProtoReflect.Descriptor instead.
 func (*MoveOwnershipCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{68}
+	return file_schat_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *MoveOwnershipCmd) GetFromId() uint64 {
@@ -6186,7 +6389,7 @@ type PruneSessionsCmd struct {
 
 func (x *PruneSessionsCmd) Reset() {
 	*x = PruneSessionsCmd{}
-	mi := &file_schat_proto_msgTypes[69]
+	mi := &file_schat_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6198,7 +6401,7 @@ func (x *PruneSessionsCmd) String() string {
 func (*PruneSessionsCmd) ProtoMessage() {}
 
 func (x *PruneSessionsCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[69]
+	mi := &file_schat_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6211,7 +6414,7 @@ func (x *PruneSessionsCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneSessionsCmd.ProtoReflect.Descriptor instead.
 func (*PruneSessionsCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{69}
+	return file_schat_proto_rawDescGZIP(), []int{71}
 }
 
 // GroupLimits are the limits a group shard enforces, carried in the
@@ -6226,7 +6429,7 @@ type GroupLimits struct {
 
 func (x *GroupLimits) Reset() {
 	*x = GroupLimits{}
-	mi := &file_schat_proto_msgTypes[70]
+	mi := &file_schat_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6238,7 +6441,7 @@ func (x *GroupLimits) String() string {
 func (*GroupLimits) ProtoMessage() {}
 
 func (x *GroupLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[70]
+	mi := &file_schat_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6251,7 +6454,7 @@ func (x *GroupLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupLimits.ProtoReflect.Descriptor instead.
 func (*GroupLimits) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{70}
+	return file_schat_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *GroupLimits) GetMaxMembers() uint32 {
@@ -6283,7 +6486,7 @@ type CreateGroupCmd struct {
 
 func (x *CreateGroupCmd) Reset() {
 	*x = CreateGroupCmd{}
-	mi := &file_schat_proto_msgTypes[71]
+	mi := &file_schat_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6295,7 +6498,7 @@ func (x *CreateGroupCmd) String() string {
 func (*CreateGroupCmd) ProtoMessage() {}
 
 func (x *CreateGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[71]
+	mi := &file_schat_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6308,7 +6511,7 @@ func (x *CreateGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupCmd.ProtoReflect.Descriptor instead.
 func (*CreateGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{71}
+	return file_schat_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *CreateGroupCmd) GetGroupId() uint64 {
@@ -6376,7 +6579,7 @@ type ApplyCmd struct {
 
 func (x *ApplyCmd) Reset() {
 	*x = ApplyCmd{}
-	mi := &file_schat_proto_msgTypes[72]
+	mi := &file_schat_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6388,7 +6591,7 @@ func (x *ApplyCmd) String() string {
 func (*ApplyCmd) ProtoMessage() {}
 
 func (x *ApplyCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[72]
+	mi := &file_schat_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6401,7 +6604,7 @@ func (x *ApplyCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCmd.ProtoReflect.Descriptor instead.
 func (*ApplyCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{72}
+	return file_schat_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ApplyCmd) GetGroupId() uint64 {
@@ -6460,7 +6663,7 @@ type DecideCmd struct {
 
 func (x *DecideCmd) Reset() {
 	*x = DecideCmd{}
-	mi := &file_schat_proto_msgTypes[73]
+	mi := &file_schat_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6472,7 +6675,7 @@ func (x *DecideCmd) String() string {
 func (*DecideCmd) ProtoMessage() {}
 
 func (x *DecideCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[73]
+	mi := &file_schat_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6485,7 +6688,7 @@ func (x *DecideCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideCmd.ProtoReflect.Descriptor instead.
 func (*DecideCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{73}
+	return file_schat_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *DecideCmd) GetGroupId() uint64 {
@@ -6544,7 +6747,7 @@ type LeaveCmd struct {
 
 func (x *LeaveCmd) Reset() {
 	*x = LeaveCmd{}
-	mi := &file_schat_proto_msgTypes[74]
+	mi := &file_schat_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6556,7 +6759,7 @@ func (x *LeaveCmd) String() string {
 func (*LeaveCmd) ProtoMessage() {}
 
 func (x *LeaveCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[74]
+	mi := &file_schat_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6569,7 +6772,7 @@ func (x *LeaveCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveCmd.ProtoReflect.Descriptor instead.
 func (*LeaveCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{74}
+	return file_schat_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *LeaveCmd) GetGroupId() uint64 {
@@ -6610,7 +6813,7 @@ type DissolveCmd struct {
 
 func (x *DissolveCmd) Reset() {
 	*x = DissolveCmd{}
-	mi := &file_schat_proto_msgTypes[75]
+	mi := &file_schat_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6622,7 +6825,7 @@ func (x *DissolveCmd) String() string {
 func (*DissolveCmd) ProtoMessage() {}
 
 func (x *DissolveCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[75]
+	mi := &file_schat_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6635,7 +6838,7 @@ func (x *DissolveCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DissolveCmd.ProtoReflect.Descriptor instead.
 func (*DissolveCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{75}
+	return file_schat_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *DissolveCmd) GetGroupId() uint64 {
@@ -6664,7 +6867,7 @@ type TransferCmd struct {
 
 func (x *TransferCmd) Reset() {
 	*x = TransferCmd{}
-	mi := &file_schat_proto_msgTypes[76]
+	mi := &file_schat_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6676,7 +6879,7 @@ func (x *TransferCmd) String() string {
 func (*TransferCmd) ProtoMessage() {}
 
 func (x *TransferCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[76]
+	mi := &file_schat_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6689,7 +6892,7 @@ func (x *TransferCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferCmd.ProtoReflect.Descriptor instead.
 func (*TransferCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{76}
+	return file_schat_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *TransferCmd) GetGroupId() uint64 {
@@ -6735,7 +6938,7 @@ type UpdateGroupCmd struct {
 
 func (x *UpdateGroupCmd) Reset() {
 	*x = UpdateGroupCmd{}
-	mi := &file_schat_proto_msgTypes[77]
+	mi := &file_schat_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6747,7 +6950,7 @@ func (x *UpdateGroupCmd) String() string {
 func (*UpdateGroupCmd) ProtoMessage() {}
 
 func (x *UpdateGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[77]
+	mi := &file_schat_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6760,7 +6963,7 @@ func (x *UpdateGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGroupCmd.ProtoReflect.Descriptor instead.
 func (*UpdateGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{77}
+	return file_schat_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *UpdateGroupCmd) GetGroupId() uint64 {
@@ -6827,7 +7030,7 @@ type SendCmd struct {
 
 func (x *SendCmd) Reset() {
 	*x = SendCmd{}
-	mi := &file_schat_proto_msgTypes[78]
+	mi := &file_schat_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6839,7 +7042,7 @@ func (x *SendCmd) String() string {
 func (*SendCmd) ProtoMessage() {}
 
 func (x *SendCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[78]
+	mi := &file_schat_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6852,7 +7055,7 @@ func (x *SendCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCmd.ProtoReflect.Descriptor instead.
 func (*SendCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{78}
+	return file_schat_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *SendCmd) GetGroupId() uint64 {
@@ -6916,7 +7119,7 @@ type RecallCmd struct {
 
 func (x *RecallCmd) Reset() {
 	*x = RecallCmd{}
-	mi := &file_schat_proto_msgTypes[79]
+	mi := &file_schat_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6928,7 +7131,7 @@ func (x *RecallCmd) String() string {
 func (*RecallCmd) ProtoMessage() {}
 
 func (x *RecallCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[79]
+	mi := &file_schat_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6941,7 +7144,7 @@ func (x *RecallCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallCmd.ProtoReflect.Descriptor instead.
 func (*RecallCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{79}
+	return file_schat_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *RecallCmd) GetGroupId() uint64 {
@@ -6983,7 +7186,7 @@ type MarkReadCmd struct {
 
 func (x *MarkReadCmd) Reset() {
 	*x = MarkReadCmd{}
-	mi := &file_schat_proto_msgTypes[80]
+	mi := &file_schat_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6995,7 +7198,7 @@ func (x *MarkReadCmd) String() string {
 func (*MarkReadCmd) ProtoMessage() {}
 
 func (x *MarkReadCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[80]
+	mi := &file_schat_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7008,7 +7211,7 @@ func (x *MarkReadCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadCmd.ProtoReflect.Descriptor instead.
 func (*MarkReadCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{80}
+	return file_schat_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *MarkReadCmd) GetGroupId() uint64 {
@@ -7042,7 +7245,7 @@ type AckNoticesCmd struct {
 
 func (x *AckNoticesCmd) Reset() {
 	*x = AckNoticesCmd{}
-	mi := &file_schat_proto_msgTypes[81]
+	mi := &file_schat_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7054,7 +7257,7 @@ func (x *AckNoticesCmd) String() string {
 func (*AckNoticesCmd) ProtoMessage() {}
 
 func (x *AckNoticesCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[81]
+	mi := &file_schat_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7067,7 +7270,7 @@ func (x *AckNoticesCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckNoticesCmd.ProtoReflect.Descriptor instead.
 func (*AckNoticesCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{81}
+	return file_schat_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *AckNoticesCmd) GetUserId() uint64 {
@@ -7097,7 +7300,7 @@ type FileBeginCmd struct {
 
 func (x *FileBeginCmd) Reset() {
 	*x = FileBeginCmd{}
-	mi := &file_schat_proto_msgTypes[82]
+	mi := &file_schat_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7109,7 +7312,7 @@ func (x *FileBeginCmd) String() string {
 func (*FileBeginCmd) ProtoMessage() {}
 
 func (x *FileBeginCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[82]
+	mi := &file_schat_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7122,7 +7325,7 @@ func (x *FileBeginCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileBeginCmd.ProtoReflect.Descriptor instead.
 func (*FileBeginCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{82}
+	return file_schat_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *FileBeginCmd) GetInfo() *FileInfo {
@@ -7159,7 +7362,7 @@ type FileChunkCmd struct {
 
 func (x *FileChunkCmd) Reset() {
 	*x = FileChunkCmd{}
-	mi := &file_schat_proto_msgTypes[83]
+	mi := &file_schat_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7171,7 +7374,7 @@ func (x *FileChunkCmd) String() string {
 func (*FileChunkCmd) ProtoMessage() {}
 
 func (x *FileChunkCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[83]
+	mi := &file_schat_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7184,7 +7387,7 @@ func (x *FileChunkCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileChunkCmd.ProtoReflect.Descriptor instead.
 func (*FileChunkCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{83}
+	return file_schat_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *FileChunkCmd) GetFileId() string {
@@ -7218,7 +7421,7 @@ type FileCommitCmd struct {
 
 func (x *FileCommitCmd) Reset() {
 	*x = FileCommitCmd{}
-	mi := &file_schat_proto_msgTypes[84]
+	mi := &file_schat_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7230,7 +7433,7 @@ func (x *FileCommitCmd) String() string {
 func (*FileCommitCmd) ProtoMessage() {}
 
 func (x *FileCommitCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[84]
+	mi := &file_schat_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7243,7 +7446,7 @@ func (x *FileCommitCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileCommitCmd.ProtoReflect.Descriptor instead.
 func (*FileCommitCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{84}
+	return file_schat_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *FileCommitCmd) GetFileId() string {
@@ -7263,7 +7466,7 @@ type FileAbortCmd struct {
 
 func (x *FileAbortCmd) Reset() {
 	*x = FileAbortCmd{}
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7275,7 +7478,7 @@ func (x *FileAbortCmd) String() string {
 func (*FileAbortCmd) ProtoMessage() {}
 
 func (x *FileAbortCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7288,7 +7491,7 @@ func (x *FileAbortCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileAbortCmd.ProtoReflect.Descriptor instead.
 func (*FileAbortCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{85}
+	return file_schat_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *FileAbortCmd) GetFileId() string {
@@ -7310,7 +7513,7 @@ type FileSweepCmd struct {
 
 func (x *FileSweepCmd) Reset() {
 	*x = FileSweepCmd{}
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7322,7 +7525,7 @@ func (x *FileSweepCmd) String() string {
 func (*FileSweepCmd) ProtoMessage() {}
 
 func (x *FileSweepCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7335,7 +7538,7 @@ func (x *FileSweepCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSweepCmd.ProtoReflect.Descriptor instead.
 func (*FileSweepCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{86}
+	return file_schat_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *FileSweepCmd) GetUploadTimeoutMs() int64 {
@@ -7370,7 +7573,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7382,7 +7585,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7395,7 +7598,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{87}
+	return file_schat_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *User) GetId() uint64 {
@@ -7479,7 +7682,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7491,7 +7694,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7504,7 +7707,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{88}
+	return file_schat_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *Session) GetUserId() uint64 {
@@ -7547,7 +7750,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7559,7 +7762,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7572,7 +7775,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{89}
+	return file_schat_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *Group) GetId() uint64 {
@@ -7665,7 +7868,7 @@ type StoredFile struct {
 
 func (x *StoredFile) Reset() {
 	*x = StoredFile{}
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7677,7 +7880,7 @@ func (x *StoredFile) String() string {
 func (*StoredFile) ProtoMessage() {}
 
 func (x *StoredFile) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7690,7 +7893,7 @@ func (x *StoredFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredFile.ProtoReflect.Descriptor instead.
 func (*StoredFile) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{90}
+	return file_schat_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *StoredFile) GetInfo() *FileInfo {
@@ -7728,7 +7931,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7740,7 +7943,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7753,7 +7956,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{91}
+	return file_schat_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *Upload) GetInfo() *FileInfo {
@@ -7807,7 +8010,7 @@ type NodeRequest struct {
 
 func (x *NodeRequest) Reset() {
 	*x = NodeRequest{}
-	mi := &file_schat_proto_msgTypes[92]
+	mi := &file_schat_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7819,7 +8022,7 @@ func (x *NodeRequest) String() string {
 func (*NodeRequest) ProtoMessage() {}
 
 func (x *NodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[92]
+	mi := &file_schat_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7832,7 +8035,7 @@ func (x *NodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRequest.ProtoReflect.Descriptor instead.
 func (*NodeRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{92}
+	return file_schat_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *NodeRequest) GetBody() isNodeRequest_Body {
@@ -7937,7 +8140,7 @@ type NodeResponse struct {
 
 func (x *NodeResponse) Reset() {
 	*x = NodeResponse{}
-	mi := &file_schat_proto_msgTypes[93]
+	mi := &file_schat_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7949,7 +8152,7 @@ func (x *NodeResponse) String() string {
 func (*NodeResponse) ProtoMessage() {}
 
 func (x *NodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[93]
+	mi := &file_schat_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7962,7 +8165,7 @@ func (x *NodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeResponse.ProtoReflect.Descriptor instead.
 func (*NodeResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{93}
+	return file_schat_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *NodeResponse) GetCode() Code {
@@ -8047,7 +8250,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_schat_proto_msgTypes[94]
+	mi := &file_schat_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8059,7 +8262,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[94]
+	mi := &file_schat_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8072,7 +8275,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{94}
+	return file_schat_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *ReadIndexRequest) GetShard() uint32 {
@@ -8091,7 +8294,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_schat_proto_msgTypes[95]
+	mi := &file_schat_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8103,7 +8306,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[95]
+	mi := &file_schat_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8116,7 +8319,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{95}
+	return file_schat_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -8135,7 +8338,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_schat_proto_msgTypes[96]
+	mi := &file_schat_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8147,7 +8350,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[96]
+	mi := &file_schat_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8160,7 +8363,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{96}
+	return file_schat_proto_rawDescGZIP(), []int{98}
 }
 
 type HelloResponse struct {
@@ -8176,7 +8379,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_schat_proto_msgTypes[97]
+	mi := &file_schat_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8188,7 +8391,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[97]
+	mi := &file_schat_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8201,7 +8404,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{97}
+	return file_schat_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *HelloResponse) GetNodeId() string {
@@ -8253,7 +8456,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_schat_proto_msgTypes[98]
+	mi := &file_schat_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8265,7 +8468,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[98]
+	mi := &file_schat_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8278,7 +8481,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{98}
+	return file_schat_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -8321,7 +8524,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_schat_proto_msgTypes[99]
+	mi := &file_schat_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8333,7 +8536,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[99]
+	mi := &file_schat_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8346,7 +8549,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{99}
+	return file_schat_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *ForwardRequest) GetShard() uint32 {
@@ -8376,7 +8579,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_schat_proto_msgTypes[100]
+	mi := &file_schat_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8388,7 +8591,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[100]
+	mi := &file_schat_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8401,7 +8604,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{100}
+	return file_schat_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *ForwardResponse) GetIndex() uint64 {
@@ -8445,7 +8648,7 @@ type ApplyResult struct {
 
 func (x *ApplyResult) Reset() {
 	*x = ApplyResult{}
-	mi := &file_schat_proto_msgTypes[101]
+	mi := &file_schat_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8457,7 +8660,7 @@ func (x *ApplyResult) String() string {
 func (*ApplyResult) ProtoMessage() {}
 
 func (x *ApplyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[101]
+	mi := &file_schat_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8470,7 +8673,7 @@ func (x *ApplyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResult.ProtoReflect.Descriptor instead.
 func (*ApplyResult) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{101}
+	return file_schat_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *ApplyResult) GetCode() Code {
@@ -8562,7 +8765,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_schat_proto_msgTypes[102]
+	mi := &file_schat_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8574,7 +8777,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[102]
+	mi := &file_schat_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8587,7 +8790,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{102}
+	return file_schat_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *RemoveRequest) GetNodeId() string {
@@ -8615,7 +8818,7 @@ var File_schat_proto protoreflect.FileDescriptor
 
 const file_schat_proto_rawDesc = "" +
 	"\n" +
-	"\vschat.proto\x12\bschat.v1\"\xf6\r\n" +
+	"\vschat.proto\x12\bschat.v1\"\xb9\x0e\n" +
 	"\vClientFrame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x123\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x13.schat.v1.HeartbeatH\x00R\theartbeat\x127\n" +
@@ -8646,6 +8849,7 @@ const file_schat_proto_rawDesc = "" +
 	"\x0elist_my_groups\x18\x1f \x01(\v2\x1d.schat.v1.ListMyGroupsRequestH\x00R\flistMyGroups\x12>\n" +
 	"\vack_notices\x18  \x01(\v2\x1b.schat.v1.AckNoticesRequestH\x00R\n" +
 	"ackNotices\x12A\n" +
+	"\flist_notices\x18! \x01(\v2\x1c.schat.v1.ListNoticesRequestH\x00R\vlistNotices\x12A\n" +
 	"\fsend_message\x18( \x01(\v2\x1c.schat.v1.SendMessageRequestH\x00R\vsendMessage\x12G\n" +
 	"\x0erecall_message\x18) \x01(\v2\x1e.schat.v1.RecallMessageRequestH\x00R\rrecallMessage\x124\n" +
 	"\ahistory\x18* \x01(\v2\x18.schat.v1.HistoryRequestH\x00R\ahistory\x12+\n" +
@@ -8657,7 +8861,7 @@ const file_schat_proto_rawDesc = "" +
 	"\x05event\x18\x02 \x01(\v2\x0f.schat.v1.EventH\x00R\x05event\x123\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x13.schat.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
 	"\x04body\"\v\n" +
-	"\tHeartbeat\"\x91\a\n" +
+	"\tHeartbeat\"\xcc\a\n" +
 	"\bResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\"\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x0e.schat.v1.CodeR\x04code\x12\x16\n" +
@@ -8674,7 +8878,8 @@ const file_schat_proto_rawDesc = "" +
 	"applyGroup\x12H\n" +
 	"\fapplications\x18\x17 \x01(\v2\".schat.v1.ListApplicationsResponseH\x00R\fapplications\x12I\n" +
 	"\rpublic_groups\x18\x1d \x01(\v2\".schat.v1.ListPublicGroupsResponseH\x00R\fpublicGroups\x12=\n" +
-	"\tmy_groups\x18\x1f \x01(\v2\x1e.schat.v1.ListMyGroupsResponseH\x00R\bmyGroups\x121\n" +
+	"\tmy_groups\x18\x1f \x01(\v2\x1e.schat.v1.ListMyGroupsResponseH\x00R\bmyGroups\x129\n" +
+	"\anotices\x18! \x01(\v2\x1d.schat.v1.ListNoticesResponseH\x00R\anotices\x121\n" +
 	"\amessage\x18( \x01(\v2\x15.schat.v1.ChatMessageH\x00R\amessage\x12+\n" +
 	"\x04page\x18* \x01(\v2\x15.schat.v1.MessagePageH\x00R\x04page\x129\n" +
 	"\tmark_read\x18, \x01(\v2\x1a.schat.v1.MarkReadResponseH\x00R\bmarkReadB\x06\n" +
@@ -8697,7 +8902,7 @@ const file_schat_proto_rawDesc = "" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x16\n" +
 	"\x06device\x18\x03 \x01(\tR\x06device\"%\n" +
 	"\rResumeRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"\x83\x03\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\xd3\x03\n" +
 	"\rLoginResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12(\n" +
 	"\x10token_expires_ms\x18\x02 \x01(\x03R\x0etokenExpiresMs\x12)\n" +
@@ -8707,7 +8912,10 @@ const file_schat_proto_rawDesc = "" +
 	"\anotices\x18\x06 \x03(\v2\x10.schat.v1.NoticeR\anotices\x12$\n" +
 	"\x0eserver_time_ms\x18\a \x01(\x03R\fserverTimeMs\x12(\n" +
 	"\x06limits\x18\b \x01(\v2\x10.schat.v1.LimitsR\x06limits\x12 \n" +
-	"\vincarnation\x18\t \x01(\x04R\vincarnation\"\xa1\x02\n" +
+	"\vincarnation\x18\t \x01(\x04R\vincarnation\x12+\n" +
+	"\x11more_applications\x18\n" +
+	" \x01(\bR\x10moreApplications\x12!\n" +
+	"\fmore_notices\x18\v \x01(\bR\vmoreNotices\"\xa1\x02\n" +
 	"\x06Limits\x12\x19\n" +
 	"\bmax_name\x18\x01 \x01(\rR\amaxName\x12'\n" +
 	"\x0fmax_description\x18\x02 \x01(\rR\x0emaxDescription\x12\x1f\n" +
@@ -8775,11 +8983,15 @@ const file_schat_proto_rawDesc = "" +
 	"\x18DecideApplicationRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\x04R\x06userId\x12\x18\n" +
-	"\aapprove\x18\x03 \x01(\bR\aapprove\"4\n" +
+	"\aapprove\x18\x03 \x01(\bR\aapprove\"\x94\x01\n" +
 	"\x17ListApplicationsRequest\x12\x19\n" +
-	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\"U\n" +
+	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12$\n" +
+	"\x0eafter_group_id\x18\x02 \x01(\x04R\fafterGroupId\x12\"\n" +
+	"\rafter_user_id\x18\x03 \x01(\x04R\vafterUserId\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\"i\n" +
 	"\x18ListApplicationsResponse\x129\n" +
-	"\fapplications\x18\x01 \x03(\v2\x15.schat.v1.ApplicationR\fapplications\"\xb6\x01\n" +
+	"\fapplications\x18\x01 \x03(\v2\x15.schat.v1.ApplicationR\fapplications\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"\xb6\x01\n" +
 	"\vApplication\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x1d\n" +
 	"\n" +
@@ -8824,7 +9036,13 @@ const file_schat_proto_rawDesc = "" +
 	"\x06groups\x18\x01 \x03(\v2\x16.schat.v1.GroupSummaryR\x06groups\"2\n" +
 	"\x11AckNoticesRequest\x12\x1d\n" +
 	"\n" +
-	"notice_ids\x18\x01 \x03(\x04R\tnoticeIds\"\xe1\x02\n" +
+	"notice_ids\x18\x01 \x03(\x04R\tnoticeIds\"E\n" +
+	"\x12ListNoticesRequest\x12\x19\n" +
+	"\bafter_id\x18\x01 \x01(\x04R\aafterId\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"U\n" +
+	"\x13ListNoticesResponse\x12*\n" +
+	"\anotices\x18\x01 \x03(\v2\x10.schat.v1.NoticeR\anotices\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"\xe1\x02\n" +
 	"\tGroupInfo\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -8859,13 +9077,15 @@ const file_schat_proto_rawDesc = "" +
 	"\afile_id\x18\x05 \x01(\tR\x06fileId\"C\n" +
 	"\x14RecallMessageRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x84\x01\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xa5\x01\n" +
 	"\x0eHistoryRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x1d\n" +
 	"\n" +
 	"before_seq\x18\x02 \x01(\x04R\tbeforeSeq\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\x12\"\n" +
-	"\flinearizable\x18\x04 \x01(\bR\flinearizable\"\xa0\x01\n" +
+	"\flinearizable\x18\x04 \x01(\bR\flinearizable\x12\x1f\n" +
+	"\vfrom_cursor\x18\x05 \x01(\bR\n" +
+	"fromCursor\"\xa0\x01\n" +
 	"\vSyncRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x1b\n" +
 	"\tafter_seq\x18\x02 \x01(\x04R\bafterSeq\x12\x14\n" +
@@ -9335,7 +9555,7 @@ func file_schat_proto_rawDescGZIP() []byte {
 }
 
 var file_schat_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 103)
+var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 105)
 var file_schat_proto_goTypes = []any{
 	(Code)(0),                        // 0: schat.v1.Code
 	(Sex)(0),                         // 1: schat.v1.Sex
@@ -9382,72 +9602,74 @@ var file_schat_proto_goTypes = []any{
 	(*ListMyGroupsRequest)(nil),      // 42: schat.v1.ListMyGroupsRequest
 	(*ListMyGroupsResponse)(nil),     // 43: schat.v1.ListMyGroupsResponse
 	(*AckNoticesRequest)(nil),        // 44: schat.v1.AckNoticesRequest
-	(*GroupInfo)(nil),                // 45: schat.v1.GroupInfo
-	(*Member)(nil),                   // 46: schat.v1.Member
-	(*GroupSummary)(nil),             // 47: schat.v1.GroupSummary
-	(*SendMessageRequest)(nil),       // 48: schat.v1.SendMessageRequest
-	(*RecallMessageRequest)(nil),     // 49: schat.v1.RecallMessageRequest
-	(*HistoryRequest)(nil),           // 50: schat.v1.HistoryRequest
-	(*SyncRequest)(nil),              // 51: schat.v1.SyncRequest
-	(*MessagePage)(nil),              // 52: schat.v1.MessagePage
-	(*MarkReadRequest)(nil),          // 53: schat.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),         // 54: schat.v1.MarkReadResponse
-	(*ChatMessage)(nil),              // 55: schat.v1.ChatMessage
-	(*FileInfo)(nil),                 // 56: schat.v1.FileInfo
-	(*FileLink)(nil),                 // 57: schat.v1.FileLink
-	(*SystemNote)(nil),               // 58: schat.v1.SystemNote
-	(*Event)(nil),                    // 59: schat.v1.Event
-	(*MemberChanged)(nil),            // 60: schat.v1.MemberChanged
-	(*GroupDissolved)(nil),           // 61: schat.v1.GroupDissolved
-	(*ApplicationDecided)(nil),       // 62: schat.v1.ApplicationDecided
-	(*MessageRecalled)(nil),          // 63: schat.v1.MessageRecalled
-	(*ReadReceipt)(nil),              // 64: schat.v1.ReadReceipt
-	(*SessionEnded)(nil),             // 65: schat.v1.SessionEnded
-	(*Notice)(nil),                   // 66: schat.v1.Notice
-	(*Command)(nil),                  // 67: schat.v1.Command
-	(*CommandBatch)(nil),             // 68: schat.v1.CommandBatch
-	(*RegisterCmd)(nil),              // 69: schat.v1.RegisterCmd
-	(*CreateSessionCmd)(nil),         // 70: schat.v1.CreateSessionCmd
-	(*DeleteSessionCmd)(nil),         // 71: schat.v1.DeleteSessionCmd
-	(*ChangePasswordCmd)(nil),        // 72: schat.v1.ChangePasswordCmd
-	(*UpdateProfileCmd)(nil),         // 73: schat.v1.UpdateProfileCmd
-	(*ReserveGroupCmd)(nil),          // 74: schat.v1.ReserveGroupCmd
-	(*ReleaseGroupCmd)(nil),          // 75: schat.v1.ReleaseGroupCmd
-	(*MoveOwnershipCmd)(nil),         // 76: schat.v1.MoveOwnershipCmd
-	(*PruneSessionsCmd)(nil),         // 77: schat.v1.PruneSessionsCmd
-	(*GroupLimits)(nil),              // 78: schat.v1.GroupLimits
-	(*CreateGroupCmd)(nil),           // 79: schat.v1.CreateGroupCmd
-	(*ApplyCmd)(nil),                 // 80: schat.v1.ApplyCmd
-	(*DecideCmd)(nil),                // 81: schat.v1.DecideCmd
-	(*LeaveCmd)(nil),                 // 82: schat.v1.LeaveCmd
-	(*DissolveCmd)(nil),              // 83: schat.v1.DissolveCmd
-	(*TransferCmd)(nil),              // 84: schat.v1.TransferCmd
-	(*UpdateGroupCmd)(nil),           // 85: schat.v1.UpdateGroupCmd
-	(*SendCmd)(nil),                  // 86: schat.v1.SendCmd
-	(*RecallCmd)(nil),                // 87: schat.v1.RecallCmd
-	(*MarkReadCmd)(nil),              // 88: schat.v1.MarkReadCmd
-	(*AckNoticesCmd)(nil),            // 89: schat.v1.AckNoticesCmd
-	(*FileBeginCmd)(nil),             // 90: schat.v1.FileBeginCmd
-	(*FileChunkCmd)(nil),             // 91: schat.v1.FileChunkCmd
-	(*FileCommitCmd)(nil),            // 92: schat.v1.FileCommitCmd
-	(*FileAbortCmd)(nil),             // 93: schat.v1.FileAbortCmd
-	(*FileSweepCmd)(nil),             // 94: schat.v1.FileSweepCmd
-	(*User)(nil),                     // 95: schat.v1.User
-	(*Session)(nil),                  // 96: schat.v1.Session
-	(*Group)(nil),                    // 97: schat.v1.Group
-	(*StoredFile)(nil),               // 98: schat.v1.StoredFile
-	(*Upload)(nil),                   // 99: schat.v1.Upload
-	(*NodeRequest)(nil),              // 100: schat.v1.NodeRequest
-	(*NodeResponse)(nil),             // 101: schat.v1.NodeResponse
-	(*ReadIndexRequest)(nil),         // 102: schat.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),        // 103: schat.v1.ReadIndexResponse
-	(*HelloRequest)(nil),             // 104: schat.v1.HelloRequest
-	(*HelloResponse)(nil),            // 105: schat.v1.HelloResponse
-	(*JoinRequest)(nil),              // 106: schat.v1.JoinRequest
-	(*ForwardRequest)(nil),           // 107: schat.v1.ForwardRequest
-	(*ForwardResponse)(nil),          // 108: schat.v1.ForwardResponse
-	(*ApplyResult)(nil),              // 109: schat.v1.ApplyResult
-	(*RemoveRequest)(nil),            // 110: schat.v1.RemoveRequest
+	(*ListNoticesRequest)(nil),       // 45: schat.v1.ListNoticesRequest
+	(*ListNoticesResponse)(nil),      // 46: schat.v1.ListNoticesResponse
+	(*GroupInfo)(nil),                // 47: schat.v1.GroupInfo
+	(*Member)(nil),                   // 48: schat.v1.Member
+	(*GroupSummary)(nil),             // 49: schat.v1.GroupSummary
+	(*SendMessageRequest)(nil),       // 50: schat.v1.SendMessageRequest
+	(*RecallMessageRequest)(nil),     // 51: schat.v1.RecallMessageRequest
+	(*HistoryRequest)(nil),           // 52: schat.v1.HistoryRequest
+	(*SyncRequest)(nil),              // 53: schat.v1.SyncRequest
+	(*MessagePage)(nil),              // 54: schat.v1.MessagePage
+	(*MarkReadRequest)(nil),          // 55: schat.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),         // 56: schat.v1.MarkReadResponse
+	(*ChatMessage)(nil),              // 57: schat.v1.ChatMessage
+	(*FileInfo)(nil),                 // 58: schat.v1.FileInfo
+	(*FileLink)(nil),                 // 59: schat.v1.FileLink
+	(*SystemNote)(nil),               // 60: schat.v1.SystemNote
+	(*Event)(nil),                    // 61: schat.v1.Event
+	(*MemberChanged)(nil),            // 62: schat.v1.MemberChanged
+	(*GroupDissolved)(nil),           // 63: schat.v1.GroupDissolved
+	(*ApplicationDecided)(nil),       // 64: schat.v1.ApplicationDecided
+	(*MessageRecalled)(nil),          // 65: schat.v1.MessageRecalled
+	(*ReadReceipt)(nil),              // 66: schat.v1.ReadReceipt
+	(*SessionEnded)(nil),             // 67: schat.v1.SessionEnded
+	(*Notice)(nil),                   // 68: schat.v1.Notice
+	(*Command)(nil),                  // 69: schat.v1.Command
+	(*CommandBatch)(nil),             // 70: schat.v1.CommandBatch
+	(*RegisterCmd)(nil),              // 71: schat.v1.RegisterCmd
+	(*CreateSessionCmd)(nil),         // 72: schat.v1.CreateSessionCmd
+	(*DeleteSessionCmd)(nil),         // 73: schat.v1.DeleteSessionCmd
+	(*ChangePasswordCmd)(nil),        // 74: schat.v1.ChangePasswordCmd
+	(*UpdateProfileCmd)(nil),         // 75: schat.v1.UpdateProfileCmd
+	(*ReserveGroupCmd)(nil),          // 76: schat.v1.ReserveGroupCmd
+	(*ReleaseGroupCmd)(nil),          // 77: schat.v1.ReleaseGroupCmd
+	(*MoveOwnershipCmd)(nil),         // 78: schat.v1.MoveOwnershipCmd
+	(*PruneSessionsCmd)(nil),         // 79: schat.v1.PruneSessionsCmd
+	(*GroupLimits)(nil),              // 80: schat.v1.GroupLimits
+	(*CreateGroupCmd)(nil),           // 81: schat.v1.CreateGroupCmd
+	(*ApplyCmd)(nil),                 // 82: schat.v1.ApplyCmd
+	(*DecideCmd)(nil),                // 83: schat.v1.DecideCmd
+	(*LeaveCmd)(nil),                 // 84: schat.v1.LeaveCmd
+	(*DissolveCmd)(nil),              // 85: schat.v1.DissolveCmd
+	(*TransferCmd)(nil),              // 86: schat.v1.TransferCmd
+	(*UpdateGroupCmd)(nil),           // 87: schat.v1.UpdateGroupCmd
+	(*SendCmd)(nil),                  // 88: schat.v1.SendCmd
+	(*RecallCmd)(nil),                // 89: schat.v1.RecallCmd
+	(*MarkReadCmd)(nil),              // 90: schat.v1.MarkReadCmd
+	(*AckNoticesCmd)(nil),            // 91: schat.v1.AckNoticesCmd
+	(*FileBeginCmd)(nil),             // 92: schat.v1.FileBeginCmd
+	(*FileChunkCmd)(nil),             // 93: schat.v1.FileChunkCmd
+	(*FileCommitCmd)(nil),            // 94: schat.v1.FileCommitCmd
+	(*FileAbortCmd)(nil),             // 95: schat.v1.FileAbortCmd
+	(*FileSweepCmd)(nil),             // 96: schat.v1.FileSweepCmd
+	(*User)(nil),                     // 97: schat.v1.User
+	(*Session)(nil),                  // 98: schat.v1.Session
+	(*Group)(nil),                    // 99: schat.v1.Group
+	(*StoredFile)(nil),               // 100: schat.v1.StoredFile
+	(*Upload)(nil),                   // 101: schat.v1.Upload
+	(*NodeRequest)(nil),              // 102: schat.v1.NodeRequest
+	(*NodeResponse)(nil),             // 103: schat.v1.NodeResponse
+	(*ReadIndexRequest)(nil),         // 104: schat.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),        // 105: schat.v1.ReadIndexResponse
+	(*HelloRequest)(nil),             // 106: schat.v1.HelloRequest
+	(*HelloResponse)(nil),            // 107: schat.v1.HelloResponse
+	(*JoinRequest)(nil),              // 108: schat.v1.JoinRequest
+	(*ForwardRequest)(nil),           // 109: schat.v1.ForwardRequest
+	(*ForwardResponse)(nil),          // 110: schat.v1.ForwardResponse
+	(*ApplyResult)(nil),              // 111: schat.v1.ApplyResult
+	(*RemoveRequest)(nil),            // 112: schat.v1.RemoveRequest
 }
 var file_schat_proto_depIdxs = []int32{
 	10,  // 0: schat.v1.ClientFrame.heartbeat:type_name -> schat.v1.Heartbeat
@@ -9472,119 +9694,122 @@ var file_schat_proto_depIdxs = []int32{
 	41,  // 19: schat.v1.ClientFrame.update_group:type_name -> schat.v1.UpdateGroupRequest
 	42,  // 20: schat.v1.ClientFrame.list_my_groups:type_name -> schat.v1.ListMyGroupsRequest
 	44,  // 21: schat.v1.ClientFrame.ack_notices:type_name -> schat.v1.AckNoticesRequest
-	48,  // 22: schat.v1.ClientFrame.send_message:type_name -> schat.v1.SendMessageRequest
-	49,  // 23: schat.v1.ClientFrame.recall_message:type_name -> schat.v1.RecallMessageRequest
-	50,  // 24: schat.v1.ClientFrame.history:type_name -> schat.v1.HistoryRequest
-	51,  // 25: schat.v1.ClientFrame.sync:type_name -> schat.v1.SyncRequest
-	53,  // 26: schat.v1.ClientFrame.mark_read:type_name -> schat.v1.MarkReadRequest
-	11,  // 27: schat.v1.ServerFrame.response:type_name -> schat.v1.Response
-	59,  // 28: schat.v1.ServerFrame.event:type_name -> schat.v1.Event
-	10,  // 29: schat.v1.ServerFrame.heartbeat:type_name -> schat.v1.Heartbeat
-	0,   // 30: schat.v1.Response.code:type_name -> schat.v1.Code
-	13,  // 31: schat.v1.Response.register:type_name -> schat.v1.RegisterResponse
-	16,  // 32: schat.v1.Response.login:type_name -> schat.v1.LoginResponse
-	20,  // 33: schat.v1.Response.ping:type_name -> schat.v1.PingResponse
-	22,  // 34: schat.v1.Response.change_password:type_name -> schat.v1.ChangePasswordResponse
-	26,  // 35: schat.v1.Response.profile:type_name -> schat.v1.UserProfile
-	25,  // 36: schat.v1.Response.profiles:type_name -> schat.v1.GetProfilesResponse
-	45,  // 37: schat.v1.Response.group:type_name -> schat.v1.GroupInfo
-	29,  // 38: schat.v1.Response.apply_group:type_name -> schat.v1.ApplyGroupResponse
-	32,  // 39: schat.v1.Response.applications:type_name -> schat.v1.ListApplicationsResponse
-	40,  // 40: schat.v1.Response.public_groups:type_name -> schat.v1.ListPublicGroupsResponse
-	43,  // 41: schat.v1.Response.my_groups:type_name -> schat.v1.ListMyGroupsResponse
-	55,  // 42: schat.v1.Response.message:type_name -> schat.v1.ChatMessage
-	52,  // 43: schat.v1.Response.page:type_name -> schat.v1.MessagePage
-	54,  // 44: schat.v1.Response.mark_read:type_name -> schat.v1.MarkReadResponse
-	1,   // 45: schat.v1.RegisterRequest.sex:type_name -> schat.v1.Sex
-	26,  // 46: schat.v1.LoginResponse.user:type_name -> schat.v1.UserProfile
-	47,  // 47: schat.v1.LoginResponse.groups:type_name -> schat.v1.GroupSummary
-	33,  // 48: schat.v1.LoginResponse.applications:type_name -> schat.v1.Application
-	66,  // 49: schat.v1.LoginResponse.notices:type_name -> schat.v1.Notice
-	17,  // 50: schat.v1.LoginResponse.limits:type_name -> schat.v1.Limits
-	1,   // 51: schat.v1.UpdateProfileRequest.sex:type_name -> schat.v1.Sex
-	26,  // 52: schat.v1.GetProfilesResponse.profiles:type_name -> schat.v1.UserProfile
-	1,   // 53: schat.v1.UserProfile.sex:type_name -> schat.v1.Sex
-	33,  // 54: schat.v1.ListApplicationsResponse.applications:type_name -> schat.v1.Application
-	45,  // 55: schat.v1.ListPublicGroupsResponse.groups:type_name -> schat.v1.GroupInfo
-	47,  // 56: schat.v1.ListMyGroupsResponse.groups:type_name -> schat.v1.GroupSummary
-	46,  // 57: schat.v1.GroupInfo.members:type_name -> schat.v1.Member
-	3,   // 58: schat.v1.Member.role:type_name -> schat.v1.Role
-	3,   // 59: schat.v1.GroupSummary.role:type_name -> schat.v1.Role
-	2,   // 60: schat.v1.SendMessageRequest.type:type_name -> schat.v1.MessageType
-	55,  // 61: schat.v1.MessagePage.messages:type_name -> schat.v1.ChatMessage
-	2,   // 62: schat.v1.ChatMessage.type:type_name -> schat.v1.MessageType
-	58,  // 63: schat.v1.ChatMessage.system:type_name -> schat.v1.SystemNote
-	56,  // 64: schat.v1.ChatMessage.file:type_name -> schat.v1.FileInfo
-	4,   // 65: schat.v1.FileInfo.kind:type_name -> schat.v1.FileKind
-	5,   // 66: schat.v1.FileInfo.purpose:type_name -> schat.v1.FilePurpose
-	6,   // 67: schat.v1.SystemNote.kind:type_name -> schat.v1.SystemNote.Kind
-	55,  // 68: schat.v1.Event.message:type_name -> schat.v1.ChatMessage
-	60,  // 69: schat.v1.Event.member:type_name -> schat.v1.MemberChanged
-	45,  // 70: schat.v1.Event.group_changed:type_name -> schat.v1.GroupInfo
-	61,  // 71: schat.v1.Event.dissolved:type_name -> schat.v1.GroupDissolved
-	33,  // 72: schat.v1.Event.application:type_name -> schat.v1.Application
-	62,  // 73: schat.v1.Event.decided:type_name -> schat.v1.ApplicationDecided
-	63,  // 74: schat.v1.Event.recalled:type_name -> schat.v1.MessageRecalled
-	64,  // 75: schat.v1.Event.read:type_name -> schat.v1.ReadReceipt
-	65,  // 76: schat.v1.Event.session_ended:type_name -> schat.v1.SessionEnded
-	7,   // 77: schat.v1.MemberChanged.change:type_name -> schat.v1.MemberChanged.Change
-	59,  // 78: schat.v1.Notice.event:type_name -> schat.v1.Event
-	69,  // 79: schat.v1.Command.register:type_name -> schat.v1.RegisterCmd
-	70,  // 80: schat.v1.Command.create_session:type_name -> schat.v1.CreateSessionCmd
-	71,  // 81: schat.v1.Command.delete_session:type_name -> schat.v1.DeleteSessionCmd
-	72,  // 82: schat.v1.Command.change_password:type_name -> schat.v1.ChangePasswordCmd
-	73,  // 83: schat.v1.Command.update_profile:type_name -> schat.v1.UpdateProfileCmd
-	74,  // 84: schat.v1.Command.reserve_group:type_name -> schat.v1.ReserveGroupCmd
-	75,  // 85: schat.v1.Command.release_group:type_name -> schat.v1.ReleaseGroupCmd
-	76,  // 86: schat.v1.Command.move_ownership:type_name -> schat.v1.MoveOwnershipCmd
-	77,  // 87: schat.v1.Command.prune_sessions:type_name -> schat.v1.PruneSessionsCmd
-	79,  // 88: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
-	80,  // 89: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
-	81,  // 90: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
-	82,  // 91: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
-	83,  // 92: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
-	84,  // 93: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
-	85,  // 94: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
-	86,  // 95: schat.v1.Command.send:type_name -> schat.v1.SendCmd
-	87,  // 96: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
-	88,  // 97: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
-	89,  // 98: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
-	90,  // 99: schat.v1.Command.file_begin:type_name -> schat.v1.FileBeginCmd
-	91,  // 100: schat.v1.Command.file_chunk:type_name -> schat.v1.FileChunkCmd
-	92,  // 101: schat.v1.Command.file_commit:type_name -> schat.v1.FileCommitCmd
-	93,  // 102: schat.v1.Command.file_abort:type_name -> schat.v1.FileAbortCmd
-	94,  // 103: schat.v1.Command.file_sweep:type_name -> schat.v1.FileSweepCmd
-	68,  // 104: schat.v1.Command.batch:type_name -> schat.v1.CommandBatch
-	67,  // 105: schat.v1.CommandBatch.commands:type_name -> schat.v1.Command
-	1,   // 106: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
-	1,   // 107: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
-	78,  // 108: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
-	2,   // 109: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
-	78,  // 110: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
-	56,  // 111: schat.v1.FileBeginCmd.info:type_name -> schat.v1.FileInfo
-	1,   // 112: schat.v1.User.sex:type_name -> schat.v1.Sex
-	56,  // 113: schat.v1.StoredFile.info:type_name -> schat.v1.FileInfo
-	56,  // 114: schat.v1.Upload.info:type_name -> schat.v1.FileInfo
-	104, // 115: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
-	106, // 116: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
-	107, // 117: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
-	110, // 118: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
-	102, // 119: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
-	0,   // 120: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
-	105, // 121: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
-	108, // 122: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
-	103, // 123: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
-	109, // 124: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
-	0,   // 125: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
-	95,  // 126: schat.v1.ApplyResult.user:type_name -> schat.v1.User
-	97,  // 127: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
-	55,  // 128: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
-	56,  // 129: schat.v1.ApplyResult.file:type_name -> schat.v1.FileInfo
-	130, // [130:130] is the sub-list for method output_type
-	130, // [130:130] is the sub-list for method input_type
-	130, // [130:130] is the sub-list for extension type_name
-	130, // [130:130] is the sub-list for extension extendee
-	0,   // [0:130] is the sub-list for field type_name
+	45,  // 22: schat.v1.ClientFrame.list_notices:type_name -> schat.v1.ListNoticesRequest
+	50,  // 23: schat.v1.ClientFrame.send_message:type_name -> schat.v1.SendMessageRequest
+	51,  // 24: schat.v1.ClientFrame.recall_message:type_name -> schat.v1.RecallMessageRequest
+	52,  // 25: schat.v1.ClientFrame.history:type_name -> schat.v1.HistoryRequest
+	53,  // 26: schat.v1.ClientFrame.sync:type_name -> schat.v1.SyncRequest
+	55,  // 27: schat.v1.ClientFrame.mark_read:type_name -> schat.v1.MarkReadRequest
+	11,  // 28: schat.v1.ServerFrame.response:type_name -> schat.v1.Response
+	61,  // 29: schat.v1.ServerFrame.event:type_name -> schat.v1.Event
+	10,  // 30: schat.v1.ServerFrame.heartbeat:type_name -> schat.v1.Heartbeat
+	0,   // 31: schat.v1.Response.code:type_name -> schat.v1.Code
+	13,  // 32: schat.v1.Response.register:type_name -> schat.v1.RegisterResponse
+	16,  // 33: schat.v1.Response.login:type_name -> schat.v1.LoginResponse
+	20,  // 34: schat.v1.Response.ping:type_name -> schat.v1.PingResponse
+	22,  // 35: schat.v1.Response.change_password:type_name -> schat.v1.ChangePasswordResponse
+	26,  // 36: schat.v1.Response.profile:type_name -> schat.v1.UserProfile
+	25,  // 37: schat.v1.Response.profiles:type_name -> schat.v1.GetProfilesResponse
+	47,  // 38: schat.v1.Response.group:type_name -> schat.v1.GroupInfo
+	29,  // 39: schat.v1.Response.apply_group:type_name -> schat.v1.ApplyGroupResponse
+	32,  // 40: schat.v1.Response.applications:type_name -> schat.v1.ListApplicationsResponse
+	40,  // 41: schat.v1.Response.public_groups:type_name -> schat.v1.ListPublicGroupsResponse
+	43,  // 42: schat.v1.Response.my_groups:type_name -> schat.v1.ListMyGroupsResponse
+	46,  // 43: schat.v1.Response.notices:type_name -> schat.v1.ListNoticesResponse
+	57,  // 44: schat.v1.Response.message:type_name -> schat.v1.ChatMessage
+	54,  // 45: schat.v1.Response.page:type_name -> schat.v1.MessagePage
+	56,  // 46: schat.v1.Response.mark_read:type_name -> schat.v1.MarkReadResponse
+	1,   // 47: schat.v1.RegisterRequest.sex:type_name -> schat.v1.Sex
+	26,  // 48: schat.v1.LoginResponse.user:type_name -> schat.v1.UserProfile
+	49,  // 49: schat.v1.LoginResponse.groups:type_name -> schat.v1.GroupSummary
+	33,  // 50: schat.v1.LoginResponse.applications:type_name -> schat.v1.Application
+	68,  // 51: schat.v1.LoginResponse.notices:type_name -> schat.v1.Notice
+	17,  // 52: schat.v1.LoginResponse.limits:type_name -> schat.v1.Limits
+	1,   // 53: schat.v1.UpdateProfileRequest.sex:type_name -> schat.v1.Sex
+	26,  // 54: schat.v1.GetProfilesResponse.profiles:type_name -> schat.v1.UserProfile
+	1,   // 55: schat.v1.UserProfile.sex:type_name -> schat.v1.Sex
+	33,  // 56: schat.v1.ListApplicationsResponse.applications:type_name -> schat.v1.Application
+	47,  // 57: schat.v1.ListPublicGroupsResponse.groups:type_name -> schat.v1.GroupInfo
+	49,  // 58: schat.v1.ListMyGroupsResponse.groups:type_name -> schat.v1.GroupSummary
+	68,  // 59: schat.v1.ListNoticesResponse.notices:type_name -> schat.v1.Notice
+	48,  // 60: schat.v1.GroupInfo.members:type_name -> schat.v1.Member
+	3,   // 61: schat.v1.Member.role:type_name -> schat.v1.Role
+	3,   // 62: schat.v1.GroupSummary.role:type_name -> schat.v1.Role
+	2,   // 63: schat.v1.SendMessageRequest.type:type_name -> schat.v1.MessageType
+	57,  // 64: schat.v1.MessagePage.messages:type_name -> schat.v1.ChatMessage
+	2,   // 65: schat.v1.ChatMessage.type:type_name -> schat.v1.MessageType
+	60,  // 66: schat.v1.ChatMessage.system:type_name -> schat.v1.SystemNote
+	58,  // 67: schat.v1.ChatMessage.file:type_name -> schat.v1.FileInfo
+	4,   // 68: schat.v1.FileInfo.kind:type_name -> schat.v1.FileKind
+	5,   // 69: schat.v1.FileInfo.purpose:type_name -> schat.v1.FilePurpose
+	6,   // 70: schat.v1.SystemNote.kind:type_name -> schat.v1.SystemNote.Kind
+	57,  // 71: schat.v1.Event.message:type_name -> schat.v1.ChatMessage
+	62,  // 72: schat.v1.Event.member:type_name -> schat.v1.MemberChanged
+	47,  // 73: schat.v1.Event.group_changed:type_name -> schat.v1.GroupInfo
+	63,  // 74: schat.v1.Event.dissolved:type_name -> schat.v1.GroupDissolved
+	33,  // 75: schat.v1.Event.application:type_name -> schat.v1.Application
+	64,  // 76: schat.v1.Event.decided:type_name -> schat.v1.ApplicationDecided
+	65,  // 77: schat.v1.Event.recalled:type_name -> schat.v1.MessageRecalled
+	66,  // 78: schat.v1.Event.read:type_name -> schat.v1.ReadReceipt
+	67,  // 79: schat.v1.Event.session_ended:type_name -> schat.v1.SessionEnded
+	7,   // 80: schat.v1.MemberChanged.change:type_name -> schat.v1.MemberChanged.Change
+	61,  // 81: schat.v1.Notice.event:type_name -> schat.v1.Event
+	71,  // 82: schat.v1.Command.register:type_name -> schat.v1.RegisterCmd
+	72,  // 83: schat.v1.Command.create_session:type_name -> schat.v1.CreateSessionCmd
+	73,  // 84: schat.v1.Command.delete_session:type_name -> schat.v1.DeleteSessionCmd
+	74,  // 85: schat.v1.Command.change_password:type_name -> schat.v1.ChangePasswordCmd
+	75,  // 86: schat.v1.Command.update_profile:type_name -> schat.v1.UpdateProfileCmd
+	76,  // 87: schat.v1.Command.reserve_group:type_name -> schat.v1.ReserveGroupCmd
+	77,  // 88: schat.v1.Command.release_group:type_name -> schat.v1.ReleaseGroupCmd
+	78,  // 89: schat.v1.Command.move_ownership:type_name -> schat.v1.MoveOwnershipCmd
+	79,  // 90: schat.v1.Command.prune_sessions:type_name -> schat.v1.PruneSessionsCmd
+	81,  // 91: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
+	82,  // 92: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
+	83,  // 93: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
+	84,  // 94: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
+	85,  // 95: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
+	86,  // 96: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
+	87,  // 97: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
+	88,  // 98: schat.v1.Command.send:type_name -> schat.v1.SendCmd
+	89,  // 99: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
+	90,  // 100: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
+	91,  // 101: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
+	92,  // 102: schat.v1.Command.file_begin:type_name -> schat.v1.FileBeginCmd
+	93,  // 103: schat.v1.Command.file_chunk:type_name -> schat.v1.FileChunkCmd
+	94,  // 104: schat.v1.Command.file_commit:type_name -> schat.v1.FileCommitCmd
+	95,  // 105: schat.v1.Command.file_abort:type_name -> schat.v1.FileAbortCmd
+	96,  // 106: schat.v1.Command.file_sweep:type_name -> schat.v1.FileSweepCmd
+	70,  // 107: schat.v1.Command.batch:type_name -> schat.v1.CommandBatch
+	69,  // 108: schat.v1.CommandBatch.commands:type_name -> schat.v1.Command
+	1,   // 109: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
+	1,   // 110: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
+	80,  // 111: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
+	2,   // 112: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
+	80,  // 113: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
+	58,  // 114: schat.v1.FileBeginCmd.info:type_name -> schat.v1.FileInfo
+	1,   // 115: schat.v1.User.sex:type_name -> schat.v1.Sex
+	58,  // 116: schat.v1.StoredFile.info:type_name -> schat.v1.FileInfo
+	58,  // 117: schat.v1.Upload.info:type_name -> schat.v1.FileInfo
+	106, // 118: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
+	108, // 119: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
+	109, // 120: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
+	112, // 121: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
+	104, // 122: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
+	0,   // 123: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
+	107, // 124: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
+	110, // 125: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
+	105, // 126: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
+	111, // 127: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
+	0,   // 128: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
+	97,  // 129: schat.v1.ApplyResult.user:type_name -> schat.v1.User
+	99,  // 130: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
+	57,  // 131: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
+	58,  // 132: schat.v1.ApplyResult.file:type_name -> schat.v1.FileInfo
+	133, // [133:133] is the sub-list for method output_type
+	133, // [133:133] is the sub-list for method input_type
+	133, // [133:133] is the sub-list for extension type_name
+	133, // [133:133] is the sub-list for extension extendee
+	0,   // [0:133] is the sub-list for field type_name
 }
 
 func init() { file_schat_proto_init() }
@@ -9615,6 +9840,7 @@ func file_schat_proto_init() {
 		(*ClientFrame_UpdateGroup)(nil),
 		(*ClientFrame_ListMyGroups)(nil),
 		(*ClientFrame_AckNotices)(nil),
+		(*ClientFrame_ListNotices)(nil),
 		(*ClientFrame_SendMessage)(nil),
 		(*ClientFrame_RecallMessage)(nil),
 		(*ClientFrame_History)(nil),
@@ -9638,13 +9864,14 @@ func file_schat_proto_init() {
 		(*Response_Applications)(nil),
 		(*Response_PublicGroups)(nil),
 		(*Response_MyGroups)(nil),
+		(*Response_Notices)(nil),
 		(*Response_Message)(nil),
 		(*Response_Page)(nil),
 		(*Response_MarkRead)(nil),
 	}
 	file_schat_proto_msgTypes[15].OneofWrappers = []any{}
 	file_schat_proto_msgTypes[33].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[51].OneofWrappers = []any{
+	file_schat_proto_msgTypes[53].OneofWrappers = []any{
 		(*Event_Message)(nil),
 		(*Event_Member)(nil),
 		(*Event_GroupChanged)(nil),
@@ -9655,7 +9882,7 @@ func file_schat_proto_init() {
 		(*Event_Read)(nil),
 		(*Event_SessionEnded)(nil),
 	}
-	file_schat_proto_msgTypes[59].OneofWrappers = []any{
+	file_schat_proto_msgTypes[61].OneofWrappers = []any{
 		(*Command_Register)(nil),
 		(*Command_CreateSession)(nil),
 		(*Command_DeleteSession)(nil),
@@ -9683,16 +9910,16 @@ func file_schat_proto_init() {
 		(*Command_FileSweep)(nil),
 		(*Command_Batch)(nil),
 	}
-	file_schat_proto_msgTypes[65].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[77].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[92].OneofWrappers = []any{
+	file_schat_proto_msgTypes[67].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[79].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[94].OneofWrappers = []any{
 		(*NodeRequest_Hello)(nil),
 		(*NodeRequest_Join)(nil),
 		(*NodeRequest_Forward)(nil),
 		(*NodeRequest_Remove)(nil),
 		(*NodeRequest_ReadIndex)(nil),
 	}
-	file_schat_proto_msgTypes[93].OneofWrappers = []any{
+	file_schat_proto_msgTypes[95].OneofWrappers = []any{
 		(*NodeResponse_Hello)(nil),
 		(*NodeResponse_Forward)(nil),
 		(*NodeResponse_ReadIndex)(nil),
@@ -9703,7 +9930,7 @@ func file_schat_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_schat_proto_rawDesc), len(file_schat_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   103,
+			NumMessages:   105,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
