@@ -205,7 +205,7 @@ func (c *Conn) serveFrames() (websocket.StatusCode, string) {
 		}
 		f := new(pb.ClientFrame)
 		if err := decodeFrame(payload, text, f); err != nil {
-			c.log.Debug("undecodable frame", "err", err)
+			c.log.Debug("undecodable frame", "bytes", len(payload), "text", text, "err", err)
 			return websocket.StatusInvalidFramePayloadData, reasonBadFrame
 		}
 
