@@ -7,14 +7,15 @@ import (
 )
 
 // The server limits the requests that cost a password hash (register,
-// login, apply, passwd) per client address to a burst of 11 at its default
-// --rate-per-minute of 30; a test that makes more raises the rate.
+// login, apply, passwd, join passwords) per client address to a burst of
+// 11 at its default --rate-per-minute of 30; the tests below make more, so
+// they raise the rate.
 
 // TestChat_V1Demo replays the command-line demo of v1's README with two
 // users, each a series of short scripts that log in again every time.
 func TestChat_V1Demo(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, serverOptions{})
+	srv := startServer(t, serverOptions{extra: []string{"--rate-per-minute", "600"}})
 	addr := srv.clientAddr
 
 	// protoss registers and creates sc2 with join password 123.

@@ -106,11 +106,13 @@ func (s *service) limit(ss *session, perUser bool) error {
 	return s.limiter.allow(keys...)
 }
 
-// limitHash limits a request that sets a join password, which costs a
-// hash; one that sets none costs nothing.
+// limitHash limits, per user, a request that sets a join password, which
+// costs a hash; one that sets none costs nothing. Only logged-in users
+// make these, and accounts are limited per address where they are made.
 func (s *service) limitHash(ss *session, joinPassword string) error {
 	if joinPassword == "" {
 		return nil
 	}
-	return s.limit(ss, true)
+	uid, _ := ss.identity()
+	return s.limiter.allow(userKey(uid))
 }

@@ -131,6 +131,13 @@ func TestNode_RateLimit(t *testing.T) {
 		ask(t, r, createFrame("open", ""), pb.Code_OK) // hashes nothing
 		ask(t, r, createFrame("locked", "join-pw"), pb.Code_OK)
 		ask(t, r, createFrame("locked2", "join-pw"), pb.Code_RATE_LIMITED)
+
+		// The limit is the user's: another user at the same address, whose
+		// own tokens are untouched, is served.
+		other := loggedIn(t, addr, "maker2", "127.0.5.4", "127.0.5.5")
+		r2 := dialRawFrom(t, addr, "127.0.5.3")
+		ask(t, r2, resumeFrame(other), pb.Code_OK)
+		ask(t, r2, createFrame("locked3", "join-pw"), pb.Code_OK)
 	})
 }
 
