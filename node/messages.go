@@ -54,7 +54,8 @@ func (s *service) recall(ss *session, f *pb.ClientFrame) transport.Reply {
 func (s *service) history(ss *session, f *pb.ClientFrame) transport.Reply {
 	req := f.GetHistory()
 	limit := s.n.cfg.Limits.page(req.Limit)
-	return s.readPage(ss, req.GroupId, req.Linearizable, func(tx *bolt.Tx, m *pb.Member) (*pb.MessagePage, error) {
+	return s.readPage(ss, req.GroupId, req.Linearizable, func(tx *bolt.Tx,
+		m *pb.Member) (*pb.MessagePage, error) {
 		before := req.BeforeSeq
 		if req.FromCursor && before == 0 {
 			before = m.ReadSeq + 1 // 1 when nothing is read: an empty page

@@ -51,7 +51,9 @@ func TestNode_SessionExpiry_Live(t *testing.T) {
 	n := startNode(t, cfg)
 	ctx := ctxT(t)
 	c, l := user(t, n.ClientAddr(), false, "dave")
-	e := waitEvent(t, c, "session end", func(e *pb.Event) bool { return e.GetSessionEnded() != nil })
+	e := waitEvent(t, c, "session end", func(e *pb.Event) bool {
+		return e.GetSessionEnded() != nil
+	})
 	if got := e.GetSessionEnded().Reason; got != "session expired" {
 		t.Fatalf("got reason %q, want session expired", got)
 	}
