@@ -138,6 +138,7 @@ func (s *service) startSession(ctx context.Context, ss *session, u *pb.User, has
 		ss.logout()
 		return s.fail(err)
 	}
+	ss.renew(expires)
 	resp := &pb.LoginResponse{Token: token, TokenExpiresMs: expires, User: selfProfile(u),
 		Groups: groups, ServerTimeMs: time.Now().UnixMilli(), Limits: s.n.limits(),
 		Incarnation: s.n.incarnation()}

@@ -64,13 +64,17 @@ func (s *session) setName(name string) {
 }
 
 // login records the authenticated user, whose session expires at
-// expiresMs; logout clears it.
+// expiresMs; logout clears it. The timer that ends it at its expiry is
+// armed by renew, once the session receives events: armed before, it
+// could fire between login and the hub's attach and leave a logged-out
+// session attached.
 func (s *session) login(uid uint64, name string, token []byte, expiresMs int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.user, s.name, s.token = uid, name, token
+	s.expires = time.UnixMilli(expiresMs)
 	s.gen++
-	s.expireAt(expiresMs)
+	s.stopTimer()
 }
 
 func (s *session) logout() (uid uint64) {
@@ -83,8 +87,8 @@ func (s *session) logout() (uid uint64) {
 	return uid
 }
 
-// renew moves the expiry of the logged-in session, as a password change
-// that hands out a new token does.
+// renew arms the timer for the logged-in session's expiry, or moves it,
+// as a password change that hands out a new token does.
 func (s *session) renew(expiresMs int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
