@@ -31,10 +31,15 @@ func chatCommand() *cli.Command {
 			"prompts and prints events as they arrive; type help for the commands.\n" +
 			"Otherwise it runs each line in order, printing one result line per\n" +
 			"command and one line per event, skipping blank lines and lines\n" +
-			"starting with #, and exits non-zero if any command failed.",
+			"starting with #, and exits non-zero if any command failed.\n\n" +
+			"A lost connection is dialled again at the next command, at the next\n" +
+			"--addr, and the session resumed. A command whose answer was lost with\n" +
+			"its connection is sent again if a repeat cannot land twice: chat and\n" +
+			"create carry an ID of their own for that, and reads are harmless.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7420", EnvVars: []string{"SCHAT_ADDR"},
-				Usage: "server address: host:port (TCP) or ws://host:port/ws"},
+				Usage: "server address: host:port (TCP) or ws://host:port/ws; several, " +
+					"comma-separated, are tried in turn when connecting and reconnecting"},
 			&cli.BoolFlag{Name: "json", Usage: "print every line as one JSON object"},
 			&cli.StringFlag{Name: "http", EnvVars: []string{"SCHAT_HTTP"},
 				Usage: "the node's HTTP address for files (default: from --addr, port 7480 for TCP)"},
@@ -54,7 +59,7 @@ func chatCommand() *cli.Command {
 
 // chatConfig is what the chat client takes from its flags.
 type chatConfig struct {
-	addr    string
+	addrs   []string
 	http    string // base URL of the node's HTTP port, for files
 	tls     *tls.Config
 	json    bool
@@ -63,18 +68,23 @@ type chatConfig struct {
 }
 
 func chatConfigFrom(c *cli.Context) (chatConfig, error) {
-	cfg := chatConfig{addr: c.String("addr"), json: c.Bool("json"),
+	cfg := chatConfig{addrs: splitList([]string{c.String("addr")}), json: c.Bool("json"),
 		linger: c.Duration("linger"), timeout: c.Duration("timeout")}
 	if cfg.timeout <= 0 {
 		return cfg, fmt.Errorf("--timeout must be positive")
 	}
+	if len(cfg.addrs) == 0 {
+		return cfg, fmt.Errorf("--addr needs at least one address")
+	}
 	useTLS := c.Bool("tls") || c.String("tls-ca") != "" || c.Bool("tls-insecure")
-	cfg.http = httpBase(c.String("http"), cfg.addr, useTLS)
+	cfg.http = httpBase(c.String("http"), cfg.addrs[0], useTLS)
 	if !useTLS {
 		return cfg, nil
 	}
-	if strings.HasPrefix(cfg.addr, "ws://") {
-		return cfg, fmt.Errorf("TLS over WebSocket needs a wss:// address")
+	for _, a := range cfg.addrs {
+		if strings.HasPrefix(a, "ws://") {
+			return cfg, fmt.Errorf("TLS over WebSocket needs a wss:// address, not %s", a)
+		}
 	}
 	cfg.tls = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.Bool("tls-insecure")}
 	if path := c.String("tls-ca"); path != "" {
@@ -105,11 +115,11 @@ func chatMain(c *cli.Context) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	s := &chatSession{cfg: cfg, out: newPrinter(os.Stdout, cfg.json, prompt), log: log}
-	if err := s.dial(ctx); err != nil {
+	if err := s.dial(ctx, 0); err != nil {
 		return err
 	}
 	if prompt != "" {
-		s.out.lines("connected to " + cfg.addr + "; type help for the commands")
+		s.out.lines("connected to " + s.addr() + "; type help for the commands")
 	}
 
 	stopInput := make(chan struct{})
@@ -171,66 +181,18 @@ type chatSession struct {
 	log *slog.Logger
 
 	c       *transport.Client // the current connection; replaced on reconnect
+	at      int               // index in cfg.addrs of c's address
 	wg      sync.WaitGroup    // event pumps and notice acknowledgements
 	closing atomic.Bool       // set by close: a lost connection is expected
 
-	// Who is logged in. Used only by the command loop.
-	uid   uint64
-	token string
+	// State of the command loop, used by it alone: who is logged in, and
+	// where the paged listings go on.
+	uid         uint64
+	token       string
+	groundAfter uint64                      // g_ground's next page starts after it
+	appsNext    *pb.ListApplicationsRequest // apps next; nil: nothing to continue
 
 	hist history // the server's incarnation and the messages printed
-}
-
-// dial connects and starts printing the connection's events.
-func (s *chatSession) dial(ctx context.Context) error {
-	c, err := transport.Dial(ctx, transport.ClientConfig{Addr: s.cfg.addr, TLS: s.cfg.tls,
-		DialTimeout: s.cfg.timeout, Logger: s.log})
-	if err != nil {
-		return err
-	}
-	s.c = c
-	s.wg.Add(1)
-	go s.pump(c)
-	return nil
-}
-
-// client returns a live connection, dialling again if the last one was
-// lost and resuming the session on it.
-func (s *chatSession) client(ctx context.Context) (*transport.Client, error) {
-	select {
-	case <-s.c.Done():
-	default:
-		return s.c, nil
-	}
-	s.c.Close()
-	if err := s.dial(ctx); err != nil {
-		return nil, &clientError{code: codeDisconnected, detail: err.Error()}
-	}
-	if s.token != "" {
-		s.resume(ctx)
-	}
-	return s.c, nil
-}
-
-// resume logs the new connection in with the session token and reports
-// the outcome as an event line.
-func (s *chatSession) resume(ctx context.Context) {
-	lr, err := s.c.Resume(ctx, s.token)
-	if err != nil {
-		s.uid, s.token = 0, ""
-		s.out.event("reconnected", obj{{"resumed", false}, {"err", err.Error()}},
-			"reconnected; session not resumed: "+err.Error())
-		return
-	}
-	s.loggedIn(lr)
-	s.out.event("reconnected", obj{{"resumed", true}, {"uid", s.uid}},
-		fmt.Sprintf("reconnected; resumed session of uid:%d", s.uid))
-	s.noticeHistory(ctx, lr)
-	for _, n := range lr.Notices {
-		name, fields, text := describeEvent(n.Event)
-		s.out.event(name, fields, text)
-	}
-	s.ackNotices(ctx, lr.Notices)
 }
 
 // loggedIn records the session a login or resume started.
@@ -239,6 +201,7 @@ func (s *chatSession) loggedIn(lr *pb.LoginResponse) {
 	if lr.Token != "" {
 		s.token = lr.Token
 	}
+	s.appsNext = nextApps(&pb.ListApplicationsRequest{}, lr.Applications, lr.MoreApplications)
 }
 
 // ackNotices acknowledges notices that were printed. A failure only means
@@ -333,7 +296,7 @@ func (s *chatSession) execute(ctx context.Context, line string) *report {
 		rep.cmd, rep.label = cmd.name, cmd.label
 	}
 	if err == nil && cmd.prepare != nil {
-		err = cmd.prepare(s, f)
+		err = cmd.prepare(s, a, f)
 	}
 	if err != nil {
 		return rep.fail(err)
@@ -358,16 +321,12 @@ func (s *chatSession) execute(ctx context.Context, line string) *report {
 		}
 		return rep
 	}
-	c, err := s.client(ctx)
-	if err != nil {
-		return rep.fail(err)
-	}
 	if cmd.before != nil {
 		if err := cmd.before(ctx, s, a, f); err != nil {
 			return rep.fail(err)
 		}
 	}
-	resp, err := c.Do(ctx, f)
+	resp, err := s.send(ctx, cmd, f)
 	if err == nil && resp.Code != pb.Code_OK {
 		err = &pb.Error{Code: resp.Code, Detail: resp.Detail}
 	}

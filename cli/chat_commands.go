@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/schat/schat/proto"
 )
@@ -19,12 +22,16 @@ type command struct {
 	help  string
 	min   int // fewest arguments
 	max   int // most arguments; -1: no limit (the last one takes the rest)
+	// retry: the request lands once however often it is sent (a read, or
+	// a write carrying a client-chosen ID), so it is sent again when its
+	// outcome is unknown.
+	retry bool
 
 	// parse builds the request from the arguments, whose count is already
 	// within min and max. Local commands (help, exit) have none.
 	parse func(a argv) (*pb.ClientFrame, error)
 	// prepare, if set, completes the request from the session's state.
-	prepare func(s *chatSession, f *pb.ClientFrame) error
+	prepare func(s *chatSession, a argv, f *pb.ClientFrame) error
 	// before, if set, runs within the command's time before the request
 	// is sent: it uploads the files the request refers to.
 	before func(ctx context.Context, s *chatSession, a argv, f *pb.ClientFrame) error
@@ -46,10 +53,10 @@ var chatCommands = []*command{
 	{name: "logout", help: "log out, keeping the connection", parse: parseLogout,
 		show: showLogout},
 	{name: "ping", help: "measure the round trip to the server", parse: parsePing,
-		show: showPing},
+		show: showPing, retry: true},
 	{name: "create", label: "create group", args: "<group_name> <group_pass|-> [description...]",
 		help: "create a group (\"-\": no join password)", min: 2, max: -1,
-		parse: parseCreate, show: showGroup},
+		parse: parseCreate, show: showGroup, retry: true},
 	{name: "apply", label: "apply group", args: "<group_id> <group_pass|-> [apply_msg...]",
 		help: "ask to join a group", min: 2, max: -1, parse: parseApply, show: showApply},
 	{name: "audit", args: "<group_id> [grp_name] <apply_uid> <0|1>",
@@ -62,16 +69,20 @@ var chatCommands = []*command{
 	{name: "chat", args: "<chat_type> <group_id> <msg...|path [caption...]>",
 		help: "send a message: chat_type 0 text; 1 image, 2 voice, 3 video, 4 any file " +
 			"uploads the file at path", min: 3, max: -1,
-		parse: parseChat, before: beforeChat, show: showSent},
-	{name: "his", args: "<group_id> [before_seq] [count]",
-		help: "messages before before_seq (default: the newest)", min: 1, max: 3,
-		parse: parseHistory, show: showPage},
+		parse: parseChat, before: beforeChat, show: showSent, retry: true},
+	{name: "his", args: "<group_id> [now_msg_id] [count]",
+		help: "messages before now_msg_id, oldest first (0: up to your read cursor; " +
+			"none: the newest)", min: 1, max: 3, parse: parseHistory, show: showPage,
+		retry: true},
 	{name: "grp_info", args: "<group_id>", help: "describe a group", min: 1, max: 1,
-		parse: parseGroupInfo, show: showGroup},
+		parse: parseGroupInfo, show: showGroup, retry: true},
 	{name: "u_prof", args: "[uid...]", help: "user profiles (no uid: yourself)",
-		max: -1, parse: parseProfiles, prepare: prepareProfiles, show: showProfiles},
-	{name: "g_ground", args: "[after_group_id]", help: "list public groups", max: 1,
-		parse: parseGround, show: showGround},
+		max: -1, parse: parseProfiles, prepare: prepareProfiles, show: showProfiles,
+		retry: true},
+	{name: "g_ground", args: "[start_index]", help: "public groups, a page per call, " +
+		"going on where the last ended (from the start after the last page); a negative " +
+		"start_index starts over", max: 1,
+		parse: parseGround, prepare: prepareGround, show: showGround, retry: true},
 	{name: "g_attr", args: "<group_id> <attr_id> [value...]", help: "change a group: " +
 		"0 public, 1 private, 2 description, 3 name, 4 avatar, 5 join password (\"-\" clears)",
 		min: 2, max: -1, parse: parseGroupAttr, before: beforeGroupAvatar, show: showGroup},
@@ -82,13 +93,19 @@ var chatCommands = []*command{
 	{name: "recall", args: "<group_id> <seq>", help: "withdraw a message", min: 2, max: 2,
 		parse: parseRecall, show: showRecall},
 	{name: "read", args: "<group_id> <seq>", help: "move your read cursor forward to seq",
-		min: 2, max: 2, parse: parseRead, show: showRead},
+		min: 2, max: 2, parse: parseRead, show: showRead, retry: true},
 	{name: "sync", args: "<group_id> [after_seq] [count]", min: 1, max: 3, parse: parseSync,
-		show: showSync, help: "messages after your read cursor (or after_seq); marks them read"},
+		show: showSync, help: "messages after your read cursor (or after_seq); marks them read",
+		retry: true},
 	{name: "groups", help: "your groups with unread counts", parse: parseGroups,
-		show: showGroups},
-	{name: "apps", args: "[group_id]", help: "pending applications to your groups",
-		max: 1, parse: parseApps, show: showApps},
+		show: showGroups, retry: true},
+	{name: "apps", args: "[group_id|next]", help: "pending applications to your groups " +
+		"(or to one), a page at a time; next goes on after the last page shown, login's " +
+		"too", max: 1, parse: parseApps, prepare: prepareApps, show: showApps,
+		retry: true},
+	{name: "notices", help: "notices not yet shown (decisions, kicks, dissolutions), a " +
+		"page at a time; each is acknowledged once shown", parse: parseNotices,
+		show: showNotices, retry: true},
 	{name: "passwd", args: "<old> <new>", help: "change your password", min: 2, max: 2,
 		parse: parsePasswd, show: showPasswd},
 	{name: "profile", args: "<display_name|location|desc|sex> <value...>",
@@ -283,9 +300,18 @@ func parsePing(argv) (*pb.ClientFrame, error) {
 		ClientTimeMs: time.Now().UnixMilli()}}}, nil
 }
 
+// parseCreate gives the request a key of its own: sent again after a lost
+// connection, it creates one group.
 func parseCreate(a argv) (*pb.ClientFrame, error) {
 	return &pb.ClientFrame{Body: &pb.ClientFrame_CreateGroup{CreateGroup: &pb.CreateGroupRequest{
-		Name: a.at(0), JoinPassword: password(a.at(1)), Description: a.from(2)}}}, nil
+		Name: a.at(0), JoinPassword: password(a.at(1)), Description: a.from(2),
+		RequestKey: newRequestKey()}}}, nil
+}
+
+// newRequestKey is a random ID for a request that must land once however
+// often it is sent.
+func newRequestKey() string {
+	return rand.Text()
 }
 
 func parseApply(a argv) (*pb.ClientFrame, error) {
@@ -351,25 +377,31 @@ func parseChat(a argv) (*pb.ClientFrame, error) {
 	if err != nil {
 		return nil, err
 	}
-	req := &pb.SendMessageRequest{GroupId: gid, Type: pb.MessageType(t), Text: a.from(2)}
+	// The message ID makes a send repeated after a lost connection land once.
+	req := &pb.SendMessageRequest{GroupId: gid, Type: pb.MessageType(t), Text: a.from(2),
+		ClientMsgId: newRequestKey()}
 	if req.Type != pb.MessageType_MESSAGE_TYPE_TEXT {
 		req.Text = a.from(3) // the caption after the file's path
 	}
 	return &pb.ClientFrame{Body: &pb.ClientFrame_SendMessage{SendMessage: req}}, nil
 }
 
+// parseHistory reads v1's "his <group_id> <now_msg_id>": the messages
+// before now_msg_id, where 0 means the read cursor (here its message
+// included); with no now_msg_id, the newest.
 func parseHistory(a argv) (*pb.ClientFrame, error) {
 	gid, err := a.id(0, "group_id")
 	if err != nil {
 		return nil, err
 	}
-	before, err := a.optID(1, "before_seq")
+	before, err := a.optID(1, "now_msg_id")
 	if err != nil {
 		return nil, err
 	}
 	limit, err := a.optCount(2)
 	return &pb.ClientFrame{Body: &pb.ClientFrame_History{History: &pb.HistoryRequest{
-		GroupId: gid, BeforeSeq: before, Limit: limit}}}, err
+		GroupId: gid, BeforeSeq: before, Limit: limit,
+		FromCursor: a.n() > 1 && before == 0}}}, err
 }
 
 func parseGroupInfo(a argv) (*pb.ClientFrame, error) {
@@ -391,7 +423,7 @@ func parseProfiles(a argv) (*pb.ClientFrame, error) {
 }
 
 // prepareProfiles asks for the caller's own profile when no uid was given.
-func prepareProfiles(s *chatSession, f *pb.ClientFrame) error {
+func prepareProfiles(s *chatSession, _ argv, f *pb.ClientFrame) error {
 	req := f.GetGetProfiles()
 	if len(req.UserIds) > 0 {
 		return nil
@@ -403,10 +435,27 @@ func prepareProfiles(s *chatSession, f *pb.ClientFrame) error {
 	return nil
 }
 
+// parseGround reads v1's "g_ground <start_index>". As in v1 the listing
+// goes on from where the last call ended, and a negative index starts it
+// over; other values are not offsets into it.
 func parseGround(a argv) (*pb.ClientFrame, error) {
-	after, err := a.optID(0, "after_group_id")
+	if a.n() > 0 {
+		if _, err := strconv.ParseInt(a.at(0), 10, 64); err != nil {
+			return nil, usagef("start_index must be a whole number, not %q", a.at(0))
+		}
+	}
 	return &pb.ClientFrame{Body: &pb.ClientFrame_ListPublicGroups{
-		ListPublicGroups: &pb.ListPublicGroupsRequest{AfterGroupId: after}}}, err
+		ListPublicGroups: &pb.ListPublicGroupsRequest{}}}, nil
+}
+
+// prepareGround starts the page where the last one ended, or at the
+// start for a negative index.
+func prepareGround(s *chatSession, a argv, f *pb.ClientFrame) error {
+	if a.n() > 0 && strings.HasPrefix(a.at(0), "-") {
+		s.groundAfter = 0
+	}
+	f.GetListPublicGroups().AfterGroupId = s.groundAfter
+	return nil
 }
 
 // Group attribute IDs of g_attr: v1's 0-4, and 5 for the join password.
@@ -504,9 +553,45 @@ func parseGroups(argv) (*pb.ClientFrame, error) {
 }
 
 func parseApps(a argv) (*pb.ClientFrame, error) {
-	gid, err := a.optID(0, "group_id")
+	var gid uint64
+	if a.n() == 0 || a.at(0) != "next" {
+		var err error
+		if gid, err = a.optID(0, "group_id"); err != nil {
+			return nil, err
+		}
+	}
 	return &pb.ClientFrame{Body: &pb.ClientFrame_ListApplications{
-		ListApplications: &pb.ListApplicationsRequest{GroupId: gid}}}, err
+		ListApplications: &pb.ListApplicationsRequest{GroupId: gid}}}, nil
+}
+
+// prepareApps turns "apps next" into the request for the page after the
+// last one shown.
+func prepareApps(s *chatSession, a argv, f *pb.ClientFrame) error {
+	if a.n() == 0 || a.at(0) != "next" {
+		return nil
+	}
+	if s.appsNext == nil {
+		return usagef("no listing to go on with: apps lists from the start")
+	}
+	f.Body = &pb.ClientFrame_ListApplications{ListApplications: proto.CloneOf(s.appsNext)}
+	return nil
+}
+
+// nextApps is the request for the page after apps, listed by req, or nil
+// when there are no more.
+func nextApps(req *pb.ListApplicationsRequest, apps []*pb.Application,
+	more bool) *pb.ListApplicationsRequest {
+	if !more || len(apps) == 0 {
+		return nil
+	}
+	last := apps[len(apps)-1]
+	return &pb.ListApplicationsRequest{GroupId: req.GroupId, AfterGroupId: last.GroupId,
+		AfterUserId: last.UserId, Limit: req.Limit}
+}
+
+func parseNotices(argv) (*pb.ClientFrame, error) {
+	return &pb.ClientFrame{Body: &pb.ClientFrame_ListNotices{
+		ListNotices: &pb.ListNoticesRequest{}}}, nil
 }
 
 func parsePasswd(a argv) (*pb.ClientFrame, error) {

@@ -165,13 +165,28 @@ func (s *testServer) readLog(r io.Reader) {
 	for sc.Scan() {
 		fmt.Fprintln(s.logs, sc.Text())
 		var line map[string]any
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line["msg"] == "ready" {
+		if json.Unmarshal(sc.Bytes(), &line) != nil {
+			line = textLogLine(sc.Text())
+		}
+		if line["msg"] == "ready" {
 			select {
 			case s.ready <- line:
 			default:
 			}
 		}
 	}
+}
+
+// textLogLine reads the key=value pairs of a line that slog's text handler
+// wrote, as far as its values are unquoted (enough for the "ready" line).
+func textLogLine(s string) map[string]any {
+	line := make(map[string]any)
+	for _, kv := range strings.Fields(s) {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			line[k] = v
+		}
+	}
+	return line
 }
 
 // stop interrupts the server and waits for it to exit.

@@ -27,12 +27,21 @@ func showLogin(ctx context.Context, s *chatSession, _ *pb.ClientFrame,
 	return loginFields(lr), nil
 }
 
+// loginFields describes a login; more_applications and more_notices
+// appear only when set, pointing to "apps next" and "notices".
 func loginFields(lr *pb.LoginResponse) obj {
 	u := lr.GetUser()
-	return obj{{"name", u.GetLoginName()}, {"display_name", u.GetDisplayName()},
+	o := obj{{"name", u.GetLoginName()}, {"display_name", u.GetDisplayName()},
 		{"uid", u.GetUserId()}, {"sex", int32(u.GetSex())}, {"location", u.GetLocation()},
 		{"groups", summaryRows(lr.Groups)}, {"applications", appRows(lr.Applications)},
 		{"notices", noticeRows(lr.Notices)}}
+	if lr.MoreApplications {
+		o = append(o, kv{"more_applications", true})
+	}
+	if lr.MoreNotices {
+		o = append(o, kv{"more_notices", true})
+	}
+	return o
 }
 
 func showLogout(_ context.Context, s *chatSession, _ *pb.ClientFrame,
@@ -129,14 +138,17 @@ func showProfiles(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
 	return obj{{"count", len(ps)}, {"profiles", rs}}, nil
 }
 
-func showGround(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
+// showGround keeps where the listing goes on: after this page, or at the
+// start once the last page is shown.
+func showGround(_ context.Context, s *chatSession, _ *pb.ClientFrame,
 	r *pb.Response) (obj, error) {
 	pg := r.GetPublicGroups()
+	s.groundAfter = pg.GetNextAfter()
 	rs := make(rows, len(pg.GetGroups()))
 	for i, g := range pg.GetGroups() {
 		rs[i] = plainRow(groupFields(g))
 	}
-	return obj{{"count", len(rs)}, {"next_after", pg.GetNextAfter()}, {"groups", rs}}, nil
+	return obj{{"count", len(rs)}, {"more", pg.GetNextAfter() != 0}, {"groups", rs}}, nil
 }
 
 func showRecall(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
@@ -158,10 +170,23 @@ func showGroups(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
 	return obj{{"count", len(gs)}, {"groups", summaryRows(gs)}}, nil
 }
 
-func showApps(_ context.Context, _ *chatSession, _ *pb.ClientFrame,
+// showApps keeps where "apps next" goes on.
+func showApps(_ context.Context, s *chatSession, f *pb.ClientFrame,
 	r *pb.Response) (obj, error) {
-	as := r.GetApplications().GetApplications()
-	return obj{{"count", len(as)}, {"applications", appRows(as)}}, nil
+	la := r.GetApplications()
+	as := la.GetApplications()
+	s.appsNext = nextApps(f.GetListApplications(), as, la.GetMore())
+	return obj{{"count", len(as)}, {"more", la.GetMore()}, {"applications", appRows(as)}}, nil
+}
+
+// showNotices prints a page of notices and acknowledges them, so that the
+// next call shows the ones after.
+func showNotices(ctx context.Context, s *chatSession, _ *pb.ClientFrame,
+	r *pb.Response) (obj, error) {
+	ln := r.GetNotices()
+	s.ackNotices(ctx, ln.GetNotices())
+	return obj{{"count", len(ln.GetNotices())}, {"more", ln.GetMore()},
+		{"notices", noticeRows(ln.GetNotices())}}, nil
 }
 
 // showPasswd keeps the fresh token: the old one is revoked.

@@ -6,16 +6,16 @@ import (
 	"testing"
 )
 
-// The server limits register, login and apply per client address to a
-// burst of 11 (node.DefaultConfig's 30 a minute) and `schat serve` has no
-// flag to change it, so each test below stays within 11 such requests on
-// its own server.
+// The server limits the requests that cost a password hash (register,
+// login, apply, passwd, join passwords) per client address to a burst of
+// 11 at its default --rate-per-minute of 30; the tests below make more, so
+// they raise the rate.
 
 // TestChat_V1Demo replays the command-line demo of v1's README with two
 // users, each a series of short scripts that log in again every time.
 func TestChat_V1Demo(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, serverOptions{})
+	srv := startServer(t, serverOptions{extra: []string{"--rate-per-minute", "600"}})
 	addr := srv.clientAddr
 
 	// protoss registers and creates sc2 with join password 123.
@@ -157,7 +157,7 @@ func TestChat_V1Demo(t *testing.T) {
 // attributes, kick, a second application, transfer, quit and dissolve.
 func TestChat_GroupLifecycle(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, serverOptions{})
+	srv := startServer(t, serverOptions{extra: []string{"--rate-per-minute", "600"}})
 	addr := srv.clientAddr
 
 	// protoss creates a password-less group and makes it public.

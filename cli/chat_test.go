@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -56,6 +57,8 @@ func frame(body any) *pb.ClientFrame {
 		f.Body = &pb.ClientFrame_ListMyGroups{ListMyGroups: b}
 	case *pb.ListApplicationsRequest:
 		f.Body = &pb.ClientFrame_ListApplications{ListApplications: b}
+	case *pb.ListNoticesRequest:
+		f.Body = &pb.ClientFrame_ListNotices{ListNotices: b}
 	case *pb.ChangePasswordRequest:
 		f.Body = &pb.ClientFrame_ChangePassword{ChangePassword: b}
 	case *pb.UpdateProfileRequest:
@@ -137,6 +140,8 @@ var parseCases = []struct {
 	{"chat 0 7", nil, codeUsage},
 	// his
 	{"his 7", frame(&pb.HistoryRequest{GroupId: 7}), ""},
+	{"his 7 0", frame(&pb.HistoryRequest{GroupId: 7, FromCursor: true}), ""},
+	{"his 7 0 5", frame(&pb.HistoryRequest{GroupId: 7, FromCursor: true, Limit: 5}), ""},
 	{"his 7 40 10", frame(&pb.HistoryRequest{GroupId: 7, BeforeSeq: 40, Limit: 10}), ""},
 	{"his 7 40 ten", nil, codeUsage},
 	// grp_info
@@ -147,8 +152,11 @@ var parseCases = []struct {
 	{"u_prof 1 2", frame(&pb.GetProfilesRequest{UserIds: []uint64{1, 2}}), ""},
 	{"u_prof 1 me", nil, codeUsage},
 	// g_ground
+	// (where the page starts is the session's; see TestChat_GroundCursor)
 	{"g_ground", frame(&pb.ListPublicGroupsRequest{}), ""},
-	{"g_ground 1005", frame(&pb.ListPublicGroupsRequest{AfterGroupId: 1005}), ""},
+	{"g_ground -1", frame(&pb.ListPublicGroupsRequest{}), ""},
+	{"g_ground 0", frame(&pb.ListPublicGroupsRequest{}), ""},
+	{"g_ground first", nil, codeUsage},
 	// g_attr
 	{"g_attr 7 0", frame(&pb.UpdateGroupRequest{GroupId: 7, Public: ptr(true)}), ""},
 	{"g_attr 7 1", frame(&pb.UpdateGroupRequest{GroupId: 7, Public: ptr(false)}), ""},
@@ -181,6 +189,9 @@ var parseCases = []struct {
 	{"groups", frame(&pb.ListMyGroupsRequest{}), ""},
 	{"apps", frame(&pb.ListApplicationsRequest{}), ""},
 	{"apps 7", frame(&pb.ListApplicationsRequest{GroupId: 7}), ""},
+	{"apps next", frame(&pb.ListApplicationsRequest{}), ""},
+	{"apps seven", nil, codeUsage},
+	{"notices", frame(&pb.ListNoticesRequest{}), ""},
 	// passwd, profile
 	{"passwd old new", frame(&pb.ChangePasswordRequest{OldPassword: "old",
 		NewPassword: "new"}), ""},
@@ -222,10 +233,95 @@ func TestParseLine_Commands(t *testing.T) {
 			if err != nil {
 				t.Fatalf("got error %v, want none", err)
 			}
+			takeRequestKey(t, got)
 			if !proto.Equal(got, tc.want) {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// takeRequestKey checks that a send or a create carries a key that makes
+// a retry land once, and clears it for comparison; it returns the key.
+func takeRequestKey(t *testing.T, f *pb.ClientFrame) string {
+	t.Helper()
+	var key *string
+	switch b := f.GetBody().(type) {
+	case *pb.ClientFrame_SendMessage:
+		key = &b.SendMessage.ClientMsgId
+	case *pb.ClientFrame_CreateGroup:
+		key = &b.CreateGroup.RequestKey
+	default:
+		return ""
+	}
+	k := *key
+	if k == "" || len(k) > 64 {
+		t.Fatalf("got key %q in %v, want one of 1..64 characters", k, f)
+	}
+	*key = ""
+	return k
+}
+
+// TestParseLine_FreshKeys gives each line its own key: the same text sent
+// twice is two messages.
+func TestParseLine_FreshKeys(t *testing.T) {
+	for _, line := range []string{"chat 0 7 hello", "create g -"} {
+		_, _, a, _ := parseLine(line)
+		_, _, b, _ := parseLine(line)
+		if ka, kb := takeRequestKey(t, a), takeRequestKey(t, b); ka == kb {
+			t.Errorf("%s: got key %q twice, want a fresh one per line", line, ka)
+		}
+	}
+}
+
+// TestChat_GroundCursor pages g_ground as v1 did: on from where the last
+// page ended, over from the start for a negative start_index.
+func TestChat_GroundCursor(t *testing.T) {
+	s := &chatSession{groundAfter: 1005}
+	for _, tc := range []struct {
+		line string
+		want uint64
+	}{{"g_ground", 1005}, {"g_ground 0", 1005}, {"g_ground 3", 1005}, {"g_ground -1", 0}} {
+		s.groundAfter = 1005
+		cmd, a, f, err := parseLine(tc.line)
+		if err == nil {
+			err = cmd.prepare(s, a, f)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.line, err)
+		}
+		if got := f.GetListPublicGroups().AfterGroupId; got != tc.want {
+			t.Errorf("%s: got after %d, want %d", tc.line, got, tc.want)
+		}
+	}
+	r := &pb.Response{Body: &pb.Response_PublicGroups{PublicGroups: &pb.ListPublicGroupsResponse{}}}
+	showGround(context.Background(), s, nil, r)
+	if s.groundAfter != 0 {
+		t.Errorf("got after %d once the last page was shown, want the start", s.groundAfter)
+	}
+}
+
+// TestChat_AppsNext goes on after the last application shown, and refuses
+// to go on when nothing is left.
+func TestChat_AppsNext(t *testing.T) {
+	s := &chatSession{}
+	s.loggedIn(&pb.LoginResponse{MoreApplications: true, Applications: []*pb.Application{
+		{GroupId: 7, UserId: 3}, {GroupId: 8, UserId: 2}}})
+	cmd, a, f, _ := parseLine("apps next")
+	if err := cmd.prepare(s, a, f); err != nil {
+		t.Fatal(err)
+	}
+	want := &pb.ListApplicationsRequest{AfterGroupId: 8, AfterUserId: 2}
+	if got := f.GetListApplications(); !proto.Equal(got, want) {
+		t.Fatalf("got %v after login, want %v", got, want)
+	}
+	r := &pb.Response{Body: &pb.Response_Applications{
+		Applications: &pb.ListApplicationsResponse{}}}
+	showApps(context.Background(), s, f, r)
+	_, a, f, _ = parseLine("apps next")
+	var ce *clientError
+	if err := cmd.prepare(s, a, f); !errors.As(err, &ce) || ce.code != codeUsage {
+		t.Fatalf("got %v with nothing left, want a usage error", err)
 	}
 }
 

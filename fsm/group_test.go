@@ -489,7 +489,7 @@ func (h *harness) dumpGroup(t testing.TB, gid uint64) []string {
 func (h *harness) apps(t testing.TB, gid uint64) []*pb.Application {
 	t.Helper()
 	var apps []*pb.Application
-	h.view(t, func(tx *bolt.Tx) (err error) { apps, err = Applications(tx, gid); return err })
+	h.view(t, func(tx *bolt.Tx) (err error) { apps, err = Applications(tx, gid, 0, 0); return err })
 	return apps
 }
 

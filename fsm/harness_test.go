@@ -348,7 +348,7 @@ func (h *harness) message(t testing.TB, gid, seq uint64) *pb.ChatMessage {
 func (h *harness) notices(t testing.TB, uid uint64) []*pb.Notice {
 	t.Helper()
 	var ns []*pb.Notice
-	h.view(t, func(tx *bolt.Tx) (err error) { ns, err = Notices(tx, uid); return err })
+	h.view(t, func(tx *bolt.Tx) (err error) { ns, err = Notices(tx, uid, 0, 0); return err })
 	return ns
 }
 

@@ -112,10 +112,14 @@ func unread(g *pb.Group, read uint64) uint64 {
 	return g.LastSeq - read
 }
 
-// Applications returns the pending applications to group gid, in applicant
-// ID order.
-func Applications(tx *bolt.Tx, gid uint64) ([]*pb.Application, error) {
-	return scan[pb.Application](tx, storage.Apps, storage.U64(gid), storage.U64(gid), 0)
+// Applications returns up to max (0: all) pending applications to group
+// gid from applicants with IDs above afterUID, in applicant ID order.
+func Applications(tx *bolt.Tx, gid, afterUID uint64, max int) ([]*pb.Application, error) {
+	if afterUID == math.MaxUint64 {
+		return nil, nil
+	}
+	return scan[pb.Application](tx, storage.Apps, storage.U64(gid),
+		storage.U64s(gid, afterUID+1), max)
 }
 
 // History returns up to limit messages of group gid with seq below
@@ -208,9 +212,14 @@ func PublicGroups(tx *bolt.Tx, afterGID uint64, limit int) ([]*pb.Group, uint64,
 	return out, 0, nil
 }
 
-// Notices returns the unacknowledged notices of user uid, oldest first.
-func Notices(tx *bolt.Tx, uid uint64) ([]*pb.Notice, error) {
-	return scan[pb.Notice](tx, storage.Notices, storage.U64(uid), storage.U64(uid), 0)
+// Notices returns up to max (0: all) unacknowledged notices of user uid
+// with IDs above afterID, in ID order: oldest first.
+func Notices(tx *bolt.Tx, uid, afterID uint64, max int) ([]*pb.Notice, error) {
+	if afterID == math.MaxUint64 {
+		return nil, nil
+	}
+	return scan[pb.Notice](tx, storage.Notices, storage.U64(uid),
+		storage.U64s(uid, afterID+1), max)
 }
 
 // GroupInfo describes g for clients, with members if given; it says only

@@ -224,9 +224,9 @@ func TestRead_MissingIsNil(t *testing.T) {
 		}
 		for name, n := range map[string]int{
 			"members": len(must(Members(tx, 9))),
-			"apps":    len(must(Applications(tx, g2))),
+			"apps":    len(must(Applications(tx, g2, 0, 0))),
 			"groups":  len(must(GroupsOfUser(tx, carol))),
-			"notices": len(must(Notices(tx, carol))),
+			"notices": len(must(Notices(tx, carol, 0, 0))),
 			"owned":   OwnedCount(tx, carol),
 		} {
 			if n != 0 {

@@ -15,7 +15,7 @@ import (
 func (s *service) register(ss *session, f *pb.ClientFrame) transport.Reply {
 	req := f.GetRegister()
 	l := s.n.cfg.Limits
-	if err := firstErr(s.limiter.allow(ss.ip),
+	if err := firstErr(s.limit(ss, false),
 		checkLoginName(req.LoginName, l.MaxLoginName),
 		l.checkPassword("password", req.Password),
 		checkText("display name", req.DisplayName, l.MaxName, false),
@@ -24,7 +24,7 @@ func (s *service) register(ss *session, f *pb.ClientFrame) transport.Reply {
 		return now(s.fail(err))
 	}
 	return s.later(func(ctx context.Context) *pb.Response {
-		hash, err := hashPassword(req.Password, s.n.cfg.PasswordKDF)
+		hash, err := s.n.hasher.hash(ctx, req.Password)
 		if err != nil {
 			return s.fail(err)
 		}
@@ -41,7 +41,7 @@ func (s *service) register(ss *session, f *pb.ClientFrame) transport.Reply {
 
 func (s *service) login(ss *session, f *pb.ClientFrame) transport.Reply {
 	req := f.GetLogin()
-	if err := s.limiter.allow(ss.ip); err != nil {
+	if err := s.limit(ss, false); err != nil {
 		return now(s.fail(err))
 	}
 	if len(req.LoginName) > 4*s.n.cfg.Limits.MaxLoginName || len(req.Password) > s.n.cfg.Limits.MaxPassword {
@@ -83,7 +83,7 @@ func (n *Node) authenticate(ctx context.Context, ss *session, name, password str
 	if u != nil {
 		stored = u.PasswordHash
 	}
-	ok, err := checkPassword(password, stored)
+	ok, err := n.hasher.check(ctx, password, stored)
 	if err != nil {
 		return nil, err
 	}
@@ -122,10 +122,8 @@ func (s *service) resume(ss *session, f *pb.ClientFrame) transport.Reply {
 // groups' events and answers with everything the client needs to start.
 func (s *service) startSession(ctx context.Context, ss *session, u *pb.User, hash []byte,
 	token string, expires int64) *pb.Response {
-	if old := ss.logout(); old != 0 {
-		s.n.hub.detach(ss, old)
-	}
-	ss.login(u.Id, u.DisplayName, hash)
+	s.endSession(ss)
+	ss.login(u.Id, u.DisplayName, hash, expires)
 	var groups []*pb.GroupSummary
 	err := s.n.hub.attach(ss, u.Id, func() ([]uint64, error) {
 		var err error
@@ -140,13 +138,17 @@ func (s *service) startSession(ctx context.Context, ss *session, u *pb.User, has
 		ss.logout()
 		return s.fail(err)
 	}
+	ss.renew(expires)
 	resp := &pb.LoginResponse{Token: token, TokenExpiresMs: expires, User: selfProfile(u),
 		Groups: groups, ServerTimeMs: time.Now().UnixMilli(), Limits: s.n.limits()}
 	resp.Incarnation, resp.PreviousIncarnation = s.n.incarnation()
-	if resp.Applications, err = s.n.ownedApplications(ctx, ss, u.Id, groups); err != nil {
+	page := s.n.cfg.Limits.DefaultPage
+	resp.Applications, resp.MoreApplications, err = s.n.ownedApplications(ctx, ss, groups,
+		appCursor{}, page)
+	if err != nil {
 		return s.fail(err)
 	}
-	if resp.Notices, err = s.n.notices(ctx, ss, u.Id); err != nil {
+	if resp.Notices, resp.MoreNotices, err = s.n.notices(ctx, ss, u.Id, 0, page); err != nil {
 		return s.fail(err)
 	}
 	return &pb.Response{Body: &pb.Response_Login{Login: resp}}
@@ -156,9 +158,7 @@ func (s *service) logout(ss *session, _ *pb.ClientFrame) transport.Reply {
 	hash := ss.tokenHash()
 	// Detach first: the revocation the command publishes then ends only
 	// other connections that share this token, not the one asking.
-	if uid := ss.logout(); uid != 0 {
-		s.n.hub.detach(ss, uid)
-	}
+	s.endSession(ss)
 	return s.later(func(ctx context.Context) *pb.Response {
 		_, err := s.n.exec(ctx, ss, metaShard, &pb.Command{Op: &pb.Command_DeleteSession{
 			DeleteSession: &pb.DeleteSessionCmd{TokenHash: hash}}})
@@ -168,7 +168,9 @@ func (s *service) logout(ss *session, _ *pb.ClientFrame) transport.Reply {
 
 func (s *service) changePassword(ss *session, f *pb.ClientFrame) transport.Reply {
 	req := f.GetChangePassword()
-	if err := s.n.cfg.Limits.checkPassword("new password", req.NewPassword); err != nil {
+	err := firstErr(s.n.cfg.Limits.checkPassword("new password", req.NewPassword),
+		s.limit(ss, true))
+	if err != nil {
 		return now(s.fail(err))
 	}
 	uid, _ := ss.identity()
@@ -177,7 +179,7 @@ func (s *service) changePassword(ss *session, f *pb.ClientFrame) transport.Reply
 		if err != nil {
 			return s.fail(err)
 		}
-		if ok, err := checkPassword(req.OldPassword, u.PasswordHash); err != nil || !ok {
+		if ok, err := s.n.hasher.check(ctx, req.OldPassword, u.PasswordHash); err != nil || !ok {
 			return s.fail(firstErr(err, pb.Errf(pb.Code_WRONG_PASSWORD, "old password is wrong")))
 		}
 		return s.setPassword(ctx, ss, u, req.NewPassword)
@@ -187,7 +189,7 @@ func (s *service) changePassword(ss *session, f *pb.ClientFrame) transport.Reply
 // setPassword stores a new hash, revokes every session of the user and
 // hands this connection a fresh token.
 func (s *service) setPassword(ctx context.Context, ss *session, u *pb.User, pw string) *pb.Response {
-	hash, err := hashPassword(pw, s.n.cfg.PasswordKDF)
+	hash, err := s.n.hasher.hash(ctx, pw)
 	if err != nil {
 		return s.fail(err)
 	}
@@ -205,6 +207,7 @@ func (s *service) setPassword(ctx context.Context, ss *session, u *pb.User, pw s
 		ss.setToken(old)
 		return s.fail(err)
 	}
+	ss.renew(expires)
 	return &pb.Response{Body: &pb.Response_ChangePassword{ChangePassword: &pb.ChangePasswordResponse{
 		Token: token, TokenExpiresMs: expires}}}
 }

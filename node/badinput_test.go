@@ -25,7 +25,19 @@ type rawClient struct {
 
 func dialRaw(t testing.TB, addr string) *rawClient {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return dialRawFrom(t, addr, "")
+}
+
+// dialRawFrom connects from the local address ip ("" for any): any
+// 127.x.y.z is the loopback on Linux, so tests can speak for clients at
+// different addresses.
+func dialRawFrom(t testing.TB, addr, ip string) *rawClient {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if ip != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(ip)}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,21 +68,29 @@ func (r *rawClient) request(f *pb.ClientFrame) *pb.Response {
 	return r.response()
 }
 
+// response reads the next response, skipping events.
 func (r *rawClient) response() *pb.Response {
 	r.t.Helper()
-	var hdr [4]byte
-	if _, err := io.ReadFull(r.r, hdr[:]); err != nil {
-		r.t.Fatalf("read response: %v", err)
+	for {
+		var hdr [4]byte
+		if _, err := io.ReadFull(r.r, hdr[:]); err != nil {
+			r.t.Fatalf("read response: %v", err)
+		}
+		body := make([]byte, binary.BigEndian.Uint32(hdr[:]))
+		if _, err := io.ReadFull(r.r, body); err != nil {
+			r.t.Fatalf("read response body: %v", err)
+		}
+		var sf pb.ServerFrame
+		if err := proto.Unmarshal(body, &sf); err != nil {
+			r.t.Fatalf("got %v (%v), want a response", &sf, err)
+		}
+		if sf.GetEvent() == nil {
+			if sf.GetResponse() == nil {
+				r.t.Fatalf("got %v, want a response", &sf)
+			}
+			return sf.GetResponse()
+		}
 	}
-	body := make([]byte, binary.BigEndian.Uint32(hdr[:]))
-	if _, err := io.ReadFull(r.r, body); err != nil {
-		r.t.Fatalf("read response body: %v", err)
-	}
-	var sf pb.ServerFrame
-	if err := proto.Unmarshal(body, &sf); err != nil || sf.GetResponse() == nil {
-		r.t.Fatalf("got %v (%v), want a response", &sf, err)
-	}
-	return sf.GetResponse()
 }
 
 // closed fails unless the server closes the connection.

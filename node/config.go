@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 )
 
@@ -55,7 +56,12 @@ type Config struct {
 	// explicitShards records whether Shards was set rather than defaulted.
 	explicitShards int
 
+	// Limits bound what clients may store and ask for; each zero field
+	// takes its default.
 	Limits Limits
+	// Conns bound each client connection; each zero field takes its
+	// default.
+	Conns ConnLimits
 	// Files bounds uploads and downloads.
 	Files FileConfig
 	// Ownership sets how the meta shard's leader keeps its record of who
@@ -70,8 +76,15 @@ type Config struct {
 	SessionTTL time.Duration
 	// ApplyTimeout bounds how long a request waits for its commit.
 	ApplyTimeout time.Duration
-	// RatePerMinute limits register, login and apply per client address.
+	// RatePerMinute limits, per client address and per user, the requests
+	// that cost a password hash: register, login, apply, password changes
+	// and setting a group's join password.
 	RatePerMinute int
+	// MaxHashes bounds the argon2id hashes running at once on the node,
+	// each holding PasswordKDF.Memory; HashWait is how long a request waits
+	// for a turn before it is answered RATE_LIMITED.
+	MaxHashes int
+	HashWait  time.Duration
 	// Raft tunes the consensus layer.
 	Raft RaftTuning
 	// Backup schedules automatic backups; off while Backup.Dir is empty.
@@ -80,23 +93,6 @@ type Config struct {
 	Version string
 
 	Logger *slog.Logger
-}
-
-// Limits bound what clients may store. They are checked on the node before
-// a command is proposed; those that depend on state travel in the command.
-type Limits struct {
-	MaxLoginName   int           // runes
-	MaxName        int           // display and group names, runes
-	MaxDescription int           // runes
-	MaxMessage     int           // runes of a text message
-	MaxPassword    int           // bytes
-	MinPassword    int           // bytes
-	MaxOwnedGroups int           // groups one user may own
-	MaxMembers     int           // members of one group
-	DefaultPage    int           // messages or groups per page
-	MaxPage        int           // the most a client may ask for
-	MaxProfiles    int           // user IDs per profile request
-	RecallWindow   time.Duration // how long a sender may recall
 }
 
 // FileConfig bounds uploads. The limits travel in the commands that need
@@ -158,20 +154,8 @@ func DefaultConfig() Config {
 		ClientAddr: ":7420",
 		HTTPAddr:   ":7480",
 		Shards:     DefaultShards,
-		Limits: Limits{
-			MaxLoginName:   32,
-			MaxName:        64,
-			MaxDescription: 1024,
-			MaxMessage:     4000,
-			MaxPassword:    256,
-			MinPassword:    3,
-			MaxOwnedGroups: 20,
-			MaxMembers:     2000,
-			DefaultPage:    50,
-			MaxPage:        200,
-			MaxProfiles:    100,
-			RecallWindow:   2 * time.Minute,
-		},
+		Limits:     DefaultLimits(),
+		Conns:      defaultConns(),
 		Files: FileConfig{
 			MaxSize:       20 << 20,
 			MaxUploads:    64,
@@ -192,6 +176,8 @@ func DefaultConfig() Config {
 		SessionTTL:    30 * 24 * time.Hour,
 		ApplyTimeout:  10 * time.Second,
 		RatePerMinute: 30,
+		MaxHashes:     max(2, runtime.NumCPU()),
+		HashWait:      2 * time.Second,
 		Raft: RaftTuning{
 			HeartbeatTimeout:  time.Second,
 			ElectionTimeout:   time.Second,
@@ -220,9 +206,8 @@ func (c Config) withDefaults() Config {
 	if c.Shards == 0 {
 		c.Shards = d.Shards
 	}
-	if c.Limits == (Limits{}) {
-		c.Limits = d.Limits
-	}
+	c.Limits = c.Limits.withDefaults()
+	c.Conns = c.Conns.withDefaults()
 	if c.Files == (FileConfig{}) {
 		c.Files = d.Files
 	}
@@ -240,6 +225,8 @@ func (c Config) withDefaults() Config {
 	if c.RatePerMinute == 0 {
 		c.RatePerMinute = d.RatePerMinute
 	}
+	setInt(&c.MaxHashes, d.MaxHashes)
+	setDur(&c.HashWait, d.HashWait)
 	if c.Raft == (RaftTuning{}) {
 		c.Raft = d.Raft
 	}
@@ -267,14 +254,14 @@ func (c Config) Validate() error {
 	switch {
 	case c.Shards < 1 || c.Shards > maxShards:
 		return fmt.Errorf("node: shards must be 1..%d, got %d", maxShards, c.Shards)
-	case c.Limits.MaxPage < c.Limits.DefaultPage || c.Limits.DefaultPage < 1:
-		return errors.New("node: page sizes must satisfy 1 <= default <= max")
-	case c.Limits.MinPassword < 1 || c.Limits.MaxPassword < c.Limits.MinPassword:
-		return errors.New("node: password bounds must satisfy 1 <= min <= max")
 	case c.PasswordKDF.Memory < 1024 || c.PasswordKDF.Time < 1 || c.PasswordKDF.Threads < 1:
 		return errors.New("node: argon2id needs at least 1 MiB, 1 pass and 1 thread")
 	case c.RatePerMinute < 1:
 		return errors.New("node: rate per minute must be at least 1")
+	case c.MaxHashes < 1 || c.MaxHashes > 1024:
+		return fmt.Errorf("node: max hashes must be 1..1024, got %d", c.MaxHashes)
+	case c.HashWait < 0:
+		return fmt.Errorf("node: hash wait must not be negative, got %v", c.HashWait)
 	case c.Files.MaxSize < 1 || c.Files.MaxUploads < 1 || c.Files.UploadTimeout <= 0 ||
 		c.Files.UnclaimedTTL <= 0 || c.Files.SweepInterval <= 0 || c.Files.URLTTL <= 0:
 		return errors.New("node: file limits and times must be positive")
@@ -285,6 +272,12 @@ func (c Config) Validate() error {
 	case c.Retention.Interval <= 0 || c.Retention.Batch < 1 || c.Retention.Batch > maxTrimBatch:
 		return fmt.Errorf("node: the retention interval must be positive and the batch 1..%d",
 			maxTrimBatch)
+	}
+	if err := c.Limits.validate(); err != nil {
+		return err
+	}
+	if err := c.Conns.validate(c.Limits); err != nil {
+		return err
 	}
 	return c.Backup.validate()
 }

@@ -17,7 +17,7 @@ func (s *service) createGroup(ss *session, f *pb.ClientFrame) transport.Reply {
 	if err := firstErr(checkText("group name", req.Name, l.MaxName, true),
 		checkText("description", req.Description, l.MaxDescription, false),
 		checkText("request key", req.RequestKey, 64, false),
-		l.checkJoinPassword(req.JoinPassword)); err != nil {
+		l.checkJoinPassword(req.JoinPassword), s.limitHash(ss, req.JoinPassword)); err != nil {
 		return now(s.fail(err))
 	}
 	uid, name := ss.identity()
@@ -34,7 +34,7 @@ func (n *Node) createGroup(ctx context.Context, ss *session, uid uint64, name st
 	var pwHash []byte
 	if req.JoinPassword != "" {
 		var err error
-		if pwHash, err = hashPassword(req.JoinPassword, n.cfg.PasswordKDF); err != nil {
+		if pwHash, err = n.hasher.hash(ctx, req.JoinPassword); err != nil {
 			return nil, err
 		}
 	}
@@ -69,7 +69,7 @@ func (l Limits) checkJoinPassword(pw string) error {
 func (s *service) applyGroup(ss *session, f *pb.ClientFrame) transport.Reply {
 	req := f.GetApplyGroup()
 	l := s.n.cfg.Limits
-	if err := firstErr(checkGroupID(req.GroupId), s.limiter.allow(ss.ip),
+	if err := firstErr(checkGroupID(req.GroupId), s.limit(ss, true),
 		checkText("message", req.Message, l.MaxDescription, false)); err != nil {
 		return now(s.fail(err))
 	}
@@ -84,7 +84,7 @@ func (s *service) applyGroup(ss *session, f *pb.ClientFrame) transport.Reply {
 		}
 		ok := len(g.JoinPasswordHash) == 0
 		if !ok {
-			if ok, err = checkPassword(req.JoinPassword, g.JoinPasswordHash); err != nil {
+			if ok, err = s.n.hasher.check(ctx, req.JoinPassword, g.JoinPasswordHash); err != nil {
 				return s.fail(err)
 			}
 		}
@@ -122,23 +122,38 @@ func (n *Node) groupLimits() *pb.GroupLimits {
 }
 
 func (s *service) listApplications(ss *session, f *pb.ClientFrame) transport.Reply {
-	gid := f.GetListApplications().GetGroupId()
+	req := f.GetListApplications()
+	at := appCursor{group: req.AfterGroupId, user: req.AfterUserId}
+	limit := s.n.cfg.Limits.page(req.Limit)
 	uid, _ := ss.identity()
 	return s.later(func(ctx context.Context) *pb.Response {
 		groups, err := s.n.groupsOf(ctx, ss, uid)
 		if err != nil {
 			return s.fail(err)
 		}
-		if gid != 0 {
-			groups = filterGroup(groups, gid)
+		if req.GroupId != 0 {
+			groups = filterGroup(groups, req.GroupId)
 			if len(groups) == 0 || groups[0].Role != pb.Role_ROLE_OWNER {
 				return s.fail(pb.Errf(pb.Code_PERMISSION_DENIED, "only the owner sees applications"))
 			}
 		}
-		apps, err := s.n.ownedApplications(ctx, ss, uid, groups)
+		apps, more, err := s.n.ownedApplications(ctx, ss, groups, at, limit)
 		return s.reply(err, func() *pb.Response {
 			return &pb.Response{Body: &pb.Response_Applications{
-				Applications: &pb.ListApplicationsResponse{Applications: apps}}}
+				Applications: &pb.ListApplicationsResponse{Applications: apps, More: more}}}
+		})
+	})
+}
+
+func (s *service) listNotices(ss *session, f *pb.ClientFrame) transport.Reply {
+	req := f.GetListNotices()
+	limit := s.n.cfg.Limits.page(req.Limit)
+	uid, _ := ss.identity()
+	return s.later(func(ctx context.Context) *pb.Response {
+		ns, more, err := s.n.notices(ctx, ss, uid, req.AfterId, limit)
+		return s.reply(err, func() *pb.Response {
+			return &pb.Response{Body: &pb.Response_Notices{
+				Notices: &pb.ListNoticesResponse{Notices: ns, More: more}}}
 		})
 	})
 }
@@ -328,7 +343,8 @@ func (s *service) updateGroup(ss *session, f *pb.ClientFrame) transport.Reply {
 		checkText("group name", req.GetName(), l.MaxName, req.Name != nil),
 		checkText("description", req.GetDescription(), l.MaxDescription, false),
 		checkText("avatar_file_id", req.GetAvatarFileId(), maxFileID, false),
-		l.checkJoinPassword(req.GetJoinPassword())); err != nil {
+		l.checkJoinPassword(req.GetJoinPassword()),
+		s.limitHash(ss, req.GetJoinPassword())); err != nil {
 		return now(s.fail(err))
 	}
 	uid, _ := ss.identity()
@@ -338,7 +354,7 @@ func (s *service) updateGroup(ss *session, f *pb.ClientFrame) transport.Reply {
 		if req.JoinPassword != nil {
 			cmd.JoinPasswordHash = []byte{}
 			if *req.JoinPassword != "" {
-				h, err := hashPassword(*req.JoinPassword, s.n.cfg.PasswordKDF)
+				h, err := s.n.hasher.hash(ctx, *req.JoinPassword)
 				if err != nil {
 					return s.fail(err)
 				}
@@ -427,41 +443,63 @@ func (n *Node) groupsOf(ctx context.Context, ss *session, uid uint64) ([]*pb.Gro
 	return out, nil
 }
 
-// ownedApplications lists the pending applications of the groups among
-// groups that uid owns.
-func (n *Node) ownedApplications(ctx context.Context, ss *session, uid uint64, groups []*pb.GroupSummary) ([]*pb.Application, error) {
+// appCursor is a position in the (group, applicant) order of
+// applications: a page starts after it.
+type appCursor struct{ group, user uint64 }
+
+// ownedApplications returns a page of up to limit pending applications to
+// the owned groups among groups (in group ID order), after at, and whether
+// more follow.
+func (n *Node) ownedApplications(ctx context.Context, ss *session, groups []*pb.GroupSummary,
+	at appCursor, limit int) ([]*pb.Application, bool, error) {
 	var out []*pb.Application
 	for _, g := range groups {
-		if g.Role != pb.Role_ROLE_OWNER {
+		if g.Role != pb.Role_ROLE_OWNER || g.GroupId < at.group || len(out) > limit {
 			continue
 		}
+		after := uint64(0)
+		if g.GroupId == at.group {
+			after = at.user
+		}
 		err := n.view(ctx, ss, n.shardOf(g.GroupId), func(tx *bolt.Tx) error {
-			apps, err := fsm.Applications(tx, g.GroupId)
+			apps, err := fsm.Applications(tx, g.GroupId, after, limit+1-len(out))
 			out = append(out, apps...)
 			return err
 		})
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
-	return out, nil
+	return cutPage(out, limit)
 }
 
-// notices lists a user's unacknowledged notices from every shard.
-func (n *Node) notices(ctx context.Context, ss *session, uid uint64) ([]*pb.Notice, error) {
+// notices returns a page of up to limit of a user's unacknowledged
+// notices from every shard, in ID order after afterID, and whether more
+// follow.
+func (n *Node) notices(ctx context.Context, ss *session, uid, afterID uint64,
+	limit int) ([]*pb.Notice, bool, error) {
 	var out []*pb.Notice
 	for _, sh := range n.groupShards() {
 		err := n.view(ctx, ss, sh, func(tx *bolt.Tx) error {
-			ns, err := fsm.Notices(tx, uid)
+			ns, err := fsm.Notices(tx, uid, afterID, limit+1)
 			out = append(out, ns...)
 			return err
 		})
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].TimeMs < out[j].TimeMs })
-	return out, nil
+	sort.Slice(out, func(i, j int) bool { return out[i].Id < out[j].Id })
+	return cutPage(out, limit)
+}
+
+// cutPage keeps the first limit items of a page read one long, and says
+// whether there were more.
+func cutPage[T any](items []T, limit int) ([]T, bool, error) {
+	if len(items) > limit {
+		return items[:limit], true, nil
+	}
+	return items, false, nil
 }
 
 // groupResponse answers with a group's client-facing description.

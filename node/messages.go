@@ -54,8 +54,13 @@ func (s *service) recall(ss *session, f *pb.ClientFrame) transport.Reply {
 func (s *service) history(ss *session, f *pb.ClientFrame) transport.Reply {
 	req := f.GetHistory()
 	limit := s.n.cfg.Limits.page(req.Limit)
-	return s.readPage(ss, req.GroupId, req.Linearizable, func(tx *bolt.Tx, _ *pb.Member) (*pb.MessagePage, error) {
-		return fsm.History(tx, req.GroupId, req.BeforeSeq, limit)
+	return s.readPage(ss, req.GroupId, req.Linearizable, func(tx *bolt.Tx,
+		m *pb.Member) (*pb.MessagePage, error) {
+		before := req.BeforeSeq
+		if req.FromCursor && before == 0 {
+			before = m.ReadSeq + 1 // 1 when nothing is read: an empty page
+		}
+		return fsm.History(tx, req.GroupId, before, limit)
 	})
 }
 

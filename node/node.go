@@ -35,6 +35,7 @@ type Node struct {
 	shards    []*shard // [0] is the meta shard, [1..K] the group shards
 	opened    atomic.Bool
 	hub       *hub
+	hasher    *hasher
 	svc       *service
 	srv       *transport.Server
 	metrics   *metrics
@@ -114,9 +115,9 @@ func (n *Node) hasState() bool { return n.opened.Load() }
 
 func (n *Node) openService() error {
 	n.metrics = newMetrics(n)
+	n.hasher = newHasher(n.cfg.PasswordKDF, n.cfg.MaxHashes, n.cfg.HashWait)
 	n.svc = &service{n: n, limiter: newRateLimiter(n.cfg.RatePerMinute)}
-	srv, err := transport.NewServer(transport.ServerConfig{Handler: n.svc, TLS: n.cfg.TLS,
-		Logger: n.log})
+	srv, err := transport.NewServer(n.serverConfig(n.svc))
 	n.srv = srv
 	return err
 }

@@ -33,7 +33,7 @@ var openRequests = map[string]bool{"register": true, "login": true, "resume": tr
 	"ping": true}
 
 func (s *service) Connect(c *transport.Conn) {
-	s.sessions.Store(c, newSession(c, s.n.info.Shards))
+	s.sessions.Store(c, newSession(c, s.n.info.Shards, s.n.hub.detach))
 	s.n.metrics.conns.Inc()
 }
 
@@ -42,10 +42,7 @@ func (s *service) Disconnect(c *transport.Conn) {
 	if !ok {
 		return
 	}
-	ss := v.(*session)
-	if uid := ss.logout(); uid != 0 {
-		s.n.hub.detach(ss, uid)
-	}
+	s.endSession(v.(*session))
 	s.n.metrics.conns.Dec()
 }
 
@@ -60,10 +57,23 @@ func (s *service) Serve(c *transport.Conn, f *pb.ClientFrame) transport.Reply {
 		return now(s.fail(pb.Errf(pb.Code_UNKNOWN_REQUEST, "unknown request")))
 	}
 	s.n.metrics.requests.WithLabelValues(name).Inc()
+	if ss.expired(time.Now()) {
+		s.endSession(ss)
+		if !openRequests[name] {
+			return now(s.fail(pb.Errf(pb.Code_UNAUTHENTICATED, reasonExpired+"; log in again")))
+		}
+	}
 	if uid, _ := ss.identity(); uid == 0 && !openRequests[name] {
 		return now(s.fail(pb.Errf(pb.Code_UNAUTHENTICATED, "log in first")))
 	}
 	return h(s, ss, f)
+}
+
+// endSession logs the connection out and stops its events.
+func (s *service) endSession(ss *session) {
+	if uid := ss.logout(); uid != 0 {
+		s.n.hub.detach(ss, uid)
+	}
 }
 
 // route names a frame's request and picks its handler.
@@ -117,6 +127,8 @@ func routeGroup(f *pb.ClientFrame) (string, handlerFunc) {
 		return "list_my_groups", (*service).myGroups
 	case *pb.ClientFrame_AckNotices:
 		return "ack_notices", (*service).ackNotices
+	case *pb.ClientFrame_ListNotices:
+		return "list_notices", (*service).listNotices
 	}
 	return routeMessage(f)
 }

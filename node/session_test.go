@@ -42,16 +42,74 @@ func TestNode_SessionLifecycle(t *testing.T) {
 	must(c4.Login(ctx, "CAROL", "new-secret"))(t) // names are case-insensitive
 }
 
-func TestNode_SessionExpiry(t *testing.T) {
+// TestNode_SessionExpiry_Live shows a connected session ending at its
+// expiry: the client is told, its events stop, its next request is
+// refused, and its token no longer resumes; it may log in again.
+func TestNode_SessionExpiry_Live(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.SessionTTL = time.Millisecond
+	cfg.SessionTTL = 300 * time.Millisecond
 	n := startNode(t, cfg)
 	ctx := ctxT(t)
-	_, l := user(t, n.ClientAddr(), false, "dave")
-	time.Sleep(5 * time.Millisecond) // let the one-millisecond session lapse
-	c := dial(t, n.ClientAddr(), false)
-	_, err := c.Resume(ctx, l.Token)
+	c, l := user(t, n.ClientAddr(), false, "dave")
+	e := waitEvent(t, c, "session end", func(e *pb.Event) bool {
+		return e.GetSessionEnded() != nil
+	})
+	if got := e.GetSessionEnded().Reason; got != "session expired" {
+		t.Fatalf("got reason %q, want session expired", got)
+	}
+	_, err := c.MyGroups(ctx)
 	wantCode(t, err, pb.Code_UNAUTHENTICATED)
+	_, err = dial(t, n.ClientAddr(), false).Resume(ctx, l.Token)
+	wantCode(t, err, pb.Code_UNAUTHENTICATED)
+	must(c.Login(ctx, "dave", "pw-dave"))(t)
+}
+
+// TestNode_SessionExpiry_Request refuses a request on a session past its
+// expiry even before the timer that ends it fires.
+func TestNode_SessionExpiry_Request(t *testing.T) {
+	n := startNode(t, testConfig(t))
+	ctx := ctxT(t)
+	c, _ := user(t, n.ClientAddr(), false, "erik")
+	n.svc.sessions.Range(func(_, v any) bool {
+		ss := v.(*session)
+		ss.mu.Lock()
+		ss.expires = time.Now().Add(-time.Second) // its timer is a month away
+		ss.mu.Unlock()
+		return true
+	})
+	_, err := c.MyGroups(ctx)
+	wantCode(t, err, pb.Code_UNAUTHENTICATED)
+	must(c.Ping(ctx))(t) // still connected, and open requests are served
+	must(c.Login(ctx, "erik", "pw-erik"))(t)
+	must(c.MyGroups(ctx))(t)
+}
+
+// TestNode_SessionExpiry_PasswordRenews moves a session's expiry with the
+// fresh token a password change hands out.
+func TestNode_SessionExpiry_PasswordRenews(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SessionTTL = time.Hour
+	n := startNode(t, cfg)
+	ctx := ctxT(t)
+	c, _ := user(t, n.ClientAddr(), false, "fern")
+	var ss *session
+	n.svc.sessions.Range(func(_, v any) bool {
+		if uid, _ := v.(*session).identity(); uid != 0 {
+			ss = v.(*session)
+		}
+		return true
+	})
+	ss.mu.Lock()
+	before := ss.expires
+	ss.mu.Unlock()
+	cp := must(c.ChangePassword(ctx, "pw-fern", "new-fern"))(t)
+	ss.mu.Lock()
+	after := ss.expires
+	ss.mu.Unlock()
+	if !after.After(before) || after.UnixMilli() != cp.TokenExpiresMs {
+		t.Fatalf("got expiry %v after the change (before %v), want the new token's %v",
+			after, before, time.UnixMilli(cp.TokenExpiresMs))
+	}
 }
 
 // TestNode_ProfileLocation shows a location only to users sharing a group.

@@ -456,7 +456,7 @@ func (x SystemNote_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SystemNote_Kind.Descriptor instead.
 func (SystemNote_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{50, 0}
+	return file_schat_proto_rawDescGZIP(), []int{52, 0}
 }
 
 type MemberChanged_Change int32
@@ -505,7 +505,7 @@ func (x MemberChanged_Change) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MemberChanged_Change.Descriptor instead.
 func (MemberChanged_Change) EnumDescriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{52, 0}
+	return file_schat_proto_rawDescGZIP(), []int{54, 0}
 }
 
 type ApplicationDecided_Reason int32
@@ -551,7 +551,7 @@ func (x ApplicationDecided_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ApplicationDecided_Reason.Descriptor instead.
 func (ApplicationDecided_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{54, 0}
+	return file_schat_proto_rawDescGZIP(), []int{56, 0}
 }
 
 // ClientFrame is what a client sends. A request carries a non-zero id that
@@ -583,6 +583,7 @@ type ClientFrame struct {
 	//	*ClientFrame_UpdateGroup
 	//	*ClientFrame_ListMyGroups
 	//	*ClientFrame_AckNotices
+	//	*ClientFrame_ListNotices
 	//	*ClientFrame_SendMessage
 	//	*ClientFrame_RecallMessage
 	//	*ClientFrame_History
@@ -835,6 +836,15 @@ func (x *ClientFrame) GetAckNotices() *AckNoticesRequest {
 	return nil
 }
 
+func (x *ClientFrame) GetListNotices() *ListNoticesRequest {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_ListNotices); ok {
+			return x.ListNotices
+		}
+	}
+	return nil
+}
+
 func (x *ClientFrame) GetSendMessage() *SendMessageRequest {
 	if x != nil {
 		if x, ok := x.Body.(*ClientFrame_SendMessage); ok {
@@ -972,6 +982,10 @@ type ClientFrame_AckNotices struct {
 	AckNotices *AckNoticesRequest `protobuf:"bytes,32,opt,name=ack_notices,json=ackNotices,proto3,oneof"`
 }
 
+type ClientFrame_ListNotices struct {
+	ListNotices *ListNoticesRequest `protobuf:"bytes,33,opt,name=list_notices,json=listNotices,proto3,oneof"`
+}
+
 type ClientFrame_SendMessage struct {
 	SendMessage *SendMessageRequest `protobuf:"bytes,40,opt,name=send_message,json=sendMessage,proto3,oneof"`
 }
@@ -1035,6 +1049,8 @@ func (*ClientFrame_UpdateGroup) isClientFrame_Body() {}
 func (*ClientFrame_ListMyGroups) isClientFrame_Body() {}
 
 func (*ClientFrame_AckNotices) isClientFrame_Body() {}
+
+func (*ClientFrame_ListNotices) isClientFrame_Body() {}
 
 func (*ClientFrame_SendMessage) isClientFrame_Body() {}
 
@@ -1203,6 +1219,7 @@ type Response struct {
 	//	*Response_Applications
 	//	*Response_PublicGroups
 	//	*Response_MyGroups
+	//	*Response_Notices
 	//	*Response_Message
 	//	*Response_Page
 	//	*Response_MarkRead
@@ -1368,6 +1385,15 @@ func (x *Response) GetMyGroups() *ListMyGroupsResponse {
 	return nil
 }
 
+func (x *Response) GetNotices() *ListNoticesResponse {
+	if x != nil {
+		if x, ok := x.Body.(*Response_Notices); ok {
+			return x.Notices
+		}
+	}
+	return nil
+}
+
 func (x *Response) GetMessage() *ChatMessage {
 	if x != nil {
 		if x, ok := x.Body.(*Response_Message); ok {
@@ -1444,6 +1470,10 @@ type Response_MyGroups struct {
 	MyGroups *ListMyGroupsResponse `protobuf:"bytes,31,opt,name=my_groups,json=myGroups,proto3,oneof"`
 }
 
+type Response_Notices struct {
+	Notices *ListNoticesResponse `protobuf:"bytes,33,opt,name=notices,proto3,oneof"`
+}
+
 type Response_Message struct {
 	Message *ChatMessage `protobuf:"bytes,40,opt,name=message,proto3,oneof"` // answers send_message, recall_message
 }
@@ -1477,6 +1507,8 @@ func (*Response_Applications) isResponse_Body() {}
 func (*Response_PublicGroups) isResponse_Body() {}
 
 func (*Response_MyGroups) isResponse_Body() {}
+
+func (*Response_Notices) isResponse_Body() {}
 
 func (*Response_Message) isResponse_Body() {}
 
@@ -1728,6 +1760,9 @@ func (x *ResumeRequest) GetToken() string {
 // LoginResponse carries everything a client needs to start: who it is,
 // its groups with unread counts, the applications awaiting it as an owner,
 // and notices (decisions, kicks, dissolutions) it has not acknowledged.
+// Applications and notices come a first page at a time, in the orders of
+// list_applications and list_notices; more_applications and more_notices
+// say that more are waiting there.
 type LoginResponse struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Token          string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"` // empty on resume: the token stays the same
@@ -1749,6 +1784,8 @@ type LoginResponse struct {
 	// the group's restored_seq with this history; any other client knows
 	// nothing it delivered to be shared.
 	PreviousIncarnation uint64 `protobuf:"varint,10,opt,name=previous_incarnation,json=previousIncarnation,proto3" json:"previous_incarnation,omitempty"`
+	MoreApplications    bool   `protobuf:"varint,11,opt,name=more_applications,json=moreApplications,proto3" json:"more_applications,omitempty"`
+	MoreNotices         bool   `protobuf:"varint,12,opt,name=more_notices,json=moreNotices,proto3" json:"more_notices,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -1851,6 +1888,20 @@ func (x *LoginResponse) GetPreviousIncarnation() uint64 {
 		return x.PreviousIncarnation
 	}
 	return 0
+}
+
+func (x *LoginResponse) GetMoreApplications() bool {
+	if x != nil {
+		return x.MoreApplications
+	}
+	return false
+}
+
+func (x *LoginResponse) GetMoreNotices() bool {
+	if x != nil {
+		return x.MoreNotices
+	}
+	return false
 }
 
 // Limits tells a client the server's configured bounds.
@@ -2727,9 +2778,15 @@ func (x *DecideApplicationRequest) GetApprove() bool {
 	return false
 }
 
+// ListApplicationsRequest pages through pending applications in
+// (group_id, user_id) order, from the one after (after_group_id,
+// after_user_id); 0, 0 starts at the first.
 type ListApplicationsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	GroupId       uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"` // 0: every group the caller owns
+	AfterGroupId  uint64                 `protobuf:"varint,2,opt,name=after_group_id,json=afterGroupId,proto3" json:"after_group_id,omitempty"`
+	AfterUserId   uint64                 `protobuf:"varint,3,opt,name=after_user_id,json=afterUserId,proto3" json:"after_user_id,omitempty"`
+	Limit         uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"` // 0: the server's default page size
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2771,9 +2828,31 @@ func (x *ListApplicationsRequest) GetGroupId() uint64 {
 	return 0
 }
 
+func (x *ListApplicationsRequest) GetAfterGroupId() uint64 {
+	if x != nil {
+		return x.AfterGroupId
+	}
+	return 0
+}
+
+func (x *ListApplicationsRequest) GetAfterUserId() uint64 {
+	if x != nil {
+		return x.AfterUserId
+	}
+	return 0
+}
+
+func (x *ListApplicationsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
 type ListApplicationsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Applications  []*Application         `protobuf:"bytes,1,rep,name=applications,proto3" json:"applications,omitempty"`
+	More          bool                   `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"` // more follow the last one
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2813,6 +2892,13 @@ func (x *ListApplicationsResponse) GetApplications() []*Application {
 		return x.Applications
 	}
 	return nil
+}
+
+func (x *ListApplicationsResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
 }
 
 type Application struct {
@@ -3448,6 +3534,113 @@ func (x *AckNoticesRequest) GetNoticeIds() []uint64 {
 	return nil
 }
 
+// ListNoticesRequest pages through the caller's unacknowledged notices in
+// id order (the order they happened, within a shard), from the one after
+// after_id.
+type ListNoticesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AfterId       uint64                 `protobuf:"varint,1,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"` // 0: from the first
+	Limit         uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`                    // 0: the server's default page size
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNoticesRequest) Reset() {
+	*x = ListNoticesRequest{}
+	mi := &file_schat_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNoticesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNoticesRequest) ProtoMessage() {}
+
+func (x *ListNoticesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNoticesRequest.ProtoReflect.Descriptor instead.
+func (*ListNoticesRequest) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListNoticesRequest) GetAfterId() uint64 {
+	if x != nil {
+		return x.AfterId
+	}
+	return 0
+}
+
+func (x *ListNoticesRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListNoticesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Notices       []*Notice              `protobuf:"bytes,1,rep,name=notices,proto3" json:"notices,omitempty"`
+	More          bool                   `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"` // more follow the last one
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNoticesResponse) Reset() {
+	*x = ListNoticesResponse{}
+	mi := &file_schat_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNoticesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNoticesResponse) ProtoMessage() {}
+
+func (x *ListNoticesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNoticesResponse.ProtoReflect.Descriptor instead.
+func (*ListNoticesResponse) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListNoticesResponse) GetNotices() []*Notice {
+	if x != nil {
+		return x.Notices
+	}
+	return nil
+}
+
+func (x *ListNoticesResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
 // GroupInfo describes a group. members is filled only for members.
 type GroupInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3468,7 +3661,7 @@ type GroupInfo struct {
 
 func (x *GroupInfo) Reset() {
 	*x = GroupInfo{}
-	mi := &file_schat_proto_msgTypes[37]
+	mi := &file_schat_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3480,7 +3673,7 @@ func (x *GroupInfo) String() string {
 func (*GroupInfo) ProtoMessage() {}
 
 func (x *GroupInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[37]
+	mi := &file_schat_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3493,7 +3686,7 @@ func (x *GroupInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupInfo.ProtoReflect.Descriptor instead.
 func (*GroupInfo) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{37}
+	return file_schat_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GroupInfo) GetGroupId() uint64 {
@@ -3585,7 +3778,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_schat_proto_msgTypes[38]
+	mi := &file_schat_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3597,7 +3790,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[38]
+	mi := &file_schat_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3610,7 +3803,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{38}
+	return file_schat_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Member) GetUserId() uint64 {
@@ -3661,7 +3854,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_schat_proto_msgTypes[39]
+	mi := &file_schat_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3673,7 +3866,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[39]
+	mi := &file_schat_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3686,7 +3879,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{39}
+	return file_schat_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GroupSummary) GetGroupId() uint64 {
@@ -3751,7 +3944,7 @@ type SendMessageRequest struct {
 
 func (x *SendMessageRequest) Reset() {
 	*x = SendMessageRequest{}
-	mi := &file_schat_proto_msgTypes[40]
+	mi := &file_schat_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3763,7 +3956,7 @@ func (x *SendMessageRequest) String() string {
 func (*SendMessageRequest) ProtoMessage() {}
 
 func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[40]
+	mi := &file_schat_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3776,7 +3969,7 @@ func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageRequest.ProtoReflect.Descriptor instead.
 func (*SendMessageRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{40}
+	return file_schat_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SendMessageRequest) GetGroupId() uint64 {
@@ -3824,7 +4017,7 @@ type RecallMessageRequest struct {
 
 func (x *RecallMessageRequest) Reset() {
 	*x = RecallMessageRequest{}
-	mi := &file_schat_proto_msgTypes[41]
+	mi := &file_schat_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3836,7 +4029,7 @@ func (x *RecallMessageRequest) String() string {
 func (*RecallMessageRequest) ProtoMessage() {}
 
 func (x *RecallMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[41]
+	mi := &file_schat_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3849,7 +4042,7 @@ func (x *RecallMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallMessageRequest.ProtoReflect.Descriptor instead.
 func (*RecallMessageRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{41}
+	return file_schat_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RecallMessageRequest) GetGroupId() uint64 {
@@ -3876,14 +4069,17 @@ type HistoryRequest struct {
 	// Read after every write acknowledged anywhere in the cluster, not only
 	// this connection's own (which are always seen). Costs a round trip to
 	// the shard's leader.
-	Linearizable  bool `protobuf:"varint,4,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
+	Linearizable bool `protobuf:"varint,4,opt,name=linearizable,proto3" json:"linearizable,omitempty"`
+	// With before_seq 0: the messages up to and including the caller's read
+	// cursor, rather than the newest.
+	FromCursor    bool `protobuf:"varint,5,opt,name=from_cursor,json=fromCursor,proto3" json:"from_cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_schat_proto_msgTypes[42]
+	mi := &file_schat_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3895,7 +4091,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[42]
+	mi := &file_schat_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3908,7 +4104,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{42}
+	return file_schat_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *HistoryRequest) GetGroupId() uint64 {
@@ -3939,6 +4135,13 @@ func (x *HistoryRequest) GetLinearizable() bool {
 	return false
 }
 
+func (x *HistoryRequest) GetFromCursor() bool {
+	if x != nil {
+		return x.FromCursor
+	}
+	return false
+}
+
 // SyncRequest pages forwards: messages with seq > after_seq. after_seq 0
 // with from_cursor set means from the caller's read cursor.
 type SyncRequest struct {
@@ -3954,7 +4157,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_schat_proto_msgTypes[43]
+	mi := &file_schat_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3966,7 +4169,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[43]
+	mi := &file_schat_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3979,7 +4182,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{43}
+	return file_schat_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SyncRequest) GetGroupId() uint64 {
@@ -4032,7 +4235,7 @@ type MessagePage struct {
 
 func (x *MessagePage) Reset() {
 	*x = MessagePage{}
-	mi := &file_schat_proto_msgTypes[44]
+	mi := &file_schat_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4044,7 +4247,7 @@ func (x *MessagePage) String() string {
 func (*MessagePage) ProtoMessage() {}
 
 func (x *MessagePage) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[44]
+	mi := &file_schat_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4057,7 +4260,7 @@ func (x *MessagePage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessagePage.ProtoReflect.Descriptor instead.
 func (*MessagePage) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{44}
+	return file_schat_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MessagePage) GetGroupId() uint64 {
@@ -4106,7 +4309,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_schat_proto_msgTypes[45]
+	mi := &file_schat_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4118,7 +4321,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[45]
+	mi := &file_schat_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4131,7 +4334,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{45}
+	return file_schat_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MarkReadRequest) GetGroupId() uint64 {
@@ -4158,7 +4361,7 @@ type MarkReadResponse struct {
 
 func (x *MarkReadResponse) Reset() {
 	*x = MarkReadResponse{}
-	mi := &file_schat_proto_msgTypes[46]
+	mi := &file_schat_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4170,7 +4373,7 @@ func (x *MarkReadResponse) String() string {
 func (*MarkReadResponse) ProtoMessage() {}
 
 func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[46]
+	mi := &file_schat_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4183,7 +4386,7 @@ func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
 func (*MarkReadResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{46}
+	return file_schat_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MarkReadResponse) GetReadSeq() uint64 {
@@ -4221,7 +4424,7 @@ type ChatMessage struct {
 
 func (x *ChatMessage) Reset() {
 	*x = ChatMessage{}
-	mi := &file_schat_proto_msgTypes[47]
+	mi := &file_schat_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4233,7 +4436,7 @@ func (x *ChatMessage) String() string {
 func (*ChatMessage) ProtoMessage() {}
 
 func (x *ChatMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[47]
+	mi := &file_schat_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4246,7 +4449,7 @@ func (x *ChatMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
 func (*ChatMessage) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{47}
+	return file_schat_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ChatMessage) GetGroupId() uint64 {
@@ -4356,7 +4559,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_schat_proto_msgTypes[48]
+	mi := &file_schat_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4368,7 +4571,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[48]
+	mi := &file_schat_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4381,7 +4584,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{48}
+	return file_schat_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *FileInfo) GetFileId() string {
@@ -4487,7 +4690,7 @@ type FileLink struct {
 
 func (x *FileLink) Reset() {
 	*x = FileLink{}
-	mi := &file_schat_proto_msgTypes[49]
+	mi := &file_schat_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4499,7 +4702,7 @@ func (x *FileLink) String() string {
 func (*FileLink) ProtoMessage() {}
 
 func (x *FileLink) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[49]
+	mi := &file_schat_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4512,7 +4715,7 @@ func (x *FileLink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLink.ProtoReflect.Descriptor instead.
 func (*FileLink) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{49}
+	return file_schat_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *FileLink) GetUrl() string {
@@ -4541,7 +4744,7 @@ type SystemNote struct {
 
 func (x *SystemNote) Reset() {
 	*x = SystemNote{}
-	mi := &file_schat_proto_msgTypes[50]
+	mi := &file_schat_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4553,7 +4756,7 @@ func (x *SystemNote) String() string {
 func (*SystemNote) ProtoMessage() {}
 
 func (x *SystemNote) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[50]
+	mi := &file_schat_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4566,7 +4769,7 @@ func (x *SystemNote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemNote.ProtoReflect.Descriptor instead.
 func (*SystemNote) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{50}
+	return file_schat_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SystemNote) GetKind() SystemNote_Kind {
@@ -4612,7 +4815,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_schat_proto_msgTypes[51]
+	mi := &file_schat_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4624,7 +4827,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[51]
+	mi := &file_schat_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4637,7 +4840,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{51}
+	return file_schat_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Event) GetBody() isEvent_Body {
@@ -4805,7 +5008,7 @@ type MemberChanged struct {
 
 func (x *MemberChanged) Reset() {
 	*x = MemberChanged{}
-	mi := &file_schat_proto_msgTypes[52]
+	mi := &file_schat_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4817,7 +5020,7 @@ func (x *MemberChanged) String() string {
 func (*MemberChanged) ProtoMessage() {}
 
 func (x *MemberChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[52]
+	mi := &file_schat_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4830,7 +5033,7 @@ func (x *MemberChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberChanged.ProtoReflect.Descriptor instead.
 func (*MemberChanged) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{52}
+	return file_schat_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MemberChanged) GetGroupId() uint64 {
@@ -4872,7 +5075,7 @@ type GroupDissolved struct {
 
 func (x *GroupDissolved) Reset() {
 	*x = GroupDissolved{}
-	mi := &file_schat_proto_msgTypes[53]
+	mi := &file_schat_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4884,7 +5087,7 @@ func (x *GroupDissolved) String() string {
 func (*GroupDissolved) ProtoMessage() {}
 
 func (x *GroupDissolved) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[53]
+	mi := &file_schat_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4897,7 +5100,7 @@ func (x *GroupDissolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupDissolved.ProtoReflect.Descriptor instead.
 func (*GroupDissolved) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{53}
+	return file_schat_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GroupDissolved) GetGroupId() uint64 {
@@ -4933,7 +5136,7 @@ type ApplicationDecided struct {
 
 func (x *ApplicationDecided) Reset() {
 	*x = ApplicationDecided{}
-	mi := &file_schat_proto_msgTypes[54]
+	mi := &file_schat_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4945,7 +5148,7 @@ func (x *ApplicationDecided) String() string {
 func (*ApplicationDecided) ProtoMessage() {}
 
 func (x *ApplicationDecided) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[54]
+	mi := &file_schat_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4958,7 +5161,7 @@ func (x *ApplicationDecided) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplicationDecided.ProtoReflect.Descriptor instead.
 func (*ApplicationDecided) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{54}
+	return file_schat_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ApplicationDecided) GetGroupId() uint64 {
@@ -5000,7 +5203,7 @@ type MessageRecalled struct {
 
 func (x *MessageRecalled) Reset() {
 	*x = MessageRecalled{}
-	mi := &file_schat_proto_msgTypes[55]
+	mi := &file_schat_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5012,7 +5215,7 @@ func (x *MessageRecalled) String() string {
 func (*MessageRecalled) ProtoMessage() {}
 
 func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[55]
+	mi := &file_schat_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5025,7 +5228,7 @@ func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRecalled.ProtoReflect.Descriptor instead.
 func (*MessageRecalled) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{55}
+	return file_schat_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MessageRecalled) GetGroupId() uint64 {
@@ -5060,7 +5263,7 @@ type ReadReceipt struct {
 
 func (x *ReadReceipt) Reset() {
 	*x = ReadReceipt{}
-	mi := &file_schat_proto_msgTypes[56]
+	mi := &file_schat_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5072,7 +5275,7 @@ func (x *ReadReceipt) String() string {
 func (*ReadReceipt) ProtoMessage() {}
 
 func (x *ReadReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[56]
+	mi := &file_schat_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5085,7 +5288,7 @@ func (x *ReadReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadReceipt.ProtoReflect.Descriptor instead.
 func (*ReadReceipt) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{56}
+	return file_schat_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ReadReceipt) GetGroupId() uint64 {
@@ -5118,7 +5321,7 @@ type SessionEnded struct {
 
 func (x *SessionEnded) Reset() {
 	*x = SessionEnded{}
-	mi := &file_schat_proto_msgTypes[57]
+	mi := &file_schat_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5130,7 +5333,7 @@ func (x *SessionEnded) String() string {
 func (*SessionEnded) ProtoMessage() {}
 
 func (x *SessionEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[57]
+	mi := &file_schat_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5143,7 +5346,7 @@ func (x *SessionEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEnded.ProtoReflect.Descriptor instead.
 func (*SessionEnded) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{57}
+	return file_schat_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SessionEnded) GetReason() string {
@@ -5166,7 +5369,7 @@ type Notice struct {
 
 func (x *Notice) Reset() {
 	*x = Notice{}
-	mi := &file_schat_proto_msgTypes[58]
+	mi := &file_schat_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5178,7 +5381,7 @@ func (x *Notice) String() string {
 func (*Notice) ProtoMessage() {}
 
 func (x *Notice) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[58]
+	mi := &file_schat_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5191,7 +5394,7 @@ func (x *Notice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notice.ProtoReflect.Descriptor instead.
 func (*Notice) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{58}
+	return file_schat_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Notice) GetId() uint64 {
@@ -5255,7 +5458,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_schat_proto_msgTypes[59]
+	mi := &file_schat_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5267,7 +5470,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[59]
+	mi := &file_schat_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5280,7 +5483,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{59}
+	return file_schat_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Command) GetTimeMs() int64 {
@@ -5738,7 +5941,7 @@ type CommandBatch struct {
 
 func (x *CommandBatch) Reset() {
 	*x = CommandBatch{}
-	mi := &file_schat_proto_msgTypes[60]
+	mi := &file_schat_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5750,7 +5953,7 @@ func (x *CommandBatch) String() string {
 func (*CommandBatch) ProtoMessage() {}
 
 func (x *CommandBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[60]
+	mi := &file_schat_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5763,7 +5966,7 @@ func (x *CommandBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
 func (*CommandBatch) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{60}
+	return file_schat_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CommandBatch) GetCommands() []*Command {
@@ -5787,7 +5990,7 @@ type RegisterCmd struct {
 
 func (x *RegisterCmd) Reset() {
 	*x = RegisterCmd{}
-	mi := &file_schat_proto_msgTypes[61]
+	mi := &file_schat_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5799,7 +6002,7 @@ func (x *RegisterCmd) String() string {
 func (*RegisterCmd) ProtoMessage() {}
 
 func (x *RegisterCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[61]
+	mi := &file_schat_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5812,7 +6015,7 @@ func (x *RegisterCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterCmd.ProtoReflect.Descriptor instead.
 func (*RegisterCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{61}
+	return file_schat_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RegisterCmd) GetLoginName() string {
@@ -5872,7 +6075,7 @@ type CreateSessionCmd struct {
 
 func (x *CreateSessionCmd) Reset() {
 	*x = CreateSessionCmd{}
-	mi := &file_schat_proto_msgTypes[62]
+	mi := &file_schat_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5884,7 +6087,7 @@ func (x *CreateSessionCmd) String() string {
 func (*CreateSessionCmd) ProtoMessage() {}
 
 func (x *CreateSessionCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[62]
+	mi := &file_schat_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5897,7 +6100,7 @@ func (x *CreateSessionCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionCmd.ProtoReflect.Descriptor instead.
 func (*CreateSessionCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{62}
+	return file_schat_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CreateSessionCmd) GetUserId() uint64 {
@@ -5937,7 +6140,7 @@ type DeleteSessionCmd struct {
 
 func (x *DeleteSessionCmd) Reset() {
 	*x = DeleteSessionCmd{}
-	mi := &file_schat_proto_msgTypes[63]
+	mi := &file_schat_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5949,7 +6152,7 @@ func (x *DeleteSessionCmd) String() string {
 func (*DeleteSessionCmd) ProtoMessage() {}
 
 func (x *DeleteSessionCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[63]
+	mi := &file_schat_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5962,7 +6165,7 @@ func (x *DeleteSessionCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionCmd.ProtoReflect.Descriptor instead.
 func (*DeleteSessionCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{63}
+	return file_schat_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *DeleteSessionCmd) GetTokenHash() []byte {
@@ -5985,7 +6188,7 @@ type ChangePasswordCmd struct {
 
 func (x *ChangePasswordCmd) Reset() {
 	*x = ChangePasswordCmd{}
-	mi := &file_schat_proto_msgTypes[64]
+	mi := &file_schat_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5997,7 +6200,7 @@ func (x *ChangePasswordCmd) String() string {
 func (*ChangePasswordCmd) ProtoMessage() {}
 
 func (x *ChangePasswordCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[64]
+	mi := &file_schat_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6010,7 +6213,7 @@ func (x *ChangePasswordCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordCmd.ProtoReflect.Descriptor instead.
 func (*ChangePasswordCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{64}
+	return file_schat_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ChangePasswordCmd) GetUserId() uint64 {
@@ -6062,7 +6265,7 @@ type UpdateProfileCmd struct {
 
 func (x *UpdateProfileCmd) Reset() {
 	*x = UpdateProfileCmd{}
-	mi := &file_schat_proto_msgTypes[65]
+	mi := &file_schat_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6074,7 +6277,7 @@ func (x *UpdateProfileCmd) String() string {
 func (*UpdateProfileCmd) ProtoMessage() {}
 
 func (x *UpdateProfileCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[65]
+	mi := &file_schat_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6087,7 +6290,7 @@ func (x *UpdateProfileCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProfileCmd.ProtoReflect.Descriptor instead.
 func (*UpdateProfileCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{65}
+	return file_schat_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *UpdateProfileCmd) GetUserId() uint64 {
@@ -6145,7 +6348,7 @@ type ReserveGroupCmd struct {
 
 func (x *ReserveGroupCmd) Reset() {
 	*x = ReserveGroupCmd{}
-	mi := &file_schat_proto_msgTypes[66]
+	mi := &file_schat_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6157,7 +6360,7 @@ func (x *ReserveGroupCmd) String() string {
 func (*ReserveGroupCmd) ProtoMessage() {}
 
 func (x *ReserveGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[66]
+	mi := &file_schat_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6170,7 +6373,7 @@ func (x *ReserveGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveGroupCmd.ProtoReflect.Descriptor instead.
 func (*ReserveGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{66}
+	return file_schat_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ReserveGroupCmd) GetOwnerId() uint64 {
@@ -6206,7 +6409,7 @@ type ReleaseGroupCmd struct {
 
 func (x *ReleaseGroupCmd) Reset() {
 	*x = ReleaseGroupCmd{}
-	mi := &file_schat_proto_msgTypes[67]
+	mi := &file_schat_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6218,7 +6421,7 @@ func (x *ReleaseGroupCmd) String() string {
 func (*ReleaseGroupCmd) ProtoMessage() {}
 
 func (x *ReleaseGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[67]
+	mi := &file_schat_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6231,7 +6434,7 @@ func (x *ReleaseGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseGroupCmd.ProtoReflect.Descriptor instead.
 func (*ReleaseGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{67}
+	return file_schat_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ReleaseGroupCmd) GetOwnerId() uint64 {
@@ -6261,7 +6464,7 @@ type MoveOwnershipCmd struct {
 
 func (x *MoveOwnershipCmd) Reset() {
 	*x = MoveOwnershipCmd{}
-	mi := &file_schat_proto_msgTypes[68]
+	mi := &file_schat_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6273,7 +6476,7 @@ func (x *MoveOwnershipCmd) String() string {
 func (*MoveOwnershipCmd) ProtoMessage() {}
 
 func (x *MoveOwnershipCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[68]
+	mi := &file_schat_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6286,7 +6489,7 @@ func (x *MoveOwnershipCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveOwnershipCmd.ProtoReflect.Descriptor instead.
 func (*MoveOwnershipCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{68}
+	return file_schat_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *MoveOwnershipCmd) GetFromId() uint64 {
@@ -6325,7 +6528,7 @@ type PruneSessionsCmd struct {
 
 func (x *PruneSessionsCmd) Reset() {
 	*x = PruneSessionsCmd{}
-	mi := &file_schat_proto_msgTypes[69]
+	mi := &file_schat_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6337,7 +6540,7 @@ func (x *PruneSessionsCmd) String() string {
 func (*PruneSessionsCmd) ProtoMessage() {}
 
 func (x *PruneSessionsCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[69]
+	mi := &file_schat_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6350,7 +6553,7 @@ func (x *PruneSessionsCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneSessionsCmd.ProtoReflect.Descriptor instead.
 func (*PruneSessionsCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{69}
+	return file_schat_proto_rawDescGZIP(), []int{71}
 }
 
 // ReconcileOwnedCmd corrects the meta shard's record of who owns which
@@ -6368,7 +6571,7 @@ type ReconcileOwnedCmd struct {
 
 func (x *ReconcileOwnedCmd) Reset() {
 	*x = ReconcileOwnedCmd{}
-	mi := &file_schat_proto_msgTypes[70]
+	mi := &file_schat_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6380,7 +6583,7 @@ func (x *ReconcileOwnedCmd) String() string {
 func (*ReconcileOwnedCmd) ProtoMessage() {}
 
 func (x *ReconcileOwnedCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[70]
+	mi := &file_schat_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6393,7 +6596,7 @@ func (x *ReconcileOwnedCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileOwnedCmd.ProtoReflect.Descriptor instead.
 func (*ReconcileOwnedCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{70}
+	return file_schat_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ReconcileOwnedCmd) GetGraceMs() int64 {
@@ -6423,7 +6626,7 @@ type OwnedFix struct {
 
 func (x *OwnedFix) Reset() {
 	*x = OwnedFix{}
-	mi := &file_schat_proto_msgTypes[71]
+	mi := &file_schat_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6435,7 +6638,7 @@ func (x *OwnedFix) String() string {
 func (*OwnedFix) ProtoMessage() {}
 
 func (x *OwnedFix) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[71]
+	mi := &file_schat_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6448,7 +6651,7 @@ func (x *OwnedFix) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnedFix.ProtoReflect.Descriptor instead.
 func (*OwnedFix) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{71}
+	return file_schat_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *OwnedFix) GetGroupId() uint64 {
@@ -6484,7 +6687,7 @@ type OwnedEntry struct {
 
 func (x *OwnedEntry) Reset() {
 	*x = OwnedEntry{}
-	mi := &file_schat_proto_msgTypes[72]
+	mi := &file_schat_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6496,7 +6699,7 @@ func (x *OwnedEntry) String() string {
 func (*OwnedEntry) ProtoMessage() {}
 
 func (x *OwnedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[72]
+	mi := &file_schat_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6509,7 +6712,7 @@ func (x *OwnedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnedEntry.ProtoReflect.Descriptor instead.
 func (*OwnedEntry) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{72}
+	return file_schat_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *OwnedEntry) GetOwnerId() uint64 {
@@ -6545,7 +6748,7 @@ type GroupLimits struct {
 
 func (x *GroupLimits) Reset() {
 	*x = GroupLimits{}
-	mi := &file_schat_proto_msgTypes[73]
+	mi := &file_schat_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6557,7 +6760,7 @@ func (x *GroupLimits) String() string {
 func (*GroupLimits) ProtoMessage() {}
 
 func (x *GroupLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[73]
+	mi := &file_schat_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6570,7 +6773,7 @@ func (x *GroupLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupLimits.ProtoReflect.Descriptor instead.
 func (*GroupLimits) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{73}
+	return file_schat_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *GroupLimits) GetMaxMembers() uint32 {
@@ -6602,7 +6805,7 @@ type CreateGroupCmd struct {
 
 func (x *CreateGroupCmd) Reset() {
 	*x = CreateGroupCmd{}
-	mi := &file_schat_proto_msgTypes[74]
+	mi := &file_schat_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6614,7 +6817,7 @@ func (x *CreateGroupCmd) String() string {
 func (*CreateGroupCmd) ProtoMessage() {}
 
 func (x *CreateGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[74]
+	mi := &file_schat_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6627,7 +6830,7 @@ func (x *CreateGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupCmd.ProtoReflect.Descriptor instead.
 func (*CreateGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{74}
+	return file_schat_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *CreateGroupCmd) GetGroupId() uint64 {
@@ -6695,7 +6898,7 @@ type ApplyCmd struct {
 
 func (x *ApplyCmd) Reset() {
 	*x = ApplyCmd{}
-	mi := &file_schat_proto_msgTypes[75]
+	mi := &file_schat_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6707,7 +6910,7 @@ func (x *ApplyCmd) String() string {
 func (*ApplyCmd) ProtoMessage() {}
 
 func (x *ApplyCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[75]
+	mi := &file_schat_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6720,7 +6923,7 @@ func (x *ApplyCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCmd.ProtoReflect.Descriptor instead.
 func (*ApplyCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{75}
+	return file_schat_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ApplyCmd) GetGroupId() uint64 {
@@ -6779,7 +6982,7 @@ type DecideCmd struct {
 
 func (x *DecideCmd) Reset() {
 	*x = DecideCmd{}
-	mi := &file_schat_proto_msgTypes[76]
+	mi := &file_schat_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6791,7 +6994,7 @@ func (x *DecideCmd) String() string {
 func (*DecideCmd) ProtoMessage() {}
 
 func (x *DecideCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[76]
+	mi := &file_schat_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6804,7 +7007,7 @@ func (x *DecideCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideCmd.ProtoReflect.Descriptor instead.
 func (*DecideCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{76}
+	return file_schat_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *DecideCmd) GetGroupId() uint64 {
@@ -6863,7 +7066,7 @@ type LeaveCmd struct {
 
 func (x *LeaveCmd) Reset() {
 	*x = LeaveCmd{}
-	mi := &file_schat_proto_msgTypes[77]
+	mi := &file_schat_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6875,7 +7078,7 @@ func (x *LeaveCmd) String() string {
 func (*LeaveCmd) ProtoMessage() {}
 
 func (x *LeaveCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[77]
+	mi := &file_schat_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6888,7 +7091,7 @@ func (x *LeaveCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveCmd.ProtoReflect.Descriptor instead.
 func (*LeaveCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{77}
+	return file_schat_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *LeaveCmd) GetGroupId() uint64 {
@@ -6929,7 +7132,7 @@ type DissolveCmd struct {
 
 func (x *DissolveCmd) Reset() {
 	*x = DissolveCmd{}
-	mi := &file_schat_proto_msgTypes[78]
+	mi := &file_schat_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6941,7 +7144,7 @@ func (x *DissolveCmd) String() string {
 func (*DissolveCmd) ProtoMessage() {}
 
 func (x *DissolveCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[78]
+	mi := &file_schat_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6954,7 +7157,7 @@ func (x *DissolveCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DissolveCmd.ProtoReflect.Descriptor instead.
 func (*DissolveCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{78}
+	return file_schat_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *DissolveCmd) GetGroupId() uint64 {
@@ -6983,7 +7186,7 @@ type TransferCmd struct {
 
 func (x *TransferCmd) Reset() {
 	*x = TransferCmd{}
-	mi := &file_schat_proto_msgTypes[79]
+	mi := &file_schat_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6995,7 +7198,7 @@ func (x *TransferCmd) String() string {
 func (*TransferCmd) ProtoMessage() {}
 
 func (x *TransferCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[79]
+	mi := &file_schat_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7008,7 +7211,7 @@ func (x *TransferCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferCmd.ProtoReflect.Descriptor instead.
 func (*TransferCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{79}
+	return file_schat_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *TransferCmd) GetGroupId() uint64 {
@@ -7054,7 +7257,7 @@ type UpdateGroupCmd struct {
 
 func (x *UpdateGroupCmd) Reset() {
 	*x = UpdateGroupCmd{}
-	mi := &file_schat_proto_msgTypes[80]
+	mi := &file_schat_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7066,7 +7269,7 @@ func (x *UpdateGroupCmd) String() string {
 func (*UpdateGroupCmd) ProtoMessage() {}
 
 func (x *UpdateGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[80]
+	mi := &file_schat_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7079,7 +7282,7 @@ func (x *UpdateGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGroupCmd.ProtoReflect.Descriptor instead.
 func (*UpdateGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{80}
+	return file_schat_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *UpdateGroupCmd) GetGroupId() uint64 {
@@ -7146,7 +7349,7 @@ type SendCmd struct {
 
 func (x *SendCmd) Reset() {
 	*x = SendCmd{}
-	mi := &file_schat_proto_msgTypes[81]
+	mi := &file_schat_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7158,7 +7361,7 @@ func (x *SendCmd) String() string {
 func (*SendCmd) ProtoMessage() {}
 
 func (x *SendCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[81]
+	mi := &file_schat_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7171,7 +7374,7 @@ func (x *SendCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCmd.ProtoReflect.Descriptor instead.
 func (*SendCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{81}
+	return file_schat_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *SendCmd) GetGroupId() uint64 {
@@ -7235,7 +7438,7 @@ type RecallCmd struct {
 
 func (x *RecallCmd) Reset() {
 	*x = RecallCmd{}
-	mi := &file_schat_proto_msgTypes[82]
+	mi := &file_schat_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7247,7 +7450,7 @@ func (x *RecallCmd) String() string {
 func (*RecallCmd) ProtoMessage() {}
 
 func (x *RecallCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[82]
+	mi := &file_schat_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7260,7 +7463,7 @@ func (x *RecallCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallCmd.ProtoReflect.Descriptor instead.
 func (*RecallCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{82}
+	return file_schat_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *RecallCmd) GetGroupId() uint64 {
@@ -7302,7 +7505,7 @@ type MarkReadCmd struct {
 
 func (x *MarkReadCmd) Reset() {
 	*x = MarkReadCmd{}
-	mi := &file_schat_proto_msgTypes[83]
+	mi := &file_schat_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7314,7 +7517,7 @@ func (x *MarkReadCmd) String() string {
 func (*MarkReadCmd) ProtoMessage() {}
 
 func (x *MarkReadCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[83]
+	mi := &file_schat_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7327,7 +7530,7 @@ func (x *MarkReadCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadCmd.ProtoReflect.Descriptor instead.
 func (*MarkReadCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{83}
+	return file_schat_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *MarkReadCmd) GetGroupId() uint64 {
@@ -7361,7 +7564,7 @@ type AckNoticesCmd struct {
 
 func (x *AckNoticesCmd) Reset() {
 	*x = AckNoticesCmd{}
-	mi := &file_schat_proto_msgTypes[84]
+	mi := &file_schat_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7373,7 +7576,7 @@ func (x *AckNoticesCmd) String() string {
 func (*AckNoticesCmd) ProtoMessage() {}
 
 func (x *AckNoticesCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[84]
+	mi := &file_schat_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7386,7 +7589,7 @@ func (x *AckNoticesCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckNoticesCmd.ProtoReflect.Descriptor instead.
 func (*AckNoticesCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{84}
+	return file_schat_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *AckNoticesCmd) GetUserId() uint64 {
@@ -7421,7 +7624,7 @@ type TrimCmd struct {
 
 func (x *TrimCmd) Reset() {
 	*x = TrimCmd{}
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7433,7 +7636,7 @@ func (x *TrimCmd) String() string {
 func (*TrimCmd) ProtoMessage() {}
 
 func (x *TrimCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7446,7 +7649,7 @@ func (x *TrimCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrimCmd.ProtoReflect.Descriptor instead.
 func (*TrimCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{85}
+	return file_schat_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *TrimCmd) GetGroupIds() []uint64 {
@@ -7490,7 +7693,7 @@ type FileBeginCmd struct {
 
 func (x *FileBeginCmd) Reset() {
 	*x = FileBeginCmd{}
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7502,7 +7705,7 @@ func (x *FileBeginCmd) String() string {
 func (*FileBeginCmd) ProtoMessage() {}
 
 func (x *FileBeginCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7515,7 +7718,7 @@ func (x *FileBeginCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileBeginCmd.ProtoReflect.Descriptor instead.
 func (*FileBeginCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{86}
+	return file_schat_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *FileBeginCmd) GetInfo() *FileInfo {
@@ -7552,7 +7755,7 @@ type FileChunkCmd struct {
 
 func (x *FileChunkCmd) Reset() {
 	*x = FileChunkCmd{}
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7564,7 +7767,7 @@ func (x *FileChunkCmd) String() string {
 func (*FileChunkCmd) ProtoMessage() {}
 
 func (x *FileChunkCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7577,7 +7780,7 @@ func (x *FileChunkCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileChunkCmd.ProtoReflect.Descriptor instead.
 func (*FileChunkCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{87}
+	return file_schat_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *FileChunkCmd) GetFileId() string {
@@ -7611,7 +7814,7 @@ type FileCommitCmd struct {
 
 func (x *FileCommitCmd) Reset() {
 	*x = FileCommitCmd{}
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7623,7 +7826,7 @@ func (x *FileCommitCmd) String() string {
 func (*FileCommitCmd) ProtoMessage() {}
 
 func (x *FileCommitCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7636,7 +7839,7 @@ func (x *FileCommitCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileCommitCmd.ProtoReflect.Descriptor instead.
 func (*FileCommitCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{88}
+	return file_schat_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *FileCommitCmd) GetFileId() string {
@@ -7656,7 +7859,7 @@ type FileAbortCmd struct {
 
 func (x *FileAbortCmd) Reset() {
 	*x = FileAbortCmd{}
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7668,7 +7871,7 @@ func (x *FileAbortCmd) String() string {
 func (*FileAbortCmd) ProtoMessage() {}
 
 func (x *FileAbortCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7681,7 +7884,7 @@ func (x *FileAbortCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileAbortCmd.ProtoReflect.Descriptor instead.
 func (*FileAbortCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{89}
+	return file_schat_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *FileAbortCmd) GetFileId() string {
@@ -7703,7 +7906,7 @@ type FileSweepCmd struct {
 
 func (x *FileSweepCmd) Reset() {
 	*x = FileSweepCmd{}
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7715,7 +7918,7 @@ func (x *FileSweepCmd) String() string {
 func (*FileSweepCmd) ProtoMessage() {}
 
 func (x *FileSweepCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7728,7 +7931,7 @@ func (x *FileSweepCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSweepCmd.ProtoReflect.Descriptor instead.
 func (*FileSweepCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{90}
+	return file_schat_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *FileSweepCmd) GetUploadTimeoutMs() int64 {
@@ -7763,7 +7966,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7775,7 +7978,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7788,7 +7991,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{91}
+	return file_schat_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *User) GetId() uint64 {
@@ -7872,7 +8075,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_schat_proto_msgTypes[92]
+	mi := &file_schat_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7884,7 +8087,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[92]
+	mi := &file_schat_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7897,7 +8100,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{92}
+	return file_schat_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *Session) GetUserId() uint64 {
@@ -7943,7 +8146,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_schat_proto_msgTypes[93]
+	mi := &file_schat_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7955,7 +8158,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[93]
+	mi := &file_schat_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7968,7 +8171,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{93}
+	return file_schat_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *Group) GetId() uint64 {
@@ -8068,7 +8271,7 @@ type StoredFile struct {
 
 func (x *StoredFile) Reset() {
 	*x = StoredFile{}
-	mi := &file_schat_proto_msgTypes[94]
+	mi := &file_schat_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8080,7 +8283,7 @@ func (x *StoredFile) String() string {
 func (*StoredFile) ProtoMessage() {}
 
 func (x *StoredFile) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[94]
+	mi := &file_schat_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8093,7 +8296,7 @@ func (x *StoredFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredFile.ProtoReflect.Descriptor instead.
 func (*StoredFile) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{94}
+	return file_schat_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *StoredFile) GetInfo() *FileInfo {
@@ -8131,7 +8334,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_schat_proto_msgTypes[95]
+	mi := &file_schat_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8143,7 +8346,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[95]
+	mi := &file_schat_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8156,7 +8359,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{95}
+	return file_schat_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *Upload) GetInfo() *FileInfo {
@@ -8210,7 +8413,7 @@ type NodeRequest struct {
 
 func (x *NodeRequest) Reset() {
 	*x = NodeRequest{}
-	mi := &file_schat_proto_msgTypes[96]
+	mi := &file_schat_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8222,7 +8425,7 @@ func (x *NodeRequest) String() string {
 func (*NodeRequest) ProtoMessage() {}
 
 func (x *NodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[96]
+	mi := &file_schat_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8235,7 +8438,7 @@ func (x *NodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRequest.ProtoReflect.Descriptor instead.
 func (*NodeRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{96}
+	return file_schat_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *NodeRequest) GetBody() isNodeRequest_Body {
@@ -8340,7 +8543,7 @@ type NodeResponse struct {
 
 func (x *NodeResponse) Reset() {
 	*x = NodeResponse{}
-	mi := &file_schat_proto_msgTypes[97]
+	mi := &file_schat_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8352,7 +8555,7 @@ func (x *NodeResponse) String() string {
 func (*NodeResponse) ProtoMessage() {}
 
 func (x *NodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[97]
+	mi := &file_schat_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8365,7 +8568,7 @@ func (x *NodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeResponse.ProtoReflect.Descriptor instead.
 func (*NodeResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{97}
+	return file_schat_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *NodeResponse) GetCode() Code {
@@ -8450,7 +8653,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_schat_proto_msgTypes[98]
+	mi := &file_schat_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8462,7 +8665,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[98]
+	mi := &file_schat_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8475,7 +8678,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{98}
+	return file_schat_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ReadIndexRequest) GetShard() uint32 {
@@ -8494,7 +8697,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_schat_proto_msgTypes[99]
+	mi := &file_schat_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8506,7 +8709,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[99]
+	mi := &file_schat_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8519,7 +8722,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{99}
+	return file_schat_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -8538,7 +8741,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_schat_proto_msgTypes[100]
+	mi := &file_schat_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8550,7 +8753,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[100]
+	mi := &file_schat_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8563,7 +8766,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{100}
+	return file_schat_proto_rawDescGZIP(), []int{102}
 }
 
 type HelloResponse struct {
@@ -8579,7 +8782,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_schat_proto_msgTypes[101]
+	mi := &file_schat_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8591,7 +8794,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[101]
+	mi := &file_schat_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8604,7 +8807,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{101}
+	return file_schat_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *HelloResponse) GetNodeId() string {
@@ -8656,7 +8859,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_schat_proto_msgTypes[102]
+	mi := &file_schat_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8668,7 +8871,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[102]
+	mi := &file_schat_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8681,7 +8884,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{102}
+	return file_schat_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -8724,7 +8927,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_schat_proto_msgTypes[103]
+	mi := &file_schat_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8736,7 +8939,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[103]
+	mi := &file_schat_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8749,7 +8952,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{103}
+	return file_schat_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *ForwardRequest) GetShard() uint32 {
@@ -8779,7 +8982,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_schat_proto_msgTypes[104]
+	mi := &file_schat_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8791,7 +8994,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[104]
+	mi := &file_schat_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8804,7 +9007,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{104}
+	return file_schat_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *ForwardResponse) GetIndex() uint64 {
@@ -8849,7 +9052,7 @@ type ApplyResult struct {
 
 func (x *ApplyResult) Reset() {
 	*x = ApplyResult{}
-	mi := &file_schat_proto_msgTypes[105]
+	mi := &file_schat_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8861,7 +9064,7 @@ func (x *ApplyResult) String() string {
 func (*ApplyResult) ProtoMessage() {}
 
 func (x *ApplyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[105]
+	mi := &file_schat_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8874,7 +9077,7 @@ func (x *ApplyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResult.ProtoReflect.Descriptor instead.
 func (*ApplyResult) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{105}
+	return file_schat_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *ApplyResult) GetCode() Code {
@@ -8973,7 +9176,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_schat_proto_msgTypes[106]
+	mi := &file_schat_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8985,7 +9188,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[106]
+	mi := &file_schat_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8998,7 +9201,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{106}
+	return file_schat_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *RemoveRequest) GetNodeId() string {
@@ -9026,7 +9229,7 @@ var File_schat_proto protoreflect.FileDescriptor
 
 const file_schat_proto_rawDesc = "" +
 	"\n" +
-	"\vschat.proto\x12\bschat.v1\"\xf6\r\n" +
+	"\vschat.proto\x12\bschat.v1\"\xb9\x0e\n" +
 	"\vClientFrame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x123\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x13.schat.v1.HeartbeatH\x00R\theartbeat\x127\n" +
@@ -9057,6 +9260,7 @@ const file_schat_proto_rawDesc = "" +
 	"\x0elist_my_groups\x18\x1f \x01(\v2\x1d.schat.v1.ListMyGroupsRequestH\x00R\flistMyGroups\x12>\n" +
 	"\vack_notices\x18  \x01(\v2\x1b.schat.v1.AckNoticesRequestH\x00R\n" +
 	"ackNotices\x12A\n" +
+	"\flist_notices\x18! \x01(\v2\x1c.schat.v1.ListNoticesRequestH\x00R\vlistNotices\x12A\n" +
 	"\fsend_message\x18( \x01(\v2\x1c.schat.v1.SendMessageRequestH\x00R\vsendMessage\x12G\n" +
 	"\x0erecall_message\x18) \x01(\v2\x1e.schat.v1.RecallMessageRequestH\x00R\rrecallMessage\x124\n" +
 	"\ahistory\x18* \x01(\v2\x18.schat.v1.HistoryRequestH\x00R\ahistory\x12+\n" +
@@ -9068,7 +9272,7 @@ const file_schat_proto_rawDesc = "" +
 	"\x05event\x18\x02 \x01(\v2\x0f.schat.v1.EventH\x00R\x05event\x123\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x13.schat.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
 	"\x04body\"\v\n" +
-	"\tHeartbeat\"\x91\a\n" +
+	"\tHeartbeat\"\xcc\a\n" +
 	"\bResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\"\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x0e.schat.v1.CodeR\x04code\x12\x16\n" +
@@ -9085,7 +9289,8 @@ const file_schat_proto_rawDesc = "" +
 	"applyGroup\x12H\n" +
 	"\fapplications\x18\x17 \x01(\v2\".schat.v1.ListApplicationsResponseH\x00R\fapplications\x12I\n" +
 	"\rpublic_groups\x18\x1d \x01(\v2\".schat.v1.ListPublicGroupsResponseH\x00R\fpublicGroups\x12=\n" +
-	"\tmy_groups\x18\x1f \x01(\v2\x1e.schat.v1.ListMyGroupsResponseH\x00R\bmyGroups\x121\n" +
+	"\tmy_groups\x18\x1f \x01(\v2\x1e.schat.v1.ListMyGroupsResponseH\x00R\bmyGroups\x129\n" +
+	"\anotices\x18! \x01(\v2\x1d.schat.v1.ListNoticesResponseH\x00R\anotices\x121\n" +
 	"\amessage\x18( \x01(\v2\x15.schat.v1.ChatMessageH\x00R\amessage\x12+\n" +
 	"\x04page\x18* \x01(\v2\x15.schat.v1.MessagePageH\x00R\x04page\x129\n" +
 	"\tmark_read\x18, \x01(\v2\x1a.schat.v1.MarkReadResponseH\x00R\bmarkReadB\x06\n" +
@@ -9108,7 +9313,7 @@ const file_schat_proto_rawDesc = "" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x16\n" +
 	"\x06device\x18\x03 \x01(\tR\x06device\"%\n" +
 	"\rResumeRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"\xb6\x03\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\x86\x04\n" +
 	"\rLoginResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12(\n" +
 	"\x10token_expires_ms\x18\x02 \x01(\x03R\x0etokenExpiresMs\x12)\n" +
@@ -9120,7 +9325,9 @@ const file_schat_proto_rawDesc = "" +
 	"\x06limits\x18\b \x01(\v2\x10.schat.v1.LimitsR\x06limits\x12 \n" +
 	"\vincarnation\x18\t \x01(\x04R\vincarnation\x121\n" +
 	"\x14previous_incarnation\x18\n" +
-	" \x01(\x04R\x13previousIncarnation\"\x88\x03\n" +
+	" \x01(\x04R\x13previousIncarnation\x12+\n" +
+	"\x11more_applications\x18\v \x01(\bR\x10moreApplications\x12!\n" +
+	"\fmore_notices\x18\f \x01(\bR\vmoreNotices\"\x88\x03\n" +
 	"\x06Limits\x12\x19\n" +
 	"\bmax_name\x18\x01 \x01(\rR\amaxName\x12'\n" +
 	"\x0fmax_description\x18\x02 \x01(\rR\x0emaxDescription\x12\x1f\n" +
@@ -9191,11 +9398,15 @@ const file_schat_proto_rawDesc = "" +
 	"\x18DecideApplicationRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\x04R\x06userId\x12\x18\n" +
-	"\aapprove\x18\x03 \x01(\bR\aapprove\"4\n" +
+	"\aapprove\x18\x03 \x01(\bR\aapprove\"\x94\x01\n" +
 	"\x17ListApplicationsRequest\x12\x19\n" +
-	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\"U\n" +
+	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12$\n" +
+	"\x0eafter_group_id\x18\x02 \x01(\x04R\fafterGroupId\x12\"\n" +
+	"\rafter_user_id\x18\x03 \x01(\x04R\vafterUserId\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\"i\n" +
 	"\x18ListApplicationsResponse\x129\n" +
-	"\fapplications\x18\x01 \x03(\v2\x15.schat.v1.ApplicationR\fapplications\"\xb6\x01\n" +
+	"\fapplications\x18\x01 \x03(\v2\x15.schat.v1.ApplicationR\fapplications\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"\xb6\x01\n" +
 	"\vApplication\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x1d\n" +
 	"\n" +
@@ -9240,7 +9451,13 @@ const file_schat_proto_rawDesc = "" +
 	"\x06groups\x18\x01 \x03(\v2\x16.schat.v1.GroupSummaryR\x06groups\"2\n" +
 	"\x11AckNoticesRequest\x12\x1d\n" +
 	"\n" +
-	"notice_ids\x18\x01 \x03(\x04R\tnoticeIds\"\xe1\x02\n" +
+	"notice_ids\x18\x01 \x03(\x04R\tnoticeIds\"E\n" +
+	"\x12ListNoticesRequest\x12\x19\n" +
+	"\bafter_id\x18\x01 \x01(\x04R\aafterId\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"U\n" +
+	"\x13ListNoticesResponse\x12*\n" +
+	"\anotices\x18\x01 \x03(\v2\x10.schat.v1.NoticeR\anotices\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"\xe1\x02\n" +
 	"\tGroupInfo\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -9276,13 +9493,15 @@ const file_schat_proto_rawDesc = "" +
 	"\afile_id\x18\x05 \x01(\tR\x06fileId\"C\n" +
 	"\x14RecallMessageRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x84\x01\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xa5\x01\n" +
 	"\x0eHistoryRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x1d\n" +
 	"\n" +
 	"before_seq\x18\x02 \x01(\x04R\tbeforeSeq\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\x12\"\n" +
-	"\flinearizable\x18\x04 \x01(\bR\flinearizable\"\xa0\x01\n" +
+	"\flinearizable\x18\x04 \x01(\bR\flinearizable\x12\x1f\n" +
+	"\vfrom_cursor\x18\x05 \x01(\bR\n" +
+	"fromCursor\"\xa0\x01\n" +
 	"\vSyncRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x1b\n" +
 	"\tafter_seq\x18\x02 \x01(\x04R\bafterSeq\x12\x14\n" +
@@ -9781,7 +10000,7 @@ func file_schat_proto_rawDescGZIP() []byte {
 }
 
 var file_schat_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 107)
+var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 109)
 var file_schat_proto_goTypes = []any{
 	(Code)(0),                        // 0: schat.v1.Code
 	(Sex)(0),                         // 1: schat.v1.Sex
@@ -9829,76 +10048,78 @@ var file_schat_proto_goTypes = []any{
 	(*ListMyGroupsRequest)(nil),      // 43: schat.v1.ListMyGroupsRequest
 	(*ListMyGroupsResponse)(nil),     // 44: schat.v1.ListMyGroupsResponse
 	(*AckNoticesRequest)(nil),        // 45: schat.v1.AckNoticesRequest
-	(*GroupInfo)(nil),                // 46: schat.v1.GroupInfo
-	(*Member)(nil),                   // 47: schat.v1.Member
-	(*GroupSummary)(nil),             // 48: schat.v1.GroupSummary
-	(*SendMessageRequest)(nil),       // 49: schat.v1.SendMessageRequest
-	(*RecallMessageRequest)(nil),     // 50: schat.v1.RecallMessageRequest
-	(*HistoryRequest)(nil),           // 51: schat.v1.HistoryRequest
-	(*SyncRequest)(nil),              // 52: schat.v1.SyncRequest
-	(*MessagePage)(nil),              // 53: schat.v1.MessagePage
-	(*MarkReadRequest)(nil),          // 54: schat.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),         // 55: schat.v1.MarkReadResponse
-	(*ChatMessage)(nil),              // 56: schat.v1.ChatMessage
-	(*FileInfo)(nil),                 // 57: schat.v1.FileInfo
-	(*FileLink)(nil),                 // 58: schat.v1.FileLink
-	(*SystemNote)(nil),               // 59: schat.v1.SystemNote
-	(*Event)(nil),                    // 60: schat.v1.Event
-	(*MemberChanged)(nil),            // 61: schat.v1.MemberChanged
-	(*GroupDissolved)(nil),           // 62: schat.v1.GroupDissolved
-	(*ApplicationDecided)(nil),       // 63: schat.v1.ApplicationDecided
-	(*MessageRecalled)(nil),          // 64: schat.v1.MessageRecalled
-	(*ReadReceipt)(nil),              // 65: schat.v1.ReadReceipt
-	(*SessionEnded)(nil),             // 66: schat.v1.SessionEnded
-	(*Notice)(nil),                   // 67: schat.v1.Notice
-	(*Command)(nil),                  // 68: schat.v1.Command
-	(*CommandBatch)(nil),             // 69: schat.v1.CommandBatch
-	(*RegisterCmd)(nil),              // 70: schat.v1.RegisterCmd
-	(*CreateSessionCmd)(nil),         // 71: schat.v1.CreateSessionCmd
-	(*DeleteSessionCmd)(nil),         // 72: schat.v1.DeleteSessionCmd
-	(*ChangePasswordCmd)(nil),        // 73: schat.v1.ChangePasswordCmd
-	(*UpdateProfileCmd)(nil),         // 74: schat.v1.UpdateProfileCmd
-	(*ReserveGroupCmd)(nil),          // 75: schat.v1.ReserveGroupCmd
-	(*ReleaseGroupCmd)(nil),          // 76: schat.v1.ReleaseGroupCmd
-	(*MoveOwnershipCmd)(nil),         // 77: schat.v1.MoveOwnershipCmd
-	(*PruneSessionsCmd)(nil),         // 78: schat.v1.PruneSessionsCmd
-	(*ReconcileOwnedCmd)(nil),        // 79: schat.v1.ReconcileOwnedCmd
-	(*OwnedFix)(nil),                 // 80: schat.v1.OwnedFix
-	(*OwnedEntry)(nil),               // 81: schat.v1.OwnedEntry
-	(*GroupLimits)(nil),              // 82: schat.v1.GroupLimits
-	(*CreateGroupCmd)(nil),           // 83: schat.v1.CreateGroupCmd
-	(*ApplyCmd)(nil),                 // 84: schat.v1.ApplyCmd
-	(*DecideCmd)(nil),                // 85: schat.v1.DecideCmd
-	(*LeaveCmd)(nil),                 // 86: schat.v1.LeaveCmd
-	(*DissolveCmd)(nil),              // 87: schat.v1.DissolveCmd
-	(*TransferCmd)(nil),              // 88: schat.v1.TransferCmd
-	(*UpdateGroupCmd)(nil),           // 89: schat.v1.UpdateGroupCmd
-	(*SendCmd)(nil),                  // 90: schat.v1.SendCmd
-	(*RecallCmd)(nil),                // 91: schat.v1.RecallCmd
-	(*MarkReadCmd)(nil),              // 92: schat.v1.MarkReadCmd
-	(*AckNoticesCmd)(nil),            // 93: schat.v1.AckNoticesCmd
-	(*TrimCmd)(nil),                  // 94: schat.v1.TrimCmd
-	(*FileBeginCmd)(nil),             // 95: schat.v1.FileBeginCmd
-	(*FileChunkCmd)(nil),             // 96: schat.v1.FileChunkCmd
-	(*FileCommitCmd)(nil),            // 97: schat.v1.FileCommitCmd
-	(*FileAbortCmd)(nil),             // 98: schat.v1.FileAbortCmd
-	(*FileSweepCmd)(nil),             // 99: schat.v1.FileSweepCmd
-	(*User)(nil),                     // 100: schat.v1.User
-	(*Session)(nil),                  // 101: schat.v1.Session
-	(*Group)(nil),                    // 102: schat.v1.Group
-	(*StoredFile)(nil),               // 103: schat.v1.StoredFile
-	(*Upload)(nil),                   // 104: schat.v1.Upload
-	(*NodeRequest)(nil),              // 105: schat.v1.NodeRequest
-	(*NodeResponse)(nil),             // 106: schat.v1.NodeResponse
-	(*ReadIndexRequest)(nil),         // 107: schat.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),        // 108: schat.v1.ReadIndexResponse
-	(*HelloRequest)(nil),             // 109: schat.v1.HelloRequest
-	(*HelloResponse)(nil),            // 110: schat.v1.HelloResponse
-	(*JoinRequest)(nil),              // 111: schat.v1.JoinRequest
-	(*ForwardRequest)(nil),           // 112: schat.v1.ForwardRequest
-	(*ForwardResponse)(nil),          // 113: schat.v1.ForwardResponse
-	(*ApplyResult)(nil),              // 114: schat.v1.ApplyResult
-	(*RemoveRequest)(nil),            // 115: schat.v1.RemoveRequest
+	(*ListNoticesRequest)(nil),       // 46: schat.v1.ListNoticesRequest
+	(*ListNoticesResponse)(nil),      // 47: schat.v1.ListNoticesResponse
+	(*GroupInfo)(nil),                // 48: schat.v1.GroupInfo
+	(*Member)(nil),                   // 49: schat.v1.Member
+	(*GroupSummary)(nil),             // 50: schat.v1.GroupSummary
+	(*SendMessageRequest)(nil),       // 51: schat.v1.SendMessageRequest
+	(*RecallMessageRequest)(nil),     // 52: schat.v1.RecallMessageRequest
+	(*HistoryRequest)(nil),           // 53: schat.v1.HistoryRequest
+	(*SyncRequest)(nil),              // 54: schat.v1.SyncRequest
+	(*MessagePage)(nil),              // 55: schat.v1.MessagePage
+	(*MarkReadRequest)(nil),          // 56: schat.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),         // 57: schat.v1.MarkReadResponse
+	(*ChatMessage)(nil),              // 58: schat.v1.ChatMessage
+	(*FileInfo)(nil),                 // 59: schat.v1.FileInfo
+	(*FileLink)(nil),                 // 60: schat.v1.FileLink
+	(*SystemNote)(nil),               // 61: schat.v1.SystemNote
+	(*Event)(nil),                    // 62: schat.v1.Event
+	(*MemberChanged)(nil),            // 63: schat.v1.MemberChanged
+	(*GroupDissolved)(nil),           // 64: schat.v1.GroupDissolved
+	(*ApplicationDecided)(nil),       // 65: schat.v1.ApplicationDecided
+	(*MessageRecalled)(nil),          // 66: schat.v1.MessageRecalled
+	(*ReadReceipt)(nil),              // 67: schat.v1.ReadReceipt
+	(*SessionEnded)(nil),             // 68: schat.v1.SessionEnded
+	(*Notice)(nil),                   // 69: schat.v1.Notice
+	(*Command)(nil),                  // 70: schat.v1.Command
+	(*CommandBatch)(nil),             // 71: schat.v1.CommandBatch
+	(*RegisterCmd)(nil),              // 72: schat.v1.RegisterCmd
+	(*CreateSessionCmd)(nil),         // 73: schat.v1.CreateSessionCmd
+	(*DeleteSessionCmd)(nil),         // 74: schat.v1.DeleteSessionCmd
+	(*ChangePasswordCmd)(nil),        // 75: schat.v1.ChangePasswordCmd
+	(*UpdateProfileCmd)(nil),         // 76: schat.v1.UpdateProfileCmd
+	(*ReserveGroupCmd)(nil),          // 77: schat.v1.ReserveGroupCmd
+	(*ReleaseGroupCmd)(nil),          // 78: schat.v1.ReleaseGroupCmd
+	(*MoveOwnershipCmd)(nil),         // 79: schat.v1.MoveOwnershipCmd
+	(*PruneSessionsCmd)(nil),         // 80: schat.v1.PruneSessionsCmd
+	(*ReconcileOwnedCmd)(nil),        // 81: schat.v1.ReconcileOwnedCmd
+	(*OwnedFix)(nil),                 // 82: schat.v1.OwnedFix
+	(*OwnedEntry)(nil),               // 83: schat.v1.OwnedEntry
+	(*GroupLimits)(nil),              // 84: schat.v1.GroupLimits
+	(*CreateGroupCmd)(nil),           // 85: schat.v1.CreateGroupCmd
+	(*ApplyCmd)(nil),                 // 86: schat.v1.ApplyCmd
+	(*DecideCmd)(nil),                // 87: schat.v1.DecideCmd
+	(*LeaveCmd)(nil),                 // 88: schat.v1.LeaveCmd
+	(*DissolveCmd)(nil),              // 89: schat.v1.DissolveCmd
+	(*TransferCmd)(nil),              // 90: schat.v1.TransferCmd
+	(*UpdateGroupCmd)(nil),           // 91: schat.v1.UpdateGroupCmd
+	(*SendCmd)(nil),                  // 92: schat.v1.SendCmd
+	(*RecallCmd)(nil),                // 93: schat.v1.RecallCmd
+	(*MarkReadCmd)(nil),              // 94: schat.v1.MarkReadCmd
+	(*AckNoticesCmd)(nil),            // 95: schat.v1.AckNoticesCmd
+	(*TrimCmd)(nil),                  // 96: schat.v1.TrimCmd
+	(*FileBeginCmd)(nil),             // 97: schat.v1.FileBeginCmd
+	(*FileChunkCmd)(nil),             // 98: schat.v1.FileChunkCmd
+	(*FileCommitCmd)(nil),            // 99: schat.v1.FileCommitCmd
+	(*FileAbortCmd)(nil),             // 100: schat.v1.FileAbortCmd
+	(*FileSweepCmd)(nil),             // 101: schat.v1.FileSweepCmd
+	(*User)(nil),                     // 102: schat.v1.User
+	(*Session)(nil),                  // 103: schat.v1.Session
+	(*Group)(nil),                    // 104: schat.v1.Group
+	(*StoredFile)(nil),               // 105: schat.v1.StoredFile
+	(*Upload)(nil),                   // 106: schat.v1.Upload
+	(*NodeRequest)(nil),              // 107: schat.v1.NodeRequest
+	(*NodeResponse)(nil),             // 108: schat.v1.NodeResponse
+	(*ReadIndexRequest)(nil),         // 109: schat.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),        // 110: schat.v1.ReadIndexResponse
+	(*HelloRequest)(nil),             // 111: schat.v1.HelloRequest
+	(*HelloResponse)(nil),            // 112: schat.v1.HelloResponse
+	(*JoinRequest)(nil),              // 113: schat.v1.JoinRequest
+	(*ForwardRequest)(nil),           // 114: schat.v1.ForwardRequest
+	(*ForwardResponse)(nil),          // 115: schat.v1.ForwardResponse
+	(*ApplyResult)(nil),              // 116: schat.v1.ApplyResult
+	(*RemoveRequest)(nil),            // 117: schat.v1.RemoveRequest
 }
 var file_schat_proto_depIdxs = []int32{
 	11,  // 0: schat.v1.ClientFrame.heartbeat:type_name -> schat.v1.Heartbeat
@@ -9923,124 +10144,127 @@ var file_schat_proto_depIdxs = []int32{
 	42,  // 19: schat.v1.ClientFrame.update_group:type_name -> schat.v1.UpdateGroupRequest
 	43,  // 20: schat.v1.ClientFrame.list_my_groups:type_name -> schat.v1.ListMyGroupsRequest
 	45,  // 21: schat.v1.ClientFrame.ack_notices:type_name -> schat.v1.AckNoticesRequest
-	49,  // 22: schat.v1.ClientFrame.send_message:type_name -> schat.v1.SendMessageRequest
-	50,  // 23: schat.v1.ClientFrame.recall_message:type_name -> schat.v1.RecallMessageRequest
-	51,  // 24: schat.v1.ClientFrame.history:type_name -> schat.v1.HistoryRequest
-	52,  // 25: schat.v1.ClientFrame.sync:type_name -> schat.v1.SyncRequest
-	54,  // 26: schat.v1.ClientFrame.mark_read:type_name -> schat.v1.MarkReadRequest
-	12,  // 27: schat.v1.ServerFrame.response:type_name -> schat.v1.Response
-	60,  // 28: schat.v1.ServerFrame.event:type_name -> schat.v1.Event
-	11,  // 29: schat.v1.ServerFrame.heartbeat:type_name -> schat.v1.Heartbeat
-	0,   // 30: schat.v1.Response.code:type_name -> schat.v1.Code
-	14,  // 31: schat.v1.Response.register:type_name -> schat.v1.RegisterResponse
-	17,  // 32: schat.v1.Response.login:type_name -> schat.v1.LoginResponse
-	21,  // 33: schat.v1.Response.ping:type_name -> schat.v1.PingResponse
-	23,  // 34: schat.v1.Response.change_password:type_name -> schat.v1.ChangePasswordResponse
-	27,  // 35: schat.v1.Response.profile:type_name -> schat.v1.UserProfile
-	26,  // 36: schat.v1.Response.profiles:type_name -> schat.v1.GetProfilesResponse
-	46,  // 37: schat.v1.Response.group:type_name -> schat.v1.GroupInfo
-	30,  // 38: schat.v1.Response.apply_group:type_name -> schat.v1.ApplyGroupResponse
-	33,  // 39: schat.v1.Response.applications:type_name -> schat.v1.ListApplicationsResponse
-	41,  // 40: schat.v1.Response.public_groups:type_name -> schat.v1.ListPublicGroupsResponse
-	44,  // 41: schat.v1.Response.my_groups:type_name -> schat.v1.ListMyGroupsResponse
-	56,  // 42: schat.v1.Response.message:type_name -> schat.v1.ChatMessage
-	53,  // 43: schat.v1.Response.page:type_name -> schat.v1.MessagePage
-	55,  // 44: schat.v1.Response.mark_read:type_name -> schat.v1.MarkReadResponse
-	1,   // 45: schat.v1.RegisterRequest.sex:type_name -> schat.v1.Sex
-	27,  // 46: schat.v1.LoginResponse.user:type_name -> schat.v1.UserProfile
-	48,  // 47: schat.v1.LoginResponse.groups:type_name -> schat.v1.GroupSummary
-	34,  // 48: schat.v1.LoginResponse.applications:type_name -> schat.v1.Application
-	67,  // 49: schat.v1.LoginResponse.notices:type_name -> schat.v1.Notice
-	18,  // 50: schat.v1.LoginResponse.limits:type_name -> schat.v1.Limits
-	1,   // 51: schat.v1.UpdateProfileRequest.sex:type_name -> schat.v1.Sex
-	27,  // 52: schat.v1.GetProfilesResponse.profiles:type_name -> schat.v1.UserProfile
-	1,   // 53: schat.v1.UserProfile.sex:type_name -> schat.v1.Sex
-	34,  // 54: schat.v1.ListApplicationsResponse.applications:type_name -> schat.v1.Application
-	46,  // 55: schat.v1.ListPublicGroupsResponse.groups:type_name -> schat.v1.GroupInfo
-	48,  // 56: schat.v1.ListMyGroupsResponse.groups:type_name -> schat.v1.GroupSummary
-	47,  // 57: schat.v1.GroupInfo.members:type_name -> schat.v1.Member
-	3,   // 58: schat.v1.Member.role:type_name -> schat.v1.Role
-	3,   // 59: schat.v1.GroupSummary.role:type_name -> schat.v1.Role
-	2,   // 60: schat.v1.SendMessageRequest.type:type_name -> schat.v1.MessageType
-	56,  // 61: schat.v1.MessagePage.messages:type_name -> schat.v1.ChatMessage
-	2,   // 62: schat.v1.ChatMessage.type:type_name -> schat.v1.MessageType
-	59,  // 63: schat.v1.ChatMessage.system:type_name -> schat.v1.SystemNote
-	57,  // 64: schat.v1.ChatMessage.file:type_name -> schat.v1.FileInfo
-	4,   // 65: schat.v1.FileInfo.kind:type_name -> schat.v1.FileKind
-	5,   // 66: schat.v1.FileInfo.purpose:type_name -> schat.v1.FilePurpose
-	6,   // 67: schat.v1.SystemNote.kind:type_name -> schat.v1.SystemNote.Kind
-	56,  // 68: schat.v1.Event.message:type_name -> schat.v1.ChatMessage
-	61,  // 69: schat.v1.Event.member:type_name -> schat.v1.MemberChanged
-	46,  // 70: schat.v1.Event.group_changed:type_name -> schat.v1.GroupInfo
-	62,  // 71: schat.v1.Event.dissolved:type_name -> schat.v1.GroupDissolved
-	34,  // 72: schat.v1.Event.application:type_name -> schat.v1.Application
-	63,  // 73: schat.v1.Event.decided:type_name -> schat.v1.ApplicationDecided
-	64,  // 74: schat.v1.Event.recalled:type_name -> schat.v1.MessageRecalled
-	65,  // 75: schat.v1.Event.read:type_name -> schat.v1.ReadReceipt
-	66,  // 76: schat.v1.Event.session_ended:type_name -> schat.v1.SessionEnded
-	7,   // 77: schat.v1.MemberChanged.change:type_name -> schat.v1.MemberChanged.Change
-	8,   // 78: schat.v1.ApplicationDecided.reason:type_name -> schat.v1.ApplicationDecided.Reason
-	60,  // 79: schat.v1.Notice.event:type_name -> schat.v1.Event
-	70,  // 80: schat.v1.Command.register:type_name -> schat.v1.RegisterCmd
-	71,  // 81: schat.v1.Command.create_session:type_name -> schat.v1.CreateSessionCmd
-	72,  // 82: schat.v1.Command.delete_session:type_name -> schat.v1.DeleteSessionCmd
-	73,  // 83: schat.v1.Command.change_password:type_name -> schat.v1.ChangePasswordCmd
-	74,  // 84: schat.v1.Command.update_profile:type_name -> schat.v1.UpdateProfileCmd
-	75,  // 85: schat.v1.Command.reserve_group:type_name -> schat.v1.ReserveGroupCmd
-	76,  // 86: schat.v1.Command.release_group:type_name -> schat.v1.ReleaseGroupCmd
-	77,  // 87: schat.v1.Command.move_ownership:type_name -> schat.v1.MoveOwnershipCmd
-	78,  // 88: schat.v1.Command.prune_sessions:type_name -> schat.v1.PruneSessionsCmd
-	79,  // 89: schat.v1.Command.reconcile_owned:type_name -> schat.v1.ReconcileOwnedCmd
-	83,  // 90: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
-	84,  // 91: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
-	85,  // 92: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
-	86,  // 93: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
-	87,  // 94: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
-	88,  // 95: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
-	89,  // 96: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
-	90,  // 97: schat.v1.Command.send:type_name -> schat.v1.SendCmd
-	91,  // 98: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
-	92,  // 99: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
-	93,  // 100: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
-	94,  // 101: schat.v1.Command.trim:type_name -> schat.v1.TrimCmd
-	95,  // 102: schat.v1.Command.file_begin:type_name -> schat.v1.FileBeginCmd
-	96,  // 103: schat.v1.Command.file_chunk:type_name -> schat.v1.FileChunkCmd
-	97,  // 104: schat.v1.Command.file_commit:type_name -> schat.v1.FileCommitCmd
-	98,  // 105: schat.v1.Command.file_abort:type_name -> schat.v1.FileAbortCmd
-	99,  // 106: schat.v1.Command.file_sweep:type_name -> schat.v1.FileSweepCmd
-	69,  // 107: schat.v1.Command.batch:type_name -> schat.v1.CommandBatch
-	68,  // 108: schat.v1.CommandBatch.commands:type_name -> schat.v1.Command
-	1,   // 109: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
-	1,   // 110: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
-	80,  // 111: schat.v1.ReconcileOwnedCmd.fixes:type_name -> schat.v1.OwnedFix
-	81,  // 112: schat.v1.OwnedFix.seen:type_name -> schat.v1.OwnedEntry
-	82,  // 113: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
-	2,   // 114: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
-	82,  // 115: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
-	57,  // 116: schat.v1.FileBeginCmd.info:type_name -> schat.v1.FileInfo
-	1,   // 117: schat.v1.User.sex:type_name -> schat.v1.Sex
-	57,  // 118: schat.v1.StoredFile.info:type_name -> schat.v1.FileInfo
-	57,  // 119: schat.v1.Upload.info:type_name -> schat.v1.FileInfo
-	109, // 120: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
-	111, // 121: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
-	112, // 122: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
-	115, // 123: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
-	107, // 124: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
-	0,   // 125: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
-	110, // 126: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
-	113, // 127: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
-	108, // 128: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
-	114, // 129: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
-	0,   // 130: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
-	100, // 131: schat.v1.ApplyResult.user:type_name -> schat.v1.User
-	102, // 132: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
-	56,  // 133: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
-	57,  // 134: schat.v1.ApplyResult.file:type_name -> schat.v1.FileInfo
-	135, // [135:135] is the sub-list for method output_type
-	135, // [135:135] is the sub-list for method input_type
-	135, // [135:135] is the sub-list for extension type_name
-	135, // [135:135] is the sub-list for extension extendee
-	0,   // [0:135] is the sub-list for field type_name
+	46,  // 22: schat.v1.ClientFrame.list_notices:type_name -> schat.v1.ListNoticesRequest
+	51,  // 23: schat.v1.ClientFrame.send_message:type_name -> schat.v1.SendMessageRequest
+	52,  // 24: schat.v1.ClientFrame.recall_message:type_name -> schat.v1.RecallMessageRequest
+	53,  // 25: schat.v1.ClientFrame.history:type_name -> schat.v1.HistoryRequest
+	54,  // 26: schat.v1.ClientFrame.sync:type_name -> schat.v1.SyncRequest
+	56,  // 27: schat.v1.ClientFrame.mark_read:type_name -> schat.v1.MarkReadRequest
+	12,  // 28: schat.v1.ServerFrame.response:type_name -> schat.v1.Response
+	62,  // 29: schat.v1.ServerFrame.event:type_name -> schat.v1.Event
+	11,  // 30: schat.v1.ServerFrame.heartbeat:type_name -> schat.v1.Heartbeat
+	0,   // 31: schat.v1.Response.code:type_name -> schat.v1.Code
+	14,  // 32: schat.v1.Response.register:type_name -> schat.v1.RegisterResponse
+	17,  // 33: schat.v1.Response.login:type_name -> schat.v1.LoginResponse
+	21,  // 34: schat.v1.Response.ping:type_name -> schat.v1.PingResponse
+	23,  // 35: schat.v1.Response.change_password:type_name -> schat.v1.ChangePasswordResponse
+	27,  // 36: schat.v1.Response.profile:type_name -> schat.v1.UserProfile
+	26,  // 37: schat.v1.Response.profiles:type_name -> schat.v1.GetProfilesResponse
+	48,  // 38: schat.v1.Response.group:type_name -> schat.v1.GroupInfo
+	30,  // 39: schat.v1.Response.apply_group:type_name -> schat.v1.ApplyGroupResponse
+	33,  // 40: schat.v1.Response.applications:type_name -> schat.v1.ListApplicationsResponse
+	41,  // 41: schat.v1.Response.public_groups:type_name -> schat.v1.ListPublicGroupsResponse
+	44,  // 42: schat.v1.Response.my_groups:type_name -> schat.v1.ListMyGroupsResponse
+	47,  // 43: schat.v1.Response.notices:type_name -> schat.v1.ListNoticesResponse
+	58,  // 44: schat.v1.Response.message:type_name -> schat.v1.ChatMessage
+	55,  // 45: schat.v1.Response.page:type_name -> schat.v1.MessagePage
+	57,  // 46: schat.v1.Response.mark_read:type_name -> schat.v1.MarkReadResponse
+	1,   // 47: schat.v1.RegisterRequest.sex:type_name -> schat.v1.Sex
+	27,  // 48: schat.v1.LoginResponse.user:type_name -> schat.v1.UserProfile
+	50,  // 49: schat.v1.LoginResponse.groups:type_name -> schat.v1.GroupSummary
+	34,  // 50: schat.v1.LoginResponse.applications:type_name -> schat.v1.Application
+	69,  // 51: schat.v1.LoginResponse.notices:type_name -> schat.v1.Notice
+	18,  // 52: schat.v1.LoginResponse.limits:type_name -> schat.v1.Limits
+	1,   // 53: schat.v1.UpdateProfileRequest.sex:type_name -> schat.v1.Sex
+	27,  // 54: schat.v1.GetProfilesResponse.profiles:type_name -> schat.v1.UserProfile
+	1,   // 55: schat.v1.UserProfile.sex:type_name -> schat.v1.Sex
+	34,  // 56: schat.v1.ListApplicationsResponse.applications:type_name -> schat.v1.Application
+	48,  // 57: schat.v1.ListPublicGroupsResponse.groups:type_name -> schat.v1.GroupInfo
+	50,  // 58: schat.v1.ListMyGroupsResponse.groups:type_name -> schat.v1.GroupSummary
+	69,  // 59: schat.v1.ListNoticesResponse.notices:type_name -> schat.v1.Notice
+	49,  // 60: schat.v1.GroupInfo.members:type_name -> schat.v1.Member
+	3,   // 61: schat.v1.Member.role:type_name -> schat.v1.Role
+	3,   // 62: schat.v1.GroupSummary.role:type_name -> schat.v1.Role
+	2,   // 63: schat.v1.SendMessageRequest.type:type_name -> schat.v1.MessageType
+	58,  // 64: schat.v1.MessagePage.messages:type_name -> schat.v1.ChatMessage
+	2,   // 65: schat.v1.ChatMessage.type:type_name -> schat.v1.MessageType
+	61,  // 66: schat.v1.ChatMessage.system:type_name -> schat.v1.SystemNote
+	59,  // 67: schat.v1.ChatMessage.file:type_name -> schat.v1.FileInfo
+	4,   // 68: schat.v1.FileInfo.kind:type_name -> schat.v1.FileKind
+	5,   // 69: schat.v1.FileInfo.purpose:type_name -> schat.v1.FilePurpose
+	6,   // 70: schat.v1.SystemNote.kind:type_name -> schat.v1.SystemNote.Kind
+	58,  // 71: schat.v1.Event.message:type_name -> schat.v1.ChatMessage
+	63,  // 72: schat.v1.Event.member:type_name -> schat.v1.MemberChanged
+	48,  // 73: schat.v1.Event.group_changed:type_name -> schat.v1.GroupInfo
+	64,  // 74: schat.v1.Event.dissolved:type_name -> schat.v1.GroupDissolved
+	34,  // 75: schat.v1.Event.application:type_name -> schat.v1.Application
+	65,  // 76: schat.v1.Event.decided:type_name -> schat.v1.ApplicationDecided
+	66,  // 77: schat.v1.Event.recalled:type_name -> schat.v1.MessageRecalled
+	67,  // 78: schat.v1.Event.read:type_name -> schat.v1.ReadReceipt
+	68,  // 79: schat.v1.Event.session_ended:type_name -> schat.v1.SessionEnded
+	7,   // 80: schat.v1.MemberChanged.change:type_name -> schat.v1.MemberChanged.Change
+	8,   // 81: schat.v1.ApplicationDecided.reason:type_name -> schat.v1.ApplicationDecided.Reason
+	62,  // 82: schat.v1.Notice.event:type_name -> schat.v1.Event
+	72,  // 83: schat.v1.Command.register:type_name -> schat.v1.RegisterCmd
+	73,  // 84: schat.v1.Command.create_session:type_name -> schat.v1.CreateSessionCmd
+	74,  // 85: schat.v1.Command.delete_session:type_name -> schat.v1.DeleteSessionCmd
+	75,  // 86: schat.v1.Command.change_password:type_name -> schat.v1.ChangePasswordCmd
+	76,  // 87: schat.v1.Command.update_profile:type_name -> schat.v1.UpdateProfileCmd
+	77,  // 88: schat.v1.Command.reserve_group:type_name -> schat.v1.ReserveGroupCmd
+	78,  // 89: schat.v1.Command.release_group:type_name -> schat.v1.ReleaseGroupCmd
+	79,  // 90: schat.v1.Command.move_ownership:type_name -> schat.v1.MoveOwnershipCmd
+	80,  // 91: schat.v1.Command.prune_sessions:type_name -> schat.v1.PruneSessionsCmd
+	81,  // 92: schat.v1.Command.reconcile_owned:type_name -> schat.v1.ReconcileOwnedCmd
+	85,  // 93: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
+	86,  // 94: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
+	87,  // 95: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
+	88,  // 96: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
+	89,  // 97: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
+	90,  // 98: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
+	91,  // 99: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
+	92,  // 100: schat.v1.Command.send:type_name -> schat.v1.SendCmd
+	93,  // 101: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
+	94,  // 102: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
+	95,  // 103: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
+	96,  // 104: schat.v1.Command.trim:type_name -> schat.v1.TrimCmd
+	97,  // 105: schat.v1.Command.file_begin:type_name -> schat.v1.FileBeginCmd
+	98,  // 106: schat.v1.Command.file_chunk:type_name -> schat.v1.FileChunkCmd
+	99,  // 107: schat.v1.Command.file_commit:type_name -> schat.v1.FileCommitCmd
+	100, // 108: schat.v1.Command.file_abort:type_name -> schat.v1.FileAbortCmd
+	101, // 109: schat.v1.Command.file_sweep:type_name -> schat.v1.FileSweepCmd
+	71,  // 110: schat.v1.Command.batch:type_name -> schat.v1.CommandBatch
+	70,  // 111: schat.v1.CommandBatch.commands:type_name -> schat.v1.Command
+	1,   // 112: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
+	1,   // 113: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
+	82,  // 114: schat.v1.ReconcileOwnedCmd.fixes:type_name -> schat.v1.OwnedFix
+	83,  // 115: schat.v1.OwnedFix.seen:type_name -> schat.v1.OwnedEntry
+	84,  // 116: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
+	2,   // 117: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
+	84,  // 118: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
+	59,  // 119: schat.v1.FileBeginCmd.info:type_name -> schat.v1.FileInfo
+	1,   // 120: schat.v1.User.sex:type_name -> schat.v1.Sex
+	59,  // 121: schat.v1.StoredFile.info:type_name -> schat.v1.FileInfo
+	59,  // 122: schat.v1.Upload.info:type_name -> schat.v1.FileInfo
+	111, // 123: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
+	113, // 124: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
+	114, // 125: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
+	117, // 126: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
+	109, // 127: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
+	0,   // 128: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
+	112, // 129: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
+	115, // 130: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
+	110, // 131: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
+	116, // 132: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
+	0,   // 133: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
+	102, // 134: schat.v1.ApplyResult.user:type_name -> schat.v1.User
+	104, // 135: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
+	58,  // 136: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
+	59,  // 137: schat.v1.ApplyResult.file:type_name -> schat.v1.FileInfo
+	138, // [138:138] is the sub-list for method output_type
+	138, // [138:138] is the sub-list for method input_type
+	138, // [138:138] is the sub-list for extension type_name
+	138, // [138:138] is the sub-list for extension extendee
+	0,   // [0:138] is the sub-list for field type_name
 }
 
 func init() { file_schat_proto_init() }
@@ -10071,6 +10295,7 @@ func file_schat_proto_init() {
 		(*ClientFrame_UpdateGroup)(nil),
 		(*ClientFrame_ListMyGroups)(nil),
 		(*ClientFrame_AckNotices)(nil),
+		(*ClientFrame_ListNotices)(nil),
 		(*ClientFrame_SendMessage)(nil),
 		(*ClientFrame_RecallMessage)(nil),
 		(*ClientFrame_History)(nil),
@@ -10094,13 +10319,14 @@ func file_schat_proto_init() {
 		(*Response_Applications)(nil),
 		(*Response_PublicGroups)(nil),
 		(*Response_MyGroups)(nil),
+		(*Response_Notices)(nil),
 		(*Response_Message)(nil),
 		(*Response_Page)(nil),
 		(*Response_MarkRead)(nil),
 	}
 	file_schat_proto_msgTypes[15].OneofWrappers = []any{}
 	file_schat_proto_msgTypes[33].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[51].OneofWrappers = []any{
+	file_schat_proto_msgTypes[53].OneofWrappers = []any{
 		(*Event_Message)(nil),
 		(*Event_Member)(nil),
 		(*Event_GroupChanged)(nil),
@@ -10111,7 +10337,7 @@ func file_schat_proto_init() {
 		(*Event_Read)(nil),
 		(*Event_SessionEnded)(nil),
 	}
-	file_schat_proto_msgTypes[59].OneofWrappers = []any{
+	file_schat_proto_msgTypes[61].OneofWrappers = []any{
 		(*Command_Register)(nil),
 		(*Command_CreateSession)(nil),
 		(*Command_DeleteSession)(nil),
@@ -10141,16 +10367,16 @@ func file_schat_proto_init() {
 		(*Command_FileSweep)(nil),
 		(*Command_Batch)(nil),
 	}
-	file_schat_proto_msgTypes[65].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[80].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[96].OneofWrappers = []any{
+	file_schat_proto_msgTypes[67].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[82].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[98].OneofWrappers = []any{
 		(*NodeRequest_Hello)(nil),
 		(*NodeRequest_Join)(nil),
 		(*NodeRequest_Forward)(nil),
 		(*NodeRequest_Remove)(nil),
 		(*NodeRequest_ReadIndex)(nil),
 	}
-	file_schat_proto_msgTypes[97].OneofWrappers = []any{
+	file_schat_proto_msgTypes[99].OneofWrappers = []any{
 		(*NodeResponse_Hello)(nil),
 		(*NodeResponse_Forward)(nil),
 		(*NodeResponse_ReadIndex)(nil),
@@ -10161,7 +10387,7 @@ func file_schat_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_schat_proto_rawDesc), len(file_schat_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   107,
+			NumMessages:   109,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -144,14 +144,24 @@ func (c *Client) Decide(ctx context.Context, gid, uid uint64, approve bool) erro
 	return err
 }
 
-// Applications lists pending applications to group gid, or to every group
-// the caller owns when gid is 0.
-func (c *Client) Applications(ctx context.Context, gid uint64) ([]*pb.Application, error) {
-	f := &pb.ClientFrame{Body: &pb.ClientFrame_ListApplications{
-		ListApplications: &pb.ListApplicationsRequest{GroupId: gid},
+// Applications pages through pending applications to group r.GroupId, or
+// to every group the caller owns when it is 0: the next page starts after
+// the last application of this one, while More is set.
+func (c *Client) Applications(ctx context.Context,
+	r *pb.ListApplicationsRequest) (*pb.ListApplicationsResponse, error) {
+	f := &pb.ClientFrame{Body: &pb.ClientFrame_ListApplications{ListApplications: r}}
+	return body(ctx, c, f, (*pb.Response).GetApplications)
+}
+
+// Notices pages through the caller's unacknowledged notices with IDs
+// above after, in ID order. A limit of 0 asks for the server's default
+// page size.
+func (c *Client) Notices(ctx context.Context,
+	after uint64, limit uint32) (*pb.ListNoticesResponse, error) {
+	f := &pb.ClientFrame{Body: &pb.ClientFrame_ListNotices{
+		ListNotices: &pb.ListNoticesRequest{AfterId: after, Limit: limit},
 	}}
-	r, err := body(ctx, c, f, (*pb.Response).GetApplications)
-	return r.GetApplications(), err
+	return body(ctx, c, f, (*pb.Response).GetNotices)
 }
 
 // Quit leaves group gid.

@@ -205,31 +205,40 @@ func (c *Conn) serveFrames() (websocket.StatusCode, string) {
 		}
 		f := new(pb.ClientFrame)
 		if err := decodeFrame(payload, text, f); err != nil {
-			c.log.Debug("undecodable frame", "err", err)
+			c.log.Debug("undecodable frame", "bytes", len(payload), "text", text, "err", err)
 			return websocket.StatusInvalidFramePayloadData, reasonBadFrame
 		}
 
-		p := pending{id: f.Id}
-		switch f.Body.(type) {
-		case nil:
-			if f.Id == 0 {
-				continue
-			}
-			p.reply.Resp = &pb.Response{
-				Code:   pb.Code_UNKNOWN_REQUEST,
-				Detail: "request type not known to this server",
-			}
-		case *pb.ClientFrame_Heartbeat:
-			p.msg = heartbeatMsg
-		default:
-			p.reply = c.srv.handler.Serve(c, f)
-		}
-
-		if c.replies.pushClaim(p, c.done) {
+		if c.replies.pushClaim(c.dispatch(f), c.done) {
 			c.startReplies()
 		}
 	}
 	return websocket.StatusNormalClosure, ""
+}
+
+// dispatch turns one client frame into what the reply queue answers it
+// with. Every frame gets an answer: a request without an id is refused
+// with id 0 rather than served, since its response could not be matched.
+func (c *Conn) dispatch(f *pb.ClientFrame) pending {
+	p := pending{id: f.Id}
+	_, heartbeat := f.Body.(*pb.ClientFrame_Heartbeat)
+	switch {
+	case heartbeat:
+		p.msg = heartbeatMsg
+	case f.Id == 0:
+		p.reply.Resp = rejected(pb.Code_BAD_REQUEST, "a request needs a non-zero id")
+	case f.Body == nil:
+		p.reply.Resp = rejected(pb.Code_UNKNOWN_REQUEST, "request type not known to this server")
+	default:
+		p.reply = c.srv.handler.Serve(c, f)
+	}
+	return p
+}
+
+// rejected is the response to a request the transport answers itself;
+// answer sets its id.
+func rejected(code pb.Code, detail string) *pb.Response {
+	return &pb.Response{Code: code, Detail: detail}
 }
 
 // readFailure classifies a read error.

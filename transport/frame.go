@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -93,15 +94,35 @@ var jsonIn = protojson.UnmarshalOptions{DiscardUnknown: true}
 // decodeFrame decodes one frame into m: protojson when text is set,
 // protobuf otherwise. Unknown protobuf fields are kept as unknown fields, so
 // a frame whose only field is unknown decodes with its body unset.
+//
+// The error never quotes the frame, which may hold a password or a
+// message: protojson's errors repeat the input they stopped at, so only
+// where it stopped is kept of them. Protobuf's name the problem and the
+// field, not the data.
 func decodeFrame(payload []byte, text bool, m proto.Message) error {
-	var err error
-	if text {
-		err = jsonIn.Unmarshal(payload, m)
-	} else {
-		err = proto.Unmarshal(payload, m)
+	if !text {
+		if err := proto.Unmarshal(payload, m); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadFrame, err)
+		}
+		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrBadFrame, err)
+	if err := jsonIn.Unmarshal(payload, m); err != nil {
+		return fmt.Errorf("%w: not a valid protojson %s of %d bytes%s", ErrBadFrame,
+			m.ProtoReflect().Descriptor().Name(), len(payload), jsonErrorPlace(err))
 	}
 	return nil
+}
+
+// jsonErrorPlace is the "(line L:C)" a protojson error gives, or "".
+func jsonErrorPlace(err error) string {
+	msg := err.Error()
+	i := strings.Index(msg, "(line ")
+	if i < 0 {
+		return ""
+	}
+	j := strings.IndexByte(msg[i:], ')')
+	if j < 0 {
+		return ""
+	}
+	return " at " + msg[i+1:i+j]
 }

@@ -196,6 +196,45 @@ func clientFrameSeeds(t testing.TB) [][]byte {
 
 // unknownRequest encodes a ClientFrame with the given id and a body field
 // this version does not know, as a newer client would send.
+// TestDecodeFrame_ErrorQuotesNoInput refuses frames whose decoder error
+// would repeat a password, keeping ErrBadFrame and where decoding stopped.
+func TestDecodeFrame_ErrorQuotesNoInput(t *testing.T) {
+	const secret = "Pw-secret-71c2"
+	for _, tc := range []struct {
+		name    string
+		in      []byte
+		text    bool
+		wantPos string
+	}{
+		{"string for a number", []byte(`{"id":"` + secret + `"}`), true, "line 1:7"},
+		{"bare word", []byte(`{"login":{"password":` + secret + `}}`), true, "line 1:22"},
+		{"cut short", []byte(`{"login":{"password":"` + secret), true, ""},
+		{"bad utf-8", badUTF8Password(secret), false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := decodeFrame(tc.in, tc.text, new(pb.ClientFrame))
+			if !errors.Is(err, ErrBadFrame) {
+				t.Fatalf("got %v, want ErrBadFrame", err)
+			}
+			if strings.Contains(err.Error(), secret[3:]) {
+				t.Fatalf("got %q, which quotes the input", err)
+			}
+			if !strings.Contains(err.Error(), tc.wantPos) {
+				t.Fatalf("got %q, want the place %q", err, tc.wantPos)
+			}
+		})
+	}
+}
+
+// badUTF8Password is a login frame whose password is pw and an invalid
+// UTF-8 byte.
+func badUTF8Password(pw string) []byte {
+	inner := protowire.AppendTag(nil, 2, protowire.BytesType)
+	inner = protowire.AppendBytes(inner, append([]byte(pw), 0xff))
+	b := protowire.AppendTag(nil, 11, protowire.BytesType)
+	return protowire.AppendBytes(b, inner)
+}
+
 func unknownRequest(id uint64) []byte {
 	b := protowire.AppendTag(nil, 1, protowire.VarintType)
 	b = protowire.AppendVarint(b, id)

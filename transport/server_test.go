@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/schat/schat/proto"
 )
@@ -99,6 +100,33 @@ func TestServer_UnknownRequest(t *testing.T) {
 	}
 	if n := s.h.serveCalls.Load(); n != 0 {
 		t.Fatalf("got %d Serve calls, want none", n)
+	}
+}
+
+// TestServer_RequestWithoutID answers every frame that is not a heartbeat
+// and carries no id, known request or not, with BAD_REQUEST and id 0,
+// without serving it; the connection goes on.
+func TestServer_RequestWithoutID(t *testing.T) {
+	s := startServer(t, newTestHandler(), ServerConfig{})
+	r := dialRaw(t, s.tcp)
+	ping, err := proto.Marshal(&pb.ClientFrame{Body: &pb.ClientFrame_Ping{Ping: &pb.PingRequest{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"empty": {}, "unknown body": unknownRequest(0),
+		"ping": ping} {
+		r.writeBytes(b)
+		resp := r.read().GetResponse()
+		if resp.GetId() != 0 || resp.GetCode() != pb.Code_BAD_REQUEST {
+			t.Fatalf("%s: got %v, want id 0 with BAD_REQUEST", name, resp)
+		}
+	}
+	if n := s.h.serveCalls.Load(); n != 0 {
+		t.Fatalf("got %d Serve calls, want none", n)
+	}
+	r.write(&pb.ClientFrame{Id: 5, Body: &pb.ClientFrame_Ping{Ping: &pb.PingRequest{}}})
+	if resp := r.read().GetResponse(); resp.GetId() != 5 || resp.GetCode() != pb.Code_OK {
+		t.Fatalf("got %v, want the next request served", resp)
 	}
 }
 
