@@ -93,8 +93,8 @@ type Limits struct {
 	RecallWindow   time.Duration // how long a sender may recall
 }
 
-// FileConfig bounds uploads. The limits travel in the commands that need
-// them, as Limits do.
+// FileConfig bounds uploads. The limits the state machine checks travel in
+// the commands that need them, as Limits do; the others are this node's.
 type FileConfig struct {
 	MaxSize       int64         // bytes of one upload
 	MaxUploads    int           // uploads in progress at once on one shard
@@ -102,6 +102,14 @@ type FileConfig struct {
 	UnclaimedTTL  time.Duration // a file never sent nor set as an avatar goes after
 	SweepInterval time.Duration // how often shard leaders look for both
 	URLTTL        time.Duration // lifetime of a signed download URL
+
+	// MaxSpools and MaxUserSpools bound the uploads this node receives at
+	// once, in all and per user; one more is refused before its body is
+	// read. Each holds a spool file of up to MaxSize on this node's disk.
+	MaxSpools     int
+	MaxUserSpools int
+	// BodyIdle ends an upload whose body sends nothing for this long.
+	BodyIdle time.Duration
 }
 
 // RaftTuning holds the raft settings worth changing per deployment.
@@ -146,16 +154,21 @@ func DefaultConfig() Config {
 			UnclaimedTTL:  24 * time.Hour,
 			SweepInterval: time.Minute,
 			URLTTL:        time.Hour,
+			MaxSpools:     16,
+			MaxUserSpools: 4,
+			BodyIdle:      30 * time.Second,
 		},
 		PasswordKDF:   DefaultKDF,
 		SessionTTL:    30 * 24 * time.Hour,
 		ApplyTimeout:  10 * time.Second,
 		RatePerMinute: 30,
+		// With entries of at most two upload chunks (proposer.go), 64
+		// entries bound an AppendEntries and an apply batch near 32 MiB.
 		Raft: RaftTuning{
 			HeartbeatTimeout:  time.Second,
 			ElectionTimeout:   time.Second,
 			CommitTimeout:     5 * time.Millisecond,
-			MaxAppendEntries:  512,
+			MaxAppendEntries:  64,
 			SnapshotThreshold: 8192,
 			SnapshotInterval:  2 * time.Minute,
 			TrailingLogs:      10240,
@@ -182,9 +195,7 @@ func (c Config) withDefaults() Config {
 	if c.Limits == (Limits{}) {
 		c.Limits = d.Limits
 	}
-	if c.Files == (FileConfig{}) {
-		c.Files = d.Files
-	}
+	c.Files = c.Files.withDefaults(d.Files)
 	if c.PasswordKDF == (KDFParams{}) {
 		c.PasswordKDF = d.PasswordKDF
 	}
@@ -201,6 +212,24 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	return c
+}
+
+// withDefaults takes d whole for a zero FileConfig, and d's node-side
+// bounds for those left zero.
+func (f FileConfig) withDefaults(d FileConfig) FileConfig {
+	if f == (FileConfig{}) {
+		return d
+	}
+	setInt(&f.MaxSpools, d.MaxSpools)
+	setInt(&f.MaxUserSpools, d.MaxUserSpools)
+	setDur(&f.BodyIdle, d.BodyIdle)
+	return f
+}
+
+func setInt(p *int, d int) {
+	if *p == 0 {
+		*p = d
+	}
 }
 
 func setStr(p *string, d string) {
@@ -229,8 +258,12 @@ func (c Config) Validate() error {
 	case c.RatePerMinute < 1:
 		return errors.New("node: rate per minute must be at least 1")
 	case c.Files.MaxSize < 1 || c.Files.MaxUploads < 1 || c.Files.UploadTimeout <= 0 ||
-		c.Files.UnclaimedTTL <= 0 || c.Files.SweepInterval <= 0 || c.Files.URLTTL <= 0:
+		c.Files.UnclaimedTTL <= 0 || c.Files.SweepInterval <= 0 || c.Files.URLTTL <= 0 ||
+		c.Files.MaxSpools < 1 || c.Files.MaxUserSpools < 1 || c.Files.BodyIdle <= 0:
 		return errors.New("node: file limits and times must be positive")
+	case c.Limits.MaxPage*maxMessageBytes(c.Limits) > maxClientFrame:
+		return fmt.Errorf("node: a page of %d messages of up to %d bytes may not fit a "+
+			"client's %d-byte frame", c.Limits.MaxPage, maxMessageBytes(c.Limits), maxClientFrame)
 	}
 	return c.Backup.validate()
 }

@@ -5,7 +5,11 @@ import (
 	"unicode/utf8"
 
 	pb "github.com/schat/schat/proto"
+	"github.com/schat/schat/transport"
 )
+
+// maxClientMsgID bounds a client's message ID, in characters.
+const maxClientMsgID = 64
 
 // checkText checks a client-supplied string: valid UTF-8, at most max
 // runes, and non-blank when required.
@@ -89,4 +93,18 @@ func (n *Node) limits() *pb.Limits {
 	l := n.cfg.Limits.proto()
 	l.MaxFileSize = uint64(n.cfg.Files.MaxSize)
 	return l
+}
+
+// maxClientFrame is the largest frame the Go client accepts by default; a
+// page of messages must fit in it.
+var maxClientFrame = transport.DefaultClientConfig().MaxFrame
+
+// maxMessageBytes bounds the encoded size of one message under l, in the
+// binary and in the JSON protocol: its text, sender name, system note
+// name, client message ID and file name at six bytes a character (four of
+// UTF-8, or a JSON \u escape), and 2 KiB for the numbers, field names and
+// the rest of the file's description. A message carries no thumbnail
+// bytes, so nothing else in it grows.
+func maxMessageBytes(l Limits) int {
+	return 6*(l.MaxMessage+2*l.MaxName+maxClientMsgID+maxFileName) + 2<<10
 }
