@@ -174,7 +174,8 @@ func (f *FSM) checkBegin(a *applyCtx, c *pb.FileBeginCmd) ([]byte, error) {
 		len(c.Thumbnail) > MaxThumbnail:
 		return nil, pb.Errf(pb.Code_TOO_LONG, "file description too long")
 	case c.ChunkSize > MaxChunkSize:
-		return nil, pb.Errf(pb.Code_INVALID_ARGUMENT, "chunk size %d over %d", c.ChunkSize, MaxChunkSize)
+		return nil, pb.Errf(pb.Code_INVALID_ARGUMENT, "chunk size %d over %d",
+			c.ChunkSize, MaxChunkSize)
 	case len(c.Thumbnail) > 0 && info.GetKind() != pb.FileKind_FILE_KIND_IMAGE:
 		return nil, pb.Errf(pb.Code_INVALID_ARGUMENT, "a thumbnail for a %s", info.GetKind())
 	}

@@ -124,7 +124,8 @@ func TestFiles_CacheHeaders(t *testing.T) {
 		cache                         string // exact, or "signed" for the pattern
 	}{
 		{"token", base, fg.memberTok, "", http.StatusOK, "private, no-cache"},
-		{"token, revalidated", base, fg.memberTok, etag, http.StatusNotModified, "private, no-cache"},
+		{"token, revalidated", base, fg.memberTok, etag, http.StatusNotModified,
+			"private, no-cache"},
 		{"token, changed", base, fg.memberTok, `"other"`, http.StatusOK, "private, no-cache"},
 		{"stranger, revalidated", base, sl.Token, etag, http.StatusForbidden, ""},
 		{"signed link", link.Url, "", "", http.StatusOK, "signed"},
@@ -144,7 +145,8 @@ func TestFiles_CacheHeaders(t *testing.T) {
 				t.Fatalf("got Cache-Control %q, want private, max-age, immutable", cc)
 			case tc.cache == "signed":
 				age, _ := strconv.Atoi(m[1])
-				if left := int(time.Until(time.UnixMilli(link.ExpiresMs)).Seconds()) + 1; age > left {
+				left := int(time.Until(time.UnixMilli(link.ExpiresMs)).Seconds()) + 1
+				if age > left {
 					t.Fatalf("got max-age %d, beyond the link's %d seconds left", age, left)
 				}
 			case tc.cache != "" && cc != tc.cache:
@@ -154,7 +156,8 @@ func TestFiles_CacheHeaders(t *testing.T) {
 				t.Fatal("X-Content-Type-Options: nosniff missing")
 			}
 			if tc.token != "" && tc.cache != "" && resp.Header.Get("Vary") != "Authorization" {
-				t.Fatalf("got Vary %q on a token answer, want Authorization", resp.Header.Get("Vary"))
+				t.Fatalf("got Vary %q on a token answer, want Authorization",
+					resp.Header.Get("Vary"))
 			}
 		})
 	}
@@ -190,7 +193,8 @@ func TestFiles_RangesOnMedia(t *testing.T) {
 			resp := must(fc.Get(ctxT(t), info.FileId, "bytes=-16"))(t)
 			tail, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.Header.Get("Content-Type") != tc.mime || !bytes.Equal(tail, tc.data[len(tc.data)-16:]) {
+			if resp.Header.Get("Content-Type") != tc.mime ||
+				!bytes.Equal(tail, tc.data[len(tc.data)-16:]) {
 				t.Fatalf("suffix range: got %q with %d bytes, want %s and the last 16",
 					resp.Header.Get("Content-Type"), len(tail), tc.mime)
 			}

@@ -90,7 +90,8 @@ func TestFiles_SpoolLimits(t *testing.T) {
 		status, r := readRefusal(t, c)
 		if status != http.StatusTooManyRequests || r.Code != pb.Code_LIMIT_EXCEEDED ||
 			!strings.Contains(r.Detail, want) {
-			t.Fatalf("got %d %v %q, want 429 LIMIT_EXCEEDED about %q", status, r.Code, r.Detail, want)
+			t.Fatalf("got %d %v %q, want 429 LIMIT_EXCEEDED about %q", status, r.Code,
+				r.Detail, want)
 		}
 	}
 

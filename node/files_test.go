@@ -568,7 +568,8 @@ func FuzzDetectType(f *testing.F) {
 		[]byte("GIF89a\xff\xff\xff\xff"),
 		[]byte("\xff\xd8\xff\xdb"),
 		[]byte("\xff\xd8\xff\xc0\x00\x11\x08\xff\xff\xff\xff\x03\x01\x22\x00"),
-		[]byte("RIFF\x00\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff"),
+		[]byte("RIFF\x00\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00" +
+			"\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff"),
 		[]byte("#!AMR\n\x3c\x48\xf5\x1f"),
 		[]byte("#!AMR-WB\n\x04"),
 		oggPage("OpusHead"),
@@ -600,7 +601,8 @@ func FuzzDetectType(f *testing.F) {
 		if ft.kind != pb.FileKind_FILE_KIND_IMAGE {
 			return
 		}
-		if _, _, thumb := describeImage(context.Background(), decodes, bytes.NewReader(b)); len(thumb) > fsm.MaxThumbnail {
+		_, _, thumb := describeImage(context.Background(), decodes, bytes.NewReader(b))
+		if len(thumb) > fsm.MaxThumbnail {
 			t.Fatalf("got a thumbnail of %d bytes", len(thumb))
 		}
 	})

@@ -40,7 +40,8 @@ func TestLogCache_BoundedInBytes(t *testing.T) {
 		wantAtMost int
 	}{
 		{"small entries stay", []int{100, 100, 100}, []uint64{1, 2, 3}, nil, 3 * 164},
-		{"a large entry is not kept", []int{100, 300 << 10, 100}, []uint64{1, 3}, []uint64{2}, 2 * 164},
+		{"a large entry is not kept", []int{100, 300 << 10, 100}, []uint64{1, 3}, []uint64{2},
+			2 * 164},
 		{"the oldest go when bytes run out", []int{40 << 10, 40 << 10, 40 << 10, 40 << 10},
 			[]uint64{3, 4}, []uint64{1, 2}, 100 << 10},
 		{"the oldest go when slots run out", []int{1, 1, 1, 1, 1, 1}, []uint64{3, 4, 5, 6},

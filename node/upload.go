@@ -310,7 +310,8 @@ func (n *Node) describe(ctx context.Context, sp *spooled, info *pb.FileInfo) ([]
 	info.Size, info.Sha256, info.Kind, info.Mime =
 		uint64(sp.size), hex.EncodeToString(sp.sum), t.kind, t.mime
 	if info.Purpose != pb.FilePurpose_FILE_PURPOSE_CHAT && t.kind != pb.FileKind_FILE_KIND_IMAGE {
-		return nil, pb.Errf(pb.Code_INVALID_ARGUMENT, "an avatar must be a JPEG, PNG, GIF or WebP image")
+		return nil, pb.Errf(pb.Code_INVALID_ARGUMENT,
+			"an avatar must be a JPEG, PNG, GIF or WebP image")
 	}
 	var thumb []byte
 	if t.kind == pb.FileKind_FILE_KIND_IMAGE {
@@ -335,8 +336,8 @@ func (n *Node) replicate(ctx context.Context, info *pb.FileInfo, thumb []byte,
 	sp *spooled) (*pb.FileInfo, error) {
 	shard := n.fileShard(info)
 	_, err := n.exec(ctx, nil, shard, &pb.Command{Op: &pb.Command_FileBegin{FileBegin: &pb.FileBeginCmd{
-		Info: info, MaxSize: uint64(n.cfg.Files.MaxSize), MaxUploads: uint32(n.cfg.Files.MaxUploads),
-		ChunkSize: fsm.ChunkSize, Thumbnail: thumb}}})
+		Info: info, MaxSize: uint64(n.cfg.Files.MaxSize),
+		MaxUploads: uint32(n.cfg.Files.MaxUploads), ChunkSize: fsm.ChunkSize, Thumbnail: thumb}}})
 	if err != nil {
 		return nil, err
 	}

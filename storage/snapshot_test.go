@@ -104,7 +104,8 @@ func FuzzReadSnapshotFiles(f *testing.F) {
 			got = append(got, data)
 			return err
 		})
-		if err != nil || len(got) != 2 || !bytes.Equal(got[0], b) || !bytes.Equal(got[1], b[:len(b)/2]) {
+		if err != nil || len(got) != 2 || !bytes.Equal(got[0], b) ||
+			!bytes.Equal(got[1], b[:len(b)/2]) {
 			t.Fatalf("round trip: got %d files, err %v", len(got), err)
 		}
 	})
