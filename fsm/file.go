@@ -16,15 +16,23 @@ import (
 	"github.com/schat/schat/storage"
 )
 
-// ChunkSize is the size of every chunk of an upload but the last. A chunk
-// is one command, so it bounds what one upload adds to a raft entry.
-const ChunkSize = 256 << 10
-
-// Bounds on the description an upload carries.
+// ChunkSize is the chunk size of an upload whose FileBeginCmd names none,
+// and the one nodes propose; MaxChunkSize bounds what a FileBeginCmd may
+// name. A chunk is one command, so the chunk size bounds what one upload
+// adds to a raft entry.
 const (
-	MaxThumbnail = 64 << 10
+	ChunkSize    = 256 << 10
+	MaxChunkSize = 1 << 20
+)
+
+// Bounds on the description an upload carries. A thumbnail is stored
+// apart from the file's record and served on its own, so neither the
+// record nor the messages that carry the description hold its bytes.
+const (
+	MaxThumbnail = 16 << 10
 	maxFileName  = 1024
 	maxMime      = 128
+	maxFileID    = len("u18446744073709551615-") + 32
 )
 
 // File IDs name the shard that holds the file: "<group id>-<32 hex>" on
@@ -43,16 +51,22 @@ func NewFileID(user bool, scope uint64, random [16]byte) string {
 
 // ParseFileID splits a file ID into its scope (group or user ID), whether
 // it is a user's, and its storage key (the scope followed by the random
-// bytes).
+// bytes). Only the form NewFileID writes is accepted, so that one file
+// has one name.
 func ParseFileID(id string) (scope uint64, user bool, key []byte, err error) {
+	bad := pb.Errf(pb.Code_INVALID_ARGUMENT, "bad file ID %.80q", id)
+	if len(id) > maxFileID {
+		return 0, false, nil, bad
+	}
 	head, tail, ok := strings.Cut(id, "-")
 	if user = strings.HasPrefix(head, "u"); user {
 		head = head[1:]
 	}
 	scope, serr := strconv.ParseUint(head, 10, 64)
 	raw, herr := hex.DecodeString(tail)
-	if !ok || serr != nil || herr != nil || len(raw) != 16 || scope == 0 {
-		return 0, false, nil, pb.Errf(pb.Code_INVALID_ARGUMENT, "bad file ID %.80q", id)
+	if !ok || serr != nil || herr != nil || len(raw) != 16 || scope == 0 ||
+		NewFileID(user, scope, [16]byte(raw)) != id {
+		return 0, false, nil, bad
 	}
 	return scope, user, append(storage.U64(scope), raw...), nil
 }
@@ -61,8 +75,13 @@ func ParseFileID(id string) (scope uint64, user bool, key []byte, err error) {
 // only after its transaction commits.
 type fileEffects struct {
 	store    *storage.FileStore
-	partials [][]byte // upload keys whose partial files go
-	zeroed   [][]byte // SHA-256 sums no file counted at some point
+	chunks   *storage.ChunkWriter // the batch's chunk writes, synced before it commits
+	partials [][]byte             // upload keys whose partial files go
+	zeroed   [][]byte             // SHA-256 sums no file counted at some point
+}
+
+func newFileEffects(store *storage.FileStore) *fileEffects {
+	return &fileEffects{store: store, chunks: store.NewChunkWriter()}
 }
 
 // doomed returns the zeroed sums still uncounted at the end of the batch:
@@ -114,13 +133,19 @@ func (f *FSM) fileBegin(a *applyCtx, c *pb.FileBeginCmd) (*Result, error) {
 
 	info = proto.CloneOf(info)
 	info.CreatedMs = a.now
+	info.ThumbnailSize = uint32(len(c.Thumbnail))
 	state, err := sha256.New().(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
 		return nil, err
 	}
-	up := &pb.Upload{Info: info, HashState: state, UpdatedMs: a.now}
+	up := &pb.Upload{Info: info, HashState: state, UpdatedMs: a.now, ChunkSize: c.ChunkSize}
 	if err := storage.Put(a.bucket(storage.Uploads), key, up); err != nil {
 		return nil, err
+	}
+	if len(c.Thumbnail) > 0 {
+		if err := a.bucket(storage.Thumbs).Put(key, c.Thumbnail); err != nil {
+			return nil, err
+		}
 	}
 	return &Result{File: info}, nil
 }
@@ -146,8 +171,13 @@ func (f *FSM) checkBegin(a *applyCtx, c *pb.FileBeginCmd) ([]byte, error) {
 	case herr != nil || len(sum) != sha256.Size:
 		return nil, pb.Errf(pb.Code_INVALID_ARGUMENT, "bad SHA-256")
 	case len(info.GetName()) > maxFileName || len(info.GetMime()) > maxMime ||
-		len(info.GetThumbnail()) > MaxThumbnail:
+		len(c.Thumbnail) > MaxThumbnail:
 		return nil, pb.Errf(pb.Code_TOO_LONG, "file description too long")
+	case c.ChunkSize > MaxChunkSize:
+		return nil, pb.Errf(pb.Code_INVALID_ARGUMENT, "chunk size %d over %d",
+			c.ChunkSize, MaxChunkSize)
+	case len(c.Thumbnail) > 0 && info.GetKind() != pb.FileKind_FILE_KIND_IMAGE:
+		return nil, pb.Errf(pb.Code_INVALID_ARGUMENT, "a thumbnail for a %s", info.GetKind())
 	}
 	return key, checkUploader(a, info)
 }
@@ -176,7 +206,7 @@ func (f *FSM) fileChunk(a *applyCtx, c *pb.FileChunkCmd) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	want := min(ChunkSize, up.Info.Size-up.Received)
+	want := min(chunkSize(up), up.Info.Size-up.Received)
 	switch {
 	case c.Index != up.NextChunk:
 		return nil, pb.Errf(pb.Code_INVALID_ARGUMENT, "chunk %d out of order: want %d",
@@ -186,7 +216,7 @@ func (f *FSM) fileChunk(a *applyCtx, c *pb.FileChunkCmd) (*Result, error) {
 			c.Index, len(c.Data), want)
 	}
 
-	if err := a.fx.store.WriteChunk(key, int64(up.Received), c.Data); err != nil {
+	if err := a.fx.chunks.Write(key, int64(up.Received), c.Data); err != nil {
 		return nil, err
 	}
 	h := sha256.New()
@@ -201,6 +231,14 @@ func (f *FSM) fileChunk(a *applyCtx, c *pb.FileChunkCmd) (*Result, error) {
 	up.NextChunk++
 	up.UpdatedMs = a.now
 	return &Result{}, storage.Put(a.bucket(storage.Uploads), key, up)
+}
+
+// chunkSize is the size of an upload's chunks but the last.
+func chunkSize(up *pb.Upload) uint64 {
+	if up.ChunkSize == 0 {
+		return ChunkSize
+	}
+	return uint64(up.ChunkSize)
 }
 
 // loadUpload returns an upload in progress, or NOT_FOUND.
@@ -248,7 +286,7 @@ func (f *FSM) fileCommit(a *applyCtx, c *pb.FileCommitCmd) (*Result, error) {
 	if err := countBlob(a, sum, +1); err != nil {
 		return nil, err
 	}
-	if err := dropUpload(a, key); err != nil {
+	if err := closeUpload(a, key); err != nil {
 		return nil, err
 	}
 	rec := &pb.StoredFile{Info: up.Info}
@@ -258,11 +296,20 @@ func (f *FSM) fileCommit(a *applyCtx, c *pb.FileCommitCmd) (*Result, error) {
 	return &Result{File: up.Info}, nil
 }
 
-// dropUpload deletes an upload's record; its partial file goes after the
+// closeUpload deletes an upload's record; its partial file goes after the
 // commit.
-func dropUpload(a *applyCtx, key []byte) error {
+func closeUpload(a *applyCtx, key []byte) error {
 	a.fx.partials = append(a.fx.partials, key)
 	return a.bucket(storage.Uploads).Delete(key)
+}
+
+// dropUpload deletes an upload that will not become a file, with its
+// thumbnail.
+func dropUpload(a *applyCtx, key []byte) error {
+	if err := a.bucket(storage.Thumbs).Delete(key); err != nil {
+		return err
+	}
+	return closeUpload(a, key)
 }
 
 // countBlob adds delta to the number of files with content sum, dropping
@@ -320,9 +367,13 @@ func (f *FSM) fileSweep(a *applyCtx, c *pb.FileSweepCmd) (*Result, error) {
 	return &Result{}, nil
 }
 
-// dropFile deletes a file record and uncounts its content.
+// dropFile deletes a file record and its thumbnail and uncounts its
+// content.
 func dropFile(a *applyCtx, key []byte, rec *pb.StoredFile) error {
 	if err := a.bucket(storage.Files).Delete(key); err != nil {
+		return err
+	}
+	if err := a.bucket(storage.Thumbs).Delete(key); err != nil {
 		return err
 	}
 	sum, err := hex.DecodeString(rec.Info.Sha256)
@@ -451,6 +502,15 @@ func GetFile(tx *bolt.Tx, id string) (*pb.StoredFile, error) {
 		return nil, nil
 	}
 	return getRecord[pb.StoredFile](tx, storage.Files, key)
+}
+
+// GetThumbnail returns the thumbnail of committed file id, or nil.
+func GetThumbnail(tx *bolt.Tx, id string) ([]byte, error) {
+	_, _, key, err := ParseFileID(id)
+	if err != nil || tx.Bucket(storage.Files).Get(key) == nil {
+		return nil, err
+	}
+	return bytes.Clone(tx.Bucket(storage.Thumbs).Get(key)), nil
 }
 
 // FileWork reports whether a sweep at nowMs with the given times would

@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/schat/schat/proto"
+	"github.com/schat/schat/storage"
 )
 
 func fileCmd(op any) *pb.Command {
@@ -290,3 +294,164 @@ type bufSink struct{ *bytes.Buffer }
 func (bufSink) ID() string    { return "test" }
 func (bufSink) Cancel() error { return nil }
 func (bufSink) Close() error  { return nil }
+
+// beginImage opens an upload of image data with thumbnail thumb and the
+// given chunk size.
+func beginImage(id string, uid uint64, data, thumb []byte, chunk uint32) *pb.Command {
+	c := begin(id, uid, data, pb.FileKind_FILE_KIND_IMAGE)
+	c.GetFileBegin().Thumbnail = thumb
+	c.GetFileBegin().ChunkSize = chunk
+	return c
+}
+
+func TestFSM_FileBeginRules(t *testing.T) {
+	data := bytes.Repeat([]byte("x"), 3000)
+	id := testFileID(g1, 1)
+	tests := []struct {
+		name string
+		cmd  *pb.Command
+		want pb.Code
+	}{
+		{"thumbnail over the bound", beginImage(id, bob, data, make([]byte, MaxThumbnail+1), 0),
+			pb.Code_TOO_LONG},
+		{"thumbnail of a non-image", fileCmd(&pb.FileBeginCmd{Info: begin(id, bob, data, 0).
+			GetFileBegin().Info, Thumbnail: []byte("jpeg")}), pb.Code_INVALID_ARGUMENT},
+		{"chunk size over the bound", beginImage(id, bob, data, nil, MaxChunkSize+1),
+			pb.Code_INVALID_ARGUMENT},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newWorld(t)
+			before := h.dump(t, false)
+			wantCode(t, h.apply(t, tc.cmd), tc.want)
+			sameState(t, h.dump(t, false), before)
+		})
+	}
+}
+
+// TestFSM_FileChunkSize: an upload's chunks have the size its begin
+// named, the last one shorter.
+func TestFSM_FileChunkSize(t *testing.T) {
+	h := newWorld(t)
+	data := bytes.Repeat([]byte("0123456789"), 250) // 2500 bytes
+	id := testFileID(g1, 1)
+	h.must(t, beginImage(id, bob, data, nil, 1000))
+	chunk := func(i int, b []byte) *pb.Command {
+		return fileCmd(&pb.FileChunkCmd{FileId: id, Index: uint32(i), Data: b})
+	}
+	wantCode(t, h.apply(t, chunk(0, data)), pb.Code_INVALID_ARGUMENT)
+	h.must(t, chunk(0, data[:1000]))
+	h.must(t, chunk(1, data[1000:2000]))
+	h.must(t, chunk(2, data[2000:]))
+	if res := h.must(t, fileCmd(&pb.FileCommitCmd{FileId: id})); res.File.Size != 2500 {
+		t.Fatalf("got a file of %d bytes, want 2500", res.File.Size)
+	}
+	if !h.blobExists(data) {
+		t.Fatal("content missing after the commit")
+	}
+}
+
+// TestFSM_FileThumbnails: a thumbnail is kept apart from the file's
+// record, which carries only its size, as do the messages; it goes with
+// the file, and with an upload that never became one.
+func TestFSM_FileThumbnails(t *testing.T) {
+	h := newWorld(t)
+	data, thumb := []byte("an image"), bytes.Repeat([]byte{0xd8}, 5000)
+	id, dropped := testFileID(g1, 1), testFileID(g1, 2)
+	h.must(t, beginImage(id, bob, data, thumb, 0))
+	h.must(t, fileCmd(&pb.FileChunkCmd{FileId: id, Data: data}))
+	info := h.must(t, fileCmd(&pb.FileCommitCmd{FileId: id})).File
+	msg := h.must(t, cmd(&pb.SendCmd{GroupId: g1, SenderId: bob,
+		Type: pb.MessageType_MESSAGE_TYPE_IMAGE, FileId: id})).Message
+	if info.ThumbnailSize != 5000 || msg.File.ThumbnailSize != 5000 {
+		t.Fatalf("got thumbnail sizes %d and %d, want 5000 in file and message",
+			info.ThumbnailSize, msg.File.ThumbnailSize)
+	}
+	if n := proto.Size(msg); n > 1000 {
+		t.Fatalf("message of %d bytes: it carries more than the thumbnail's size", n)
+	}
+	h.must(t, beginImage(dropped, bob, data, thumb, 0))
+	h.must(t, fileCmd(&pb.FileAbortCmd{FileId: dropped}))
+
+	thumbs := func() (got []byte, n int) {
+		h.view(t, func(tx *bolt.Tx) (err error) {
+			got, err = GetThumbnail(tx, id)
+			n = tx.Bucket(storage.Thumbs).Stats().KeyN
+			return err
+		})
+		return got, n
+	}
+	if got, n := thumbs(); !bytes.Equal(got, thumb) || n != 1 {
+		t.Fatalf("got a %d-byte thumbnail and %d stored, want the 5000 bytes alone", len(got), n)
+	}
+	h.must(t, cmd(&pb.RecallCmd{GroupId: g1, ActorId: alice, Seq: msg.Seq}))
+	if got, n := thumbs(); got != nil || n != 0 {
+		t.Fatalf("got a %d-byte thumbnail and %d stored after the recall, want none", len(got), n)
+	}
+}
+
+func TestParseFileID(t *testing.T) {
+	random := "0123456789abcdef0123456789abcdef"
+	tests := []struct {
+		id    string
+		ok    bool
+		scope uint64
+		user  bool
+	}{
+		{"1001-" + random, true, 1001, false},
+		{"u10001-" + random, true, 10001, true},
+		{"01001-" + random, false, 0, false}, // a second name for the same key
+		{"1001-" + strings.ToUpper(random), false, 0, false},
+		{"+1001-" + random, false, 0, false},
+		{"u0-" + random, false, 0, false},
+		{"0-" + random, false, 0, false},
+		{"1001" + random, false, 0, false},
+		{"1001-" + random[:30], false, 0, false},
+		{"1001-" + random + "00", false, 0, false},
+		{"18446744073709551616-" + random, false, 0, false},
+		{"uu1-" + random, false, 0, false},
+		{"", false, 0, false},
+		{strings.Repeat("9", 1000) + "-" + random, false, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.id[:min(len(tc.id), 40)], func(t *testing.T) {
+			scope, user, key, err := ParseFileID(tc.id)
+			if !tc.ok {
+				if !errors.Is(err, pb.ErrCode(pb.Code_INVALID_ARGUMENT)) {
+					t.Fatalf("got %v, want INVALID_ARGUMENT", err)
+				}
+				return
+			}
+			if err != nil || scope != tc.scope || user != tc.user || len(key) != 24 {
+				t.Fatalf("got %d %v %x %v, want scope %d user %v", scope, user, key, err,
+					tc.scope, tc.user)
+			}
+		})
+	}
+}
+
+// FuzzParseFileID: IDs come from URLs and messages. Parsing never panics,
+// and an ID it accepts is the one NewFileID writes for what it parsed, so
+// a file has exactly one name.
+func FuzzParseFileID(f *testing.F) {
+	for _, s := range []string{"1001-0123456789abcdef0123456789abcdef",
+		"u10001-0123456789abcdef0123456789abcdef", "01001-00", "u-", "-", "1-",
+		"18446744073709551615-ffffffffffffffffffffffffffffffff", "u1-\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		scope, user, key, err := ParseFileID(id)
+		if err != nil {
+			if !errors.Is(err, pb.ErrCode(pb.Code_INVALID_ARGUMENT)) {
+				t.Fatalf("got error %v, want INVALID_ARGUMENT", err)
+			}
+			return
+		}
+		if len(key) != 24 || storage.ReadU64(key, 0) != scope {
+			t.Fatalf("key %x does not start with scope %d", key, scope)
+		}
+		if again := NewFileID(user, scope, [16]byte(key[8:])); again != id {
+			t.Fatalf("accepted %q, which NewFileID writes as %q", id, again)
+		}
+	})
+}

@@ -87,9 +87,10 @@ type FSM struct {
 	db    *bolt.DB
 	files *storage.FileStore
 
-	applied atomic.Uint64
-	waitMu  sync.Mutex
-	waitCh  chan struct{} // closed and replaced whenever applied moves
+	applied      atomic.Uint64
+	largestBatch atomic.Int64 // bytes of entry data in the largest batch applied
+	waitMu       sync.Mutex
+	waitCh       chan struct{} // closed and replaced whenever applied moves
 }
 
 // Open opens the state file named in cfg.
@@ -163,6 +164,23 @@ func (f *FSM) View(fn func(*bolt.Tx) error) error {
 	return f.db.View(fn)
 }
 
+// LargestBatch is the size, in bytes of entry data, of the largest batch
+// ApplyBatch has been given since Open: what one batch held in memory.
+func (f *FSM) LargestBatch() int64 { return f.largestBatch.Load() }
+
+func (f *FSM) noteBatch(logs []*raft.Log) {
+	var size int64
+	for _, l := range logs {
+		size += int64(len(l.Data))
+	}
+	for {
+		old := f.largestBatch.Load()
+		if size <= old || f.largestBatch.CompareAndSwap(old, size) {
+			return
+		}
+	}
+}
+
 // AppliedIndex is the raft index of the last entry applied to the state.
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 
@@ -201,11 +219,13 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 // returns, for each command entry, a *Result, or a []*Result for an entry
 // holding a CommandBatch (nil for entries skipped or not commands).
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	f.noteBatch(logs)
 	out := make([]interface{}, len(logs))
 	var events []Event
 	var last *raft.Log
 	var doomed [][]byte
-	fx := &fileEffects{store: f.files}
+	fx := newFileEffects(f.files)
+	defer fx.chunks.Close()
 	f.mu.RLock()
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		applied, _ := storage.Applied(tx)
@@ -223,6 +243,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 		if last == nil {
 			return nil
+		}
+		// Chunks written by the batch are durable before the state that
+		// counts them commits.
+		if err := fx.chunks.Sync(); err != nil {
+			return err
 		}
 		doomed = fx.doomed(tx)
 		return storage.SetApplied(tx, last.Index, last.Term)

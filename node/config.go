@@ -95,8 +95,8 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// FileConfig bounds uploads. The limits travel in the commands that need
-// them, as Limits do.
+// FileConfig bounds uploads. The limits the state machine checks travel in
+// the commands that need them, as Limits do; the others are this node's.
 type FileConfig struct {
 	MaxSize       int64         // bytes of one upload
 	MaxUploads    int           // uploads in progress at once on one shard
@@ -104,6 +104,14 @@ type FileConfig struct {
 	UnclaimedTTL  time.Duration // a file never sent nor set as an avatar goes after
 	SweepInterval time.Duration // how often shard leaders look for both
 	URLTTL        time.Duration // lifetime of a signed download URL
+
+	// MaxSpools and MaxUserSpools bound the uploads this node receives at
+	// once, in all and per user; one more is refused before its body is
+	// read. Each holds a spool file of up to MaxSize on this node's disk.
+	MaxSpools     int
+	MaxUserSpools int
+	// BodyIdle ends an upload whose body sends nothing for this long.
+	BodyIdle time.Duration
 }
 
 // OwnershipCheck configures the reconciliation of the owned-groups
@@ -163,6 +171,9 @@ func DefaultConfig() Config {
 			UnclaimedTTL:  24 * time.Hour,
 			SweepInterval: time.Minute,
 			URLTTL:        time.Hour,
+			MaxSpools:     16,
+			MaxUserSpools: 4,
+			BodyIdle:      30 * time.Second,
 		},
 		Ownership: OwnershipCheck{
 			Interval: 5 * time.Minute,
@@ -178,11 +189,13 @@ func DefaultConfig() Config {
 		RatePerMinute: 30,
 		MaxHashes:     max(2, runtime.NumCPU()),
 		HashWait:      2 * time.Second,
+		// With entries of at most two upload chunks (proposer.go), 64
+		// entries bound an AppendEntries and an apply batch near 32 MiB.
 		Raft: RaftTuning{
 			HeartbeatTimeout:  time.Second,
 			ElectionTimeout:   time.Second,
 			CommitTimeout:     5 * time.Millisecond,
-			MaxAppendEntries:  512,
+			MaxAppendEntries:  64,
 			SnapshotThreshold: 8192,
 			SnapshotInterval:  2 * time.Minute,
 			TrailingLogs:      10240,
@@ -208,9 +221,7 @@ func (c Config) withDefaults() Config {
 	}
 	c.Limits = c.Limits.withDefaults()
 	c.Conns = c.Conns.withDefaults()
-	if c.Files == (FileConfig{}) {
-		c.Files = d.Files
-	}
+	c.Files = c.Files.withDefaults(d.Files)
 	setDur(&c.Ownership.Interval, d.Ownership.Interval)
 	setDur(&c.Ownership.Grace, d.Ownership.Grace)
 	setDur(&c.Retention.Interval, d.Retention.Interval)
@@ -235,6 +246,18 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	return c
+}
+
+// withDefaults takes d whole for a zero FileConfig, and d's node-side
+// bounds for those left zero.
+func (f FileConfig) withDefaults(d FileConfig) FileConfig {
+	if f == (FileConfig{}) {
+		return d
+	}
+	setInt(&f.MaxSpools, d.MaxSpools)
+	setInt(&f.MaxUserSpools, d.MaxUserSpools)
+	setDur(&f.BodyIdle, d.BodyIdle)
+	return f
 }
 
 func setStr(p *string, d string) {
@@ -263,7 +286,8 @@ func (c Config) Validate() error {
 	case c.HashWait < 0:
 		return fmt.Errorf("node: hash wait must not be negative, got %v", c.HashWait)
 	case c.Files.MaxSize < 1 || c.Files.MaxUploads < 1 || c.Files.UploadTimeout <= 0 ||
-		c.Files.UnclaimedTTL <= 0 || c.Files.SweepInterval <= 0 || c.Files.URLTTL <= 0:
+		c.Files.UnclaimedTTL <= 0 || c.Files.SweepInterval <= 0 || c.Files.URLTTL <= 0 ||
+		c.Files.MaxSpools < 1 || c.Files.MaxUserSpools < 1 || c.Files.BodyIdle <= 0:
 		return errors.New("node: file limits and times must be positive")
 	case c.Ownership.Interval <= 0 || c.Ownership.Grace < 2*c.ApplyTimeout:
 		return errors.New("node: the ownership grace must be at least twice the apply timeout")

@@ -2,13 +2,18 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash/crc32"
 	"image"
 	"image/color"
+	"image/jpeg"
 	"image/png"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/schat/schat/fsm"
 	pb "github.com/schat/schat/proto"
@@ -48,6 +55,15 @@ func files(t testing.TB, n *Node, token string) *transport.FileClient {
 		t.Fatal(err)
 	}
 	return fc
+}
+
+// chatUpload uploads data as a chat file named name to group gid with
+// token through n, failing the test on a refusal.
+func chatUpload(t testing.TB, n *Node, token string, gid uint64, name string,
+	data []byte) *pb.FileInfo {
+	t.Helper()
+	return must(files(t, n, token).Upload(ctxT(t), transport.ChatFile(gid), name,
+		bytes.NewReader(data), int64(len(data))))(t)
 }
 
 // fileGroup is a group owned by "owner" with member "member", both logged
@@ -127,10 +143,9 @@ func TestFiles_RoundTrip(t *testing.T) {
 	fg := newFileGroup(t, n)
 	ctx := ctxT(t)
 	data := testPNG(t, 300, 200)
-	info := must(files(t, n, fg.ownerTok).Upload(ctx, transport.ChatFile(fg.gid), "cat.png",
-		bytes.NewReader(data), int64(len(data))))(t)
+	info := chatUpload(t, n, fg.ownerTok, fg.gid, "cat.png", data)
 	if info.Kind != pb.FileKind_FILE_KIND_IMAGE || info.Size != uint64(len(data)) ||
-		info.Width != 300 || info.Height != 200 || len(info.Thumbnail) == 0 {
+		info.Width != 300 || info.Height != 200 || info.ThumbnailSize == 0 {
 		t.Fatalf("got upload %v, want a 300x200 image of %d bytes with a thumbnail", info, len(data))
 	}
 	msg := must(fg.owner.SendFile(ctx, fg.gid, pb.MessageType_MESSAGE_TYPE_IMAGE, info.FileId,
@@ -140,29 +155,64 @@ func TestFiles_RoundTrip(t *testing.T) {
 	must(other.Login(ctx, "member", "pw-member"))(t)
 	page := must(other.History(ctx, fg.gid, 0, 10))(t)
 	got := page.Messages[len(page.Messages)-1]
-	if got.Seq != msg.Seq || got.File.GetFileId() != info.FileId || got.File.Name != "cat.png" {
+	if got.Seq != msg.Seq || got.File.GetFileId() != info.FileId || got.File.Name != "cat.png" ||
+		got.File.ThumbnailSize != info.ThumbnailSize {
 		t.Fatalf("got message %v, want the image", got)
 	}
 	fc := files(t, n, fg.memberTok)
 	wantDownload(t, fc, info.FileId, data, "image/png")
+	wantThumbnail(t, fc, info, 128, 85)
 
-	resp := must(fc.Get(ctx, info.FileId, "bytes=100-199"))(t)
-	part, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(part, data[100:200]) {
-		t.Fatalf("got range status %d with %d bytes, want 206 with bytes 100-199",
-			resp.StatusCode, len(part))
-	}
+	wantRange(t, fc, info.FileId, data, 100, 199)
 
 	link := must(fc.Link(ctx, info.FileId))(t)
-	r, err := http.Get(link.Url)
-	if err != nil {
-		t.Fatal(err)
+	for _, u := range []struct {
+		url  string
+		want []byte
+	}{{link.Url, data}, {link.ThumbnailUrl, must(fc.Thumbnail(ctx, info.FileId))(t)}} {
+		r := must(http.Get(u.url))(t)
+		body, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		if r.StatusCode != http.StatusOK || !bytes.Equal(body, u.want) {
+			t.Fatalf("signed link %s: got %d with %d bytes, want 200 with %d", u.url,
+				r.StatusCode, len(body), len(u.want))
+		}
 	}
-	body, _ := io.ReadAll(r.Body)
-	r.Body.Close()
-	if r.StatusCode != http.StatusOK || !bytes.Equal(body, data) {
-		t.Fatalf("signed link: got %d with %d bytes, want 200 with the file", r.StatusCode, len(body))
+}
+
+// wantThumbnail fetches an image's thumbnail and checks it is a JPEG of
+// w×h within the size bound, as its description says.
+func wantThumbnail(t testing.TB, fc *transport.FileClient, info *pb.FileInfo, w, h int) {
+	t.Helper()
+	thumb := must(fc.Thumbnail(ctxT(t), info.FileId))(t)
+	cfg, err := jpeg.DecodeConfig(bytes.NewReader(thumb))
+	switch {
+	case err != nil:
+		t.Fatalf("thumbnail does not decode as JPEG: %v", err)
+	case len(thumb) != int(info.ThumbnailSize) || len(thumb) > fsm.MaxThumbnail:
+		t.Fatalf("got a thumbnail of %d bytes, want %d, at most %d", len(thumb),
+			info.ThumbnailSize, fsm.MaxThumbnail)
+	case cfg.Width != w || cfg.Height != h:
+		t.Fatalf("got a %dx%d thumbnail, want %dx%d", cfg.Width, cfg.Height, w, h)
+	}
+}
+
+// wantRange fetches bytes from..to of a file and checks the 206 answer.
+func wantRange(t testing.TB, fc *transport.FileClient, id string, data []byte, from, to int) {
+	t.Helper()
+	resp := must(fc.Get(ctxT(t), id, fmt.Sprintf("bytes=%d-%d", from, to)))(t)
+	part, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	wantRange := fmt.Sprintf("bytes %d-%d/%d", from, to, len(data))
+	switch {
+	case resp.StatusCode != http.StatusPartialContent || !bytes.Equal(part, data[from:to+1]):
+		t.Fatalf("got range status %d with %d bytes, want 206 with bytes %d-%d",
+			resp.StatusCode, len(part), from, to)
+	case resp.Header.Get("Content-Range") != wantRange:
+		t.Fatalf("got Content-Range %q, want %q", resp.Header.Get("Content-Range"), wantRange)
+	case resp.Header.Get("Content-Length") != fmt.Sprint(to-from+1):
+		t.Fatalf("got Content-Length %q for a range of %d", resp.Header.Get("Content-Length"),
+			to-from+1)
 	}
 }
 
@@ -198,11 +248,13 @@ func TestFiles_Refusals(t *testing.T) {
 	if got := storedFiles(t, n); len(got) != 0 {
 		t.Fatalf("got files %v after refused uploads, want none", got)
 	}
+	if n.spools.inUse() != 0 {
+		t.Fatalf("got %d spool slots taken after the uploads ended, want 0", n.spools.inUse())
+	}
 
 	// A real file, which others may not read.
 	data := []byte("%PDF-1.4 a document")
-	info := must(files(t, n, fg.memberTok).Upload(ctx, transport.ChatFile(fg.gid), "a.pdf",
-		bytes.NewReader(data), -1))(t)
+	info := chatUpload(t, n, fg.memberTok, fg.gid, "a.pdf", data)
 	if info.Kind != pb.FileKind_FILE_KIND_GENERIC || info.Mime != "application/octet-stream" {
 		t.Fatalf("got %v %q for a PDF, want a generic file", info.Kind, info.Mime)
 	}
@@ -220,31 +272,75 @@ func TestFiles_Refusals(t *testing.T) {
 	}
 }
 
-// cutUpload starts an upload announcing more bytes than it sends and
-// closes the connection half-way.
+// cutUpload starts an upload announcing more bytes than it sends, waits
+// until the node has spooled all it sent, and then closes the connection
+// half-way.
 func cutUpload(t testing.TB, n *Node, token string, gid uint64) {
+	t.Helper()
+	c := startUpload(t, n, token, gid, 40000)
+	c.Write(bytes.Repeat([]byte("y"), 20000))
+	n.waitSpooled(t, 20000)
+	c.Close()
+}
+
+// startUpload opens a connection to n's HTTP port and sends the head of
+// an upload to group gid announcing size bytes; the caller sends the body
+// and closes the connection.
+func startUpload(t testing.TB, n *Node, token string, gid uint64, size int) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", n.HTTPAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() })
 	fmt.Fprintf(c, "POST /upload/group/%d?name=cut HTTP/1.1\r\nHost: x\r\n"+
-		"Authorization: Bearer %s\r\nContent-Length: 40000\r\n\r\n", gid, token)
-	c.Write(bytes.Repeat([]byte("y"), 20000))
-	c.Close()
+		"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", gid, token, size)
+	return c
+}
+
+// spoolSizes lists the sizes of n's spool files.
+func (n *Node) spoolSizes(t testing.TB) []int64 {
+	t.Helper()
+	es, err := os.ReadDir(n.spoolDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int64
+	for _, e := range es {
+		if fi, err := e.Info(); err == nil {
+			out = append(out, fi.Size())
+		}
+	}
+	return out
+}
+
+// waitSpooled waits until one of n's spool files holds at least size
+// bytes: an upload has reached its body and the node is storing it.
+func (n *Node) waitSpooled(t testing.TB, size int64) {
+	t.Helper()
+	n.waitSpool(t, fmt.Sprintf("a spool file of %d bytes", size), func(sizes []int64) bool {
+		for _, s := range sizes {
+			if s >= size {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // waitNoSpool waits until no upload is being spooled on n.
 func (n *Node) waitNoSpool(t testing.TB) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		es, err := os.ReadDir(n.spoolDir())
-		if err == nil && len(es) == 0 {
-			return
-		}
+	n.waitSpool(t, "no spool file", func(sizes []int64) bool { return len(sizes) == 0 })
+}
+
+// waitSpool polls n's spool files until ok accepts their sizes.
+func (n *Node) waitSpool(t testing.TB, what string, ok func([]int64) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for sizes := n.spoolSizes(t); !ok(sizes); sizes = n.spoolSizes(t) {
 		if time.Now().After(deadline) {
-			t.Fatalf("spool still holds %d files", len(es))
+			t.Fatalf("waited for %s; spool files have sizes %v", what, sizes)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -364,14 +460,32 @@ func TestFiles_ConcurrentUploads(t *testing.T) {
 	}
 }
 
-func TestDetectType(t *testing.T) {
-	ogg := func(codec string) []byte {
-		b := append([]byte("OggS"), make([]byte, 24)...)
-		return append(b, []byte(codec+"\x01\x02\x00\x00\x00\x00\x00\x00\x00\x00")...)
+// Type detection samples: the first bytes of each allowed kind, and
+// look-alikes that must not pass for them.
+var (
+	oggPage = func(codec string) []byte {
+		b := []byte("OggS\x00\x02")
+		b = append(b, make([]byte, 20)...) // granule, serial, sequence, CRC
+		b = append(b, 1, byte(len(codec)+11))
+		return append(b, []byte(codec+"\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00")...)
 	}
-	ftyp := func(brand string) []byte {
+	ftyp = func(brand string) []byte {
 		return append([]byte{0, 0, 0, 0x18}, []byte("ftyp"+brand+"\x00\x00\x00\x00"+brand+"isom")...)
 	}
+	webm = []byte("\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm\x42\x87\x81\x04")
+	mkv  = []byte("\x1a\x45\xdf\xa3\xa3\x42\x86\x81\x01\x42\x82\x88matroska\x42\x87\x81\x04")
+	// pngHeader is a PNG signature and an IHDR chunk claiming w×h.
+	pngHeader = func(w, h uint32) []byte {
+		chunk := []byte("IHDR")
+		chunk = binary.BigEndian.AppendUint32(chunk, w)
+		chunk = binary.BigEndian.AppendUint32(chunk, h)
+		chunk = append(chunk, 8, 6, 0, 0, 0)
+		b := append([]byte("\x89PNG\r\n\x1a\n\x00\x00\x00\x0d"), chunk...)
+		return binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(chunk))
+	}
+)
+
+func TestDetectType(t *testing.T) {
 	tests := []struct {
 		name string
 		head []byte
@@ -382,12 +496,17 @@ func TestDetectType(t *testing.T) {
 		{"gif", []byte("GIF89a\x01\x00\x01\x00"), pb.FileKind_FILE_KIND_IMAGE},
 		{"webp", []byte("RIFF\x00\x00\x00\x00WEBPVP8 "), pb.FileKind_FILE_KIND_IMAGE},
 		{"amr", []byte("#!AMR\n\x00"), pb.FileKind_FILE_KIND_VOICE},
-		{"opus", ogg("OpusHead"), pb.FileKind_FILE_KIND_VOICE},
-		{"vorbis", ogg("\x01vorbis"), pb.FileKind_FILE_KIND_GENERIC},
+		{"opus", oggPage("OpusHead"), pb.FileKind_FILE_KIND_VOICE},
+		{"vorbis", oggPage("\x01vorbis"), pb.FileKind_FILE_KIND_GENERIC},
+		{"ogg cut before its codec", oggPage("OpusHead")[:30], pb.FileKind_FILE_KIND_GENERIC},
 		{"m4a", ftyp("M4A "), pb.FileKind_FILE_KIND_VOICE},
 		{"mp4", ftyp("mp42"), pb.FileKind_FILE_KIND_VIDEO},
-		{"webm", []byte("\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm"), pb.FileKind_FILE_KIND_VIDEO},
+		{"truncated ftyp box", ftyp("mp42")[:9], pb.FileKind_FILE_KIND_GENERIC},
+		{"webm", webm, pb.FileKind_FILE_KIND_VIDEO},
+		{"matroska", mkv, pb.FileKind_FILE_KIND_GENERIC},
 		{"html", []byte("<html><script>alert(1)</script>"), pb.FileKind_FILE_KIND_GENERIC},
+		{"svg", []byte(`<svg xmlns="http://www.w3.org/2000/svg"><script/></svg>`),
+			pb.FileKind_FILE_KIND_GENERIC},
 		{"exe", []byte("MZ\x90\x00"), pb.FileKind_FILE_KIND_GENERIC},
 	}
 	for _, tc := range tests {
@@ -399,21 +518,92 @@ func TestDetectType(t *testing.T) {
 	}
 }
 
+// TestDescribeImage_Bounds: an image whose decoding would pass the budget
+// keeps its dimensions and gets no thumbnail, without being decoded; one
+// within it waits for the budget to be free.
+func TestDescribeImage_Bounds(t *testing.T) {
+	ctx := ctxT(t)
+	decodes := semaphore.NewWeighted(decodeBudget)
+	w, h, thumb := describeImage(ctx, decodes, bytes.NewReader(pngHeader(20000, 20000)))
+	if w != 20000 || h != 20000 || thumb != nil {
+		t.Fatalf("got %dx%d with a %d-byte thumbnail, want 20000x20000 and none", w, h, len(thumb))
+	}
+
+	img := bytes.NewReader(testPNG(t, 300, 200))
+	if !decodes.TryAcquire(decodeBudget) {
+		t.Fatal("budget taken")
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, _, thumb := describeImage(short, decodes, img); thumb != nil {
+		t.Fatal("decoded while the budget was taken, want it to wait")
+	}
+	decodes.Release(decodeBudget)
+	img.Seek(0, io.SeekStart)
+	if _, _, thumb := describeImage(ctx, decodes, img); len(thumb) == 0 {
+		t.Fatal("no thumbnail once the budget was free")
+	}
+}
+
+// TestThumbnail_FitsByBytes: a thumbnail of noise, which JPEG compresses
+// worst, still fits the byte bound.
+func TestThumbnail_FitsByBytes(t *testing.T) {
+	img := image.NewNRGBA(image.Rect(0, 0, 256, 256))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range img.Pix {
+		img.Pix[i] = byte(rng.Uint32())
+	}
+	thumb := thumbnail(img)
+	if len(thumb) == 0 || len(thumb) > fsm.MaxThumbnail {
+		t.Fatalf("got a %d-byte thumbnail of noise, want 1..%d", len(thumb), fsm.MaxThumbnail)
+	}
+}
+
 // FuzzDetectType feeds hostile content to type detection and thumbnail
-// making: neither may panic, and only the allow-list's MIME types come
-// out with a kind other than generic.
+// making: neither may panic, only the allow-list's kinds and MIME types
+// come out, and a thumbnail stays within its bound.
 func FuzzDetectType(f *testing.F) {
-	f.Add(testPNG(f, 3, 3))
-	f.Add([]byte("GIF89a\xff\xff\xff\xff"))
-	f.Add([]byte("\xff\xd8\xff\xdb"))
-	f.Add([]byte("RIFF\x00\x00\x00\x00WEBPVP8X"))
+	seeds := [][]byte{
+		testPNG(f, 3, 3),
+		[]byte("GIF89a\xff\xff\xff\xff"),
+		[]byte("\xff\xd8\xff\xdb"),
+		[]byte("\xff\xd8\xff\xc0\x00\x11\x08\xff\xff\xff\xff\x03\x01\x22\x00"),
+		[]byte("RIFF\x00\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00" +
+			"\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff"),
+		[]byte("#!AMR\n\x3c\x48\xf5\x1f"),
+		[]byte("#!AMR-WB\n\x04"),
+		oggPage("OpusHead"),
+		oggPage("\x01vorbis"),
+		oggPage("OpusHead")[:30],
+		ftyp("M4A "),
+		ftyp("mp42"),
+		ftyp("mp42")[:9],
+		append([]byte{0xff, 0xff, 0xff, 0xff}, "ftypisom"...),
+		webm,
+		mkv,
+		append([]byte("\x89PNG\r\n\x1a\n"), bytes.Repeat([]byte{0xa5}, 64)...),
+		pngHeader(20000, 20000),
+		pngHeader(0, 1),
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	allowed := map[fileType]bool{genericType: true}
+	for _, t := range allowedTypes {
+		allowed[t.fileType] = true
+	}
+	decodes := semaphore.NewWeighted(decodeBudget)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ft := detectType(b[:min(len(b), sniffLen)])
-		if ft.kind == pb.FileKind_FILE_KIND_GENERIC && ft.mime != genericType.mime {
-			t.Fatalf("generic content served as %q", ft.mime)
+		if !allowed[ft] {
+			t.Fatalf("detected %v %q, which the allow-list does not have", ft.kind, ft.mime)
 		}
-		if ft.kind == pb.FileKind_FILE_KIND_IMAGE {
-			describeImage(bytes.NewReader(b))
+		if ft.kind != pb.FileKind_FILE_KIND_IMAGE {
+			return
+		}
+		_, _, thumb := describeImage(context.Background(), decodes, bytes.NewReader(b))
+		if len(thumb) > fsm.MaxThumbnail {
+			t.Fatalf("got a thumbnail of %d bytes", len(thumb))
 		}
 	})
 }

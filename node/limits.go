@@ -112,7 +112,9 @@ func (l Limits) validate() error {
 	if l.RecallWindow < 0 {
 		return fmt.Errorf("node: recall window must be positive, got %v", l.RecallWindow)
 	}
-	longest := int64(max(l.MaxMessage, l.MaxDescription)) * utf8.UTFMax
+	// A page holds messages or group summaries; either is bounded by its
+	// longest fields at six bytes a character (UTF-8, or a JSON escape).
+	longest := int64(max(maxMessageBytes(l), 6*l.MaxDescription+2<<10))
 	if page := int64(l.MaxPage) * longest; page > int64(clientFrame) {
 		return fmt.Errorf("node: a page of max page (%d) items of up to %d bytes each "+
 			"may reach %d bytes, over the %d a client accepts in one frame",

@@ -2,7 +2,9 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"image"
+	"image/color"
 	_ "image/gif" // registers GIF for image.Decode
 	"image/jpeg"
 	_ "image/png" // registers PNG for image.Decode
@@ -11,7 +13,9 @@ import (
 	"github.com/gabriel-vasile/mimetype"
 	xdraw "golang.org/x/image/draw"
 	_ "golang.org/x/image/webp" // registers WebP for image.Decode
+	"golang.org/x/sync/semaphore"
 
+	"github.com/schat/schat/fsm"
 	pb "github.com/schat/schat/proto"
 )
 
@@ -69,27 +73,57 @@ func isOggOpus(head []byte) bool {
 		bytes.HasPrefix(head[28:], []byte("OpusHead"))
 }
 
-// Thumbnail bounds. Images with more pixels than maxThumbSource keep
-// their dimensions but get no thumbnail: decoding them would cost more
-// memory than an upload may.
+// Thumbnail bounds. Making a thumbnail decodes the whole image, so
+// decoding is bounded twice: an image with more than maxThumbPixels, or
+// whose decoding would take more than decodeBudget bytes, gets no
+// thumbnail, and the decodes running at once on a node share decodeBudget,
+// waiting for each other beyond it. A thumbnail is a JPEG of at most
+// thumbSide pixels a side and fsm.MaxThumbnail bytes, encoded at lower
+// qualities in turn until it fits.
 const (
 	thumbSide      = 128
-	thumbQuality   = 70
-	maxThumbSource = 16 << 20
+	maxThumbPixels = 24 << 20
+	decodeBudget   = 128 << 20
 )
 
-// describeImage reads an image's dimensions and makes its thumbnail, a
-// JPEG at most thumbSide on its longer side. Content that does not decode
-// gets neither; it is still stored, as its type says.
-func describeImage(r io.ReadSeeker) (w, h uint32, thumb []byte) {
-	cfg, _, err := image.DecodeConfig(r)
+// thumbQualities are the JPEG qualities a thumbnail is tried at.
+var thumbQualities = []int{70, 50, 30}
+
+// decodeCost is how many bytes decoding an image of cfg in format takes
+// at most, near enough: the decoded pixels, and for JPEG the coefficients
+// a progressive image keeps besides.
+func decodeCost(cfg image.Config, format string) int64 {
+	perPixel := int64(4)
+	switch {
+	case format == "jpeg":
+		perPixel = 9 // YCbCr or CMYK samples plus 16-bit coefficients
+	case format == "gif" || cfg.ColorModel == color.GrayModel:
+		perPixel = 1
+	case cfg.ColorModel == color.RGBA64Model || cfg.ColorModel == color.NRGBA64Model:
+		perPixel = 8
+	}
+	return int64(cfg.Width) * int64(cfg.Height) * perPixel
+}
+
+// describeImage reads an image's dimensions and makes its thumbnail,
+// decoding only within the bounds above; decodes takes the bytes decoding
+// needs, waiting while ctx allows. Content that does not decode gets
+// neither dimensions nor thumbnail; it is still stored, as its type says.
+func describeImage(ctx context.Context, decodes *semaphore.Weighted,
+	r io.ReadSeeker) (w, h uint32, thumb []byte) {
+	cfg, format, err := image.DecodeConfig(r)
 	if err != nil || cfg.Width <= 0 || cfg.Height <= 0 {
 		return 0, 0, nil
 	}
 	w, h = uint32(cfg.Width), uint32(cfg.Height)
-	if cfg.Width*cfg.Height > maxThumbSource {
+	cost := decodeCost(cfg, format)
+	if int64(cfg.Width)*int64(cfg.Height) > maxThumbPixels || cost > decodeBudget {
 		return w, h, nil
 	}
+	if err := decodes.Acquire(ctx, cost); err != nil {
+		return w, h, nil
+	}
+	defer decodes.Release(cost)
 	if _, err := r.Seek(0, io.SeekStart); err != nil {
 		return w, h, nil
 	}
@@ -100,8 +134,8 @@ func describeImage(r io.ReadSeeker) (w, h uint32, thumb []byte) {
 	return w, h, thumbnail(src)
 }
 
-// thumbnail scales src down to fit thumbSide and encodes it as JPEG; nil
-// if it comes out larger than a thumbnail may be.
+// thumbnail scales src down to fit thumbSide and encodes it as JPEG at the
+// first quality that fits fsm.MaxThumbnail; nil if none does.
 func thumbnail(src image.Image) []byte {
 	b := src.Bounds()
 	tw, th := thumbSide, thumbSide
@@ -116,11 +150,14 @@ func thumbnail(src image.Image) []byte {
 	dst := image.NewRGBA(image.Rect(0, 0, tw, th))
 	xdraw.ApproxBiLinear.Scale(dst, dst.Bounds(), src, b, xdraw.Src, nil)
 	var buf bytes.Buffer
-	if err := jpeg.Encode(&buf, dst, &jpeg.Options{Quality: thumbQuality}); err != nil {
-		return nil
+	for _, q := range thumbQualities {
+		buf.Reset()
+		if err := jpeg.Encode(&buf, dst, &jpeg.Options{Quality: q}); err != nil {
+			return nil
+		}
+		if buf.Len() <= fsm.MaxThumbnail {
+			return buf.Bytes()
+		}
 	}
-	if buf.Len() > maxThumbBytes {
-		return nil
-	}
-	return buf.Bytes()
+	return nil
 }

@@ -18,7 +18,7 @@ func (s *service) send(ss *session, f *pb.ClientFrame) transport.Reply {
 	text := req.Type == pb.MessageType_MESSAGE_TYPE_TEXT
 	if err := firstErr(checkGroupID(req.GroupId),
 		checkText("message", req.Text, s.n.cfg.Limits.MaxMessage, text),
-		checkText("client_msg_id", req.ClientMsgId, 64, false),
+		checkText("client_msg_id", req.ClientMsgId, maxClientMsgID, false),
 		checkText("file_id", req.FileId, maxFileID, false)); err != nil {
 		return now(s.fail(err))
 	}

@@ -38,6 +38,12 @@ func newMetrics(n *Node) *metrics {
 			"Last raft index applied to the shard's state.", func() float64 {
 				return float64(sh.fsm.AppliedIndex())
 			}))
+		m.reg.MustRegister(shardGauge(sh, "schat_shard_largest_apply_batch_bytes",
+			"Entry bytes of the largest batch the shard's state machine has applied.",
+			func() float64 { return float64(sh.fsm.LargestBatch()) }))
+		m.reg.MustRegister(shardGauge(sh, "schat_shard_log_cache_bytes",
+			"Bytes of raft log entries the shard keeps in memory.",
+			func() float64 { return float64(sh.cache.cached()) }))
 		m.reg.MustRegister(shardGauge(sh, "schat_shard_is_leader",
 			"1 when this node leads the shard.", func() float64 {
 				if sh.raft.State() == raft.Leader {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/schat/schat/transport"
 )
@@ -39,6 +40,8 @@ type Node struct {
 	svc       *service
 	srv       *transport.Server
 	metrics   *metrics
+	spools    *spoolLimits        // uploads being received
+	decodes   *semaphore.Weighted // bytes of images being decoded for thumbnails
 
 	clientLn net.Listener
 	httpLn   net.Listener

@@ -30,6 +30,7 @@ type proposer struct {
 	maxBytes int
 
 	queue  chan *proposal
+	carry  *proposal // taken from the queue but left for the next batch; run's own
 	flight chan flight
 	done   chan struct{}
 	once   sync.Once
@@ -61,11 +62,13 @@ type flight struct {
 	entry []byte
 }
 
-// Batch bounds: enough to fill raft's own per-fsync batch, small enough
-// that one entry stays well under a megabyte or two.
+// Batch bounds: enough commands to fill raft's own per-fsync batch, and
+// at most two upload chunks' worth of bytes, so that raft's count bounds
+// (MaxAppendEntries entries per AppendEntries and per apply batch) are
+// also bounds in bytes: 64 entries of this size are about 32 MiB.
 const (
 	batchMaxCommands = 256
-	batchMaxBytes    = 1 << 20
+	batchMaxBytes    = 2*fsm.ChunkSize + 4<<10
 	proposalQueue    = 4096
 )
 
@@ -102,12 +105,15 @@ func (p *proposer) run() {
 	defer p.wg.Done()
 	defer close(p.flight)
 	for {
-		var first *proposal
-		select {
-		case first = <-p.queue:
-		case <-p.done:
-			p.failQueued()
-			return
+		first := p.carry
+		p.carry = nil
+		if first == nil {
+			select {
+			case first = <-p.queue:
+			case <-p.done:
+				p.failQueued()
+				return
+			}
 		}
 		batch := p.gather(first)
 		entry := encodeBatch(batch)
@@ -180,13 +186,19 @@ func failAll(batch []*proposal, err error) {
 	}
 }
 
-// gather adds whatever else is queued, within the batch bounds.
+// gather adds whatever else is queued, within the batch bounds. A
+// command that would take the batch past maxBytes waits for the next
+// batch; one larger than maxBytes by itself goes alone.
 func (p *proposer) gather(first *proposal) []*proposal {
 	batch := []*proposal{first}
 	size := len(first.data)
-	for len(batch) < p.maxBatch && size < p.maxBytes {
+	for len(batch) < p.maxBatch {
 		select {
 		case pr := <-p.queue:
+			if size+len(pr.data) > p.maxBytes {
+				p.carry = pr
+				return batch
+			}
 			batch = append(batch, pr)
 			size += len(pr.data)
 		default:

@@ -22,6 +22,7 @@ type shard struct {
 	fsm   *fsm.FSM
 	raft  *raft.Raft
 	logs  *raftboltdb.BoltStore
+	cache *logCache
 	trans *raft.NetworkTransport
 	prop  *proposer
 	log   *slog.Logger
@@ -71,10 +72,11 @@ func (s *shard) startRaft(sc shardConfig, dir string) error {
 		return err
 	}
 	s.logs = logs
-	cached, err := raft.NewLogCache(512, logs)
+	cached, err := newLogCache(logs, logCacheSlots, logCacheMaxEntry, logCacheMaxBytes)
 	if err != nil {
 		return err
 	}
+	s.cache = cached
 	hlog := newHCLog(s.log, "raft")
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "snapshots"), 2, hlog)
 	if err != nil {

@@ -12,8 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/schat/schat/fsm"
 	pb "github.com/schat/schat/proto"
@@ -21,15 +24,18 @@ import (
 
 // An upload takes these steps on the node that receives it:
 //
-//  1. the session token and the uploader's right are checked: nothing is
-//     read from the body before;
-//  2. the body is streamed into a spool file (bounded by the size limit)
-//     while its SHA-256 is computed;
+//  1. the request is parsed and the session token and the uploader's
+//     right are checked, and the upload takes one of this node's spool
+//     slots (MaxSpools in all, MaxUserSpools per user): nothing is read
+//     from the body before;
+//  2. the body is streamed into a spool file (bounded by the size limit,
+//     and ended when it sends nothing for BodyIdle) while its SHA-256 is
+//     computed;
 //  3. the type is detected from its first bytes and, for an image, a
 //     thumbnail is made, so that the state machine only copies results;
 //  4. a FileBeginCmd, the chunks in order and a FileCommitCmd go through
 //     the raft log of the shard that will hold the file;
-//  5. the spool file is removed, whatever happened.
+//  5. the spool file is removed and the slot freed, whatever happened.
 //
 // A failure after the begin proposes an abort; if even that is lost, the
 // shard leader's sweep drops the upload once it has been idle for
@@ -37,9 +43,9 @@ import (
 
 // Upload bounds on the node.
 const (
-	maxThumbBytes  = fsm.MaxThumbnail
 	maxFileName    = 255 // runes of the name an uploader gives
 	maxFileID      = 64  // bytes of a file ID in a request
+	maxToken       = 256 // bytes of a session token in a request
 	chunksInFlight = 4   // chunks proposed ahead of their commit
 	spoolDirName   = "uploads"
 )
@@ -51,17 +57,21 @@ func (n *Node) openFiles() error {
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("node: spool: %w", err)
 	}
+	n.spools = newSpoolLimits(n.cfg.Files.MaxSpools, n.cfg.Files.MaxUserSpools)
+	n.decodes = semaphore.NewWeighted(decodeBudget)
 	return os.MkdirAll(dir, 0o700)
 }
 
 func (n *Node) spoolDir() string { return filepath.Join(n.cfg.DataDir, spoolDirName) }
 
 // serveUpload answers an upload for purpose with the new file's
-// description.
+// description. A refusal closes the connection: the server would
+// otherwise read what is left of the body before answering.
 func (n *Node) serveUpload(purpose pb.FilePurpose) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		info, err := n.upload(r, purpose)
+		info, err := n.upload(w, r, purpose)
 		if err != nil {
+			w.Header().Set("Connection", "close")
 			n.httpFail(w, err)
 			return
 		}
@@ -69,29 +79,70 @@ func (n *Node) serveUpload(purpose pb.FilePurpose) http.HandlerFunc {
 	}
 }
 
+// uploadRequest is what an upload request says before its body, checked
+// for form only.
+type uploadRequest struct {
+	token string
+	name  string
+	gid   uint64 // 0 for a user's avatar
+}
+
+// parseUpload reads an upload request's token, file name and group, and
+// refuses one that announces more than maxSize bytes.
+func parseUpload(r *http.Request, purpose pb.FilePurpose, maxSize int64) (uploadRequest, error) {
+	var u uploadRequest
+	var err error
+	if u.token, err = bearerToken(r); err != nil {
+		return u, err
+	}
+	u.name = r.URL.Query().Get("name")
+	if err := checkText("file name", u.name, maxFileName, false); err != nil {
+		return u, err
+	}
+	if purpose != pb.FilePurpose_FILE_PURPOSE_USER_AVATAR {
+		u.gid, err = strconv.ParseUint(r.PathValue("gid"), 10, 64)
+		if err != nil || u.gid == 0 {
+			return u, pb.Errf(pb.Code_BAD_REQUEST, "bad group ID %.30q", r.PathValue("gid"))
+		}
+	}
+	if r.ContentLength > maxSize {
+		return u, tooLarge(maxSize)
+	}
+	return u, nil
+}
+
 // upload runs the steps above for one request.
-func (n *Node) upload(r *http.Request, purpose pb.FilePurpose) (*pb.FileInfo, error) {
+func (n *Node) upload(w http.ResponseWriter, r *http.Request,
+	purpose pb.FilePurpose) (*pb.FileInfo, error) {
 	ctx := r.Context()
-	uid, err := n.httpUser(ctx, r)
+	req, err := parseUpload(r, purpose, n.cfg.Files.MaxSize)
 	if err != nil {
 		return nil, err
 	}
-	info, err := n.uploadTarget(ctx, r, uid, purpose)
+	uid, err := n.tokenUser(ctx, req.token)
 	if err != nil {
 		return nil, err
 	}
-	if r.ContentLength > n.cfg.Files.MaxSize {
-		return nil, tooLarge(n.cfg.Files.MaxSize)
+	info, err := n.uploadTarget(ctx, req, uid, purpose)
+	if err != nil {
+		return nil, err
 	}
-	sp, err := n.spool(http.MaxBytesReader(nil, r.Body, n.cfg.Files.MaxSize))
+	release, err := n.spools.acquire(uid)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	sp, err := n.spool(w, r.Body)
 	if err != nil {
 		return nil, err
 	}
 	defer sp.remove()
-	if err := sp.describe(info); err != nil {
+	thumb, err := n.describe(ctx, sp, info)
+	if err != nil {
 		return nil, err
 	}
-	return n.replicate(ctx, info, sp)
+	return n.replicate(ctx, info, thumb, sp)
 }
 
 func tooLarge(limit int64) error {
@@ -99,33 +150,74 @@ func tooLarge(limit int64) error {
 }
 
 // uploadTarget checks that uid may upload for purpose to the group the
-// path names, and returns the new file's description so far.
-func (n *Node) uploadTarget(ctx context.Context, r *http.Request, uid uint64,
+// request names, and returns the new file's description so far.
+func (n *Node) uploadTarget(ctx context.Context, req uploadRequest, uid uint64,
 	purpose pb.FilePurpose) (*pb.FileInfo, error) {
-	name := r.URL.Query().Get("name")
-	if err := checkText("file name", name, maxFileName, false); err != nil {
-		return nil, err
-	}
-	info := &pb.FileInfo{Name: name, OwnerId: uid, Purpose: purpose}
+	info := &pb.FileInfo{Name: req.name, OwnerId: uid, Purpose: purpose}
 	var random [16]byte
 	rand.Read(random[:])
 	if purpose == pb.FilePurpose_FILE_PURPOSE_USER_AVATAR {
 		info.FileId = fsm.NewFileID(true, uid, random)
 		return info, nil
 	}
-	gid, err := strconv.ParseUint(r.PathValue("gid"), 10, 64)
-	if err != nil || gid == 0 {
-		return nil, pb.Errf(pb.Code_BAD_REQUEST, "bad group ID %.30q", r.PathValue("gid"))
-	}
-	info.GroupId, info.FileId = gid, fsm.NewFileID(false, gid, random)
+	info.GroupId, info.FileId = req.gid, fsm.NewFileID(false, req.gid, random)
 	if purpose == pb.FilePurpose_FILE_PURPOSE_GROUP_AVATAR {
-		g, err := n.group(ctx, nil, gid)
+		g, err := n.group(ctx, nil, req.gid)
 		if err == nil && g.OwnerId != uid {
 			err = pb.Errf(pb.Code_PERMISSION_DENIED, "only the owner sets the group's avatar")
 		}
 		return info, err
 	}
-	return info, n.requireMember(ctx, gid, uid)
+	return info, n.requireMember(ctx, req.gid, uid)
+}
+
+// spoolLimits counts the uploads this node is receiving, in all and per
+// user, and refuses one more beyond either bound.
+type spoolLimits struct {
+	max, maxUser int
+
+	mu     sync.Mutex
+	total  int
+	byUser map[uint64]int
+}
+
+func newSpoolLimits(max, maxUser int) *spoolLimits {
+	return &spoolLimits{max: max, maxUser: maxUser, byUser: make(map[uint64]int)}
+}
+
+// acquire takes a slot for user uid, or refuses with LIMIT_EXCEEDED; the
+// caller calls release once the upload is over.
+func (l *spoolLimits) acquire(uid uint64) (release func(), err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.total >= l.max:
+		return nil, pb.Errf(pb.Code_LIMIT_EXCEEDED,
+			"this node is receiving %d uploads already: try again shortly", l.total)
+	case l.byUser[uid] >= l.maxUser:
+		return nil, pb.Errf(pb.Code_LIMIT_EXCEEDED,
+			"%d uploads of yours are in progress already", l.byUser[uid])
+	}
+	l.total++
+	l.byUser[uid]++
+	var once sync.Once
+	return func() { once.Do(func() { l.release(uid) }) }, nil
+}
+
+func (l *spoolLimits) release(uid uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.byUser[uid]--; l.byUser[uid] == 0 {
+		delete(l.byUser, uid)
+	}
+}
+
+// inUse reports how many slots are taken.
+func (l *spoolLimits) inUse() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total
 }
 
 // requireMember refuses a user who is not a member of group gid, looking
@@ -153,19 +245,26 @@ type spooled struct {
 }
 
 // spool copies body into a new spool file, hashing it. A body over the
-// limit or cut short leaves no file behind.
-func (n *Node) spool(body io.Reader) (*spooled, error) {
+// limit, cut short or idle for BodyIdle leaves no file behind.
+func (n *Node) spool(w http.ResponseWriter, body io.Reader) (*spooled, error) {
 	f, err := os.CreateTemp(n.spoolDir(), "up-*")
 	if err != nil {
 		return nil, err
 	}
 	sp := &spooled{f: f}
+	rc := http.NewResponseController(w)
+	body = &idleReader{r: http.MaxBytesReader(w, io.NopCloser(body), n.cfg.Files.MaxSize),
+		rc: rc, idle: n.cfg.Files.BodyIdle}
 	h := sha256.New()
 	sp.size, err = io.Copy(io.MultiWriter(f, h), body)
+	rc.SetReadDeadline(time.Time{}) // the rest of the request is not the client's to stall
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
 		err = tooLarge(mbe.Limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		err = pb.Errf(pb.Code_BAD_REQUEST, "upload sent nothing for %s after %d bytes",
+			n.cfg.Files.BodyIdle, sp.size)
 	case err != nil:
 		err = pb.Errf(pb.Code_BAD_REQUEST, "upload cut short after %d bytes", sp.size)
 	case sp.size == 0:
@@ -183,24 +282,43 @@ func (n *Node) spool(body io.Reader) (*spooled, error) {
 	return sp, nil
 }
 
+// idleReader ends a body that sends nothing for idle: every read renews
+// the connection's read deadline first.
+type idleReader struct {
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	err := ir.rc.SetReadDeadline(time.Now().Add(ir.idle))
+	if err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return 0, err
+	}
+	return ir.r.Read(p)
+}
+
 func (sp *spooled) remove() {
 	sp.f.Close()
 	os.Remove(sp.f.Name())
 }
 
 // describe completes info from the content: size, SHA-256, type and, for
-// an image, dimensions and thumbnail.
-func (sp *spooled) describe(info *pb.FileInfo) error {
+// an image, dimensions; it returns the image's thumbnail, if it has one.
+func (n *Node) describe(ctx context.Context, sp *spooled, info *pb.FileInfo) ([]byte, error) {
 	t := detectType(sp.head)
 	info.Size, info.Sha256, info.Kind, info.Mime =
 		uint64(sp.size), hex.EncodeToString(sp.sum), t.kind, t.mime
-	if t.kind == pb.FileKind_FILE_KIND_IMAGE {
-		info.Width, info.Height, info.Thumbnail = describeImage(io.NewSectionReader(sp.f, 0, sp.size))
-	}
 	if info.Purpose != pb.FilePurpose_FILE_PURPOSE_CHAT && t.kind != pb.FileKind_FILE_KIND_IMAGE {
-		return pb.Errf(pb.Code_INVALID_ARGUMENT, "an avatar must be a JPEG, PNG, GIF or WebP image")
+		return nil, pb.Errf(pb.Code_INVALID_ARGUMENT,
+			"an avatar must be a JPEG, PNG, GIF or WebP image")
 	}
-	return nil
+	var thumb []byte
+	if t.kind == pb.FileKind_FILE_KIND_IMAGE {
+		info.Width, info.Height, thumb = describeImage(ctx, n.decodes,
+			io.NewSectionReader(sp.f, 0, sp.size))
+	}
+	return thumb, nil
 }
 
 // fileShard is the shard that holds a file: the meta shard for a user's
@@ -214,10 +332,12 @@ func (n *Node) fileShard(info *pb.FileInfo) uint32 {
 
 // replicate proposes the upload through the file's shard and returns the
 // committed file's description.
-func (n *Node) replicate(ctx context.Context, info *pb.FileInfo, sp *spooled) (*pb.FileInfo, error) {
+func (n *Node) replicate(ctx context.Context, info *pb.FileInfo, thumb []byte,
+	sp *spooled) (*pb.FileInfo, error) {
 	shard := n.fileShard(info)
 	_, err := n.exec(ctx, nil, shard, &pb.Command{Op: &pb.Command_FileBegin{FileBegin: &pb.FileBeginCmd{
-		Info: info, MaxSize: uint64(n.cfg.Files.MaxSize), MaxUploads: uint32(n.cfg.Files.MaxUploads)}}})
+		Info: info, MaxSize: uint64(n.cfg.Files.MaxSize),
+		MaxUploads: uint32(n.cfg.Files.MaxUploads), ChunkSize: fsm.ChunkSize, Thumbnail: thumb}}})
 	if err != nil {
 		return nil, err
 	}

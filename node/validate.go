@@ -7,6 +7,9 @@ import (
 	pb "github.com/schat/schat/proto"
 )
 
+// maxClientMsgID bounds a client's message ID, in characters.
+const maxClientMsgID = 64
+
 // checkText checks a client-supplied string: valid UTF-8, at most max
 // runes, and non-blank when required.
 func checkText(field, v string, max int, required bool) error {
@@ -91,4 +94,14 @@ func (n *Node) limits() *pb.Limits {
 	l.RetentionMaxAgeMs = n.cfg.Retention.MaxAge.Milliseconds()
 	l.RetentionMaxMessages = uint64(n.cfg.Retention.MaxMessages)
 	return l
+}
+
+// maxMessageBytes bounds the encoded size of one message under l, in the
+// binary and in the JSON protocol: its text, sender name, system note
+// name, client message ID and file name at six bytes a character (four of
+// UTF-8, or a JSON \u escape), and 2 KiB for the numbers, field names and
+// the rest of the file's description. A message carries no thumbnail
+// bytes, so nothing else in it grows.
+func maxMessageBytes(l Limits) int {
+	return 6*(l.MaxMessage+2*l.MaxName+maxClientMsgID+maxFileName) + 2<<10
 }

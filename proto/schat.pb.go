@@ -4539,20 +4539,24 @@ func (x *ChatMessage) GetFile() *FileInfo {
 // FileInfo describes an uploaded file: the upload's answer and the
 // attachment of a file message.
 type FileInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	FileId        string                 `protobuf:"bytes,1,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // as the uploader named it; display only
-	Size          uint64                 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
-	Mime          string                 `protobuf:"bytes,4,opt,name=mime,proto3" json:"mime,omitempty"` // from the detected kind, never from the client
-	Kind          FileKind               `protobuf:"varint,5,opt,name=kind,proto3,enum=schat.v1.FileKind" json:"kind,omitempty"`
-	Width         uint32                 `protobuf:"varint,6,opt,name=width,proto3" json:"width,omitempty"` // images only
-	Height        uint32                 `protobuf:"varint,7,opt,name=height,proto3" json:"height,omitempty"`
-	Thumbnail     []byte                 `protobuf:"bytes,8,opt,name=thumbnail,proto3" json:"thumbnail,omitempty"` // a small JPEG, images only
-	Sha256        string                 `protobuf:"bytes,9,opt,name=sha256,proto3" json:"sha256,omitempty"`       // hex; also the download's ETag
-	GroupId       uint64                 `protobuf:"varint,10,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
-	OwnerId       uint64                 `protobuf:"varint,11,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
-	Purpose       FilePurpose            `protobuf:"varint,12,opt,name=purpose,proto3,enum=schat.v1.FilePurpose" json:"purpose,omitempty"`
-	CreatedMs     int64                  `protobuf:"varint,13,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	FileId    string                 `protobuf:"bytes,1,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // as the uploader named it; display only
+	Size      uint64                 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	Mime      string                 `protobuf:"bytes,4,opt,name=mime,proto3" json:"mime,omitempty"` // from the detected kind, never from the client
+	Kind      FileKind               `protobuf:"varint,5,opt,name=kind,proto3,enum=schat.v1.FileKind" json:"kind,omitempty"`
+	Width     uint32                 `protobuf:"varint,6,opt,name=width,proto3" json:"width,omitempty"` // images only
+	Height    uint32                 `protobuf:"varint,7,opt,name=height,proto3" json:"height,omitempty"`
+	Sha256    string                 `protobuf:"bytes,9,opt,name=sha256,proto3" json:"sha256,omitempty"` // hex; also the download's ETag
+	GroupId   uint64                 `protobuf:"varint,10,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	OwnerId   uint64                 `protobuf:"varint,11,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	Purpose   FilePurpose            `protobuf:"varint,12,opt,name=purpose,proto3,enum=schat.v1.FilePurpose" json:"purpose,omitempty"`
+	CreatedMs int64                  `protobuf:"varint,13,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	// thumbnail_size is the size of the file's thumbnail, a small JPEG
+	// served at GET /files/{id}/thumb with the file's own access rules;
+	// 0 when it has none. Messages carry only this, so that a page of
+	// image messages stays small.
+	ThumbnailSize uint32 `protobuf:"varint,14,opt,name=thumbnail_size,json=thumbnailSize,proto3" json:"thumbnail_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4636,13 +4640,6 @@ func (x *FileInfo) GetHeight() uint32 {
 	return 0
 }
 
-func (x *FileInfo) GetThumbnail() []byte {
-	if x != nil {
-		return x.Thumbnail
-	}
-	return nil
-}
-
 func (x *FileInfo) GetSha256() string {
 	if x != nil {
 		return x.Sha256
@@ -4678,12 +4675,20 @@ func (x *FileInfo) GetCreatedMs() int64 {
 	return 0
 }
 
+func (x *FileInfo) GetThumbnailSize() uint32 {
+	if x != nil {
+		return x.ThumbnailSize
+	}
+	return 0
+}
+
 // FileLink is a download URL that needs no token until it expires, for a
 // browser's <img> or <audio>. url is relative to the node's HTTP address.
 type FileLink struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Url           string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
 	ExpiresMs     int64                  `protobuf:"varint,2,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
+	ThumbnailUrl  string                 `protobuf:"bytes,3,opt,name=thumbnail_url,json=thumbnailUrl,proto3" json:"thumbnail_url,omitempty"` // the thumbnail's, signed alike; empty if none
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4730,6 +4735,13 @@ func (x *FileLink) GetExpiresMs() int64 {
 		return x.ExpiresMs
 	}
 	return 0
+}
+
+func (x *FileLink) GetThumbnailUrl() string {
+	if x != nil {
+		return x.ThumbnailUrl
+	}
+	return ""
 }
 
 // SystemNote is the structured content of a system message.
@@ -7683,10 +7695,13 @@ func (x *TrimCmd) GetMaxRecords() uint32 {
 // FileBeginCmd opens an upload whose bytes, size and SHA-256 the proposer
 // already knows; its chunks follow in order, then a FileCommitCmd.
 type FileBeginCmd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Info          *FileInfo              `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`                                // file_id, owner, group and purpose included
-	MaxSize       uint64                 `protobuf:"varint,2,opt,name=max_size,json=maxSize,proto3" json:"max_size,omitempty"`          // the configured upload limit
-	MaxUploads    uint32                 `protobuf:"varint,3,opt,name=max_uploads,json=maxUploads,proto3" json:"max_uploads,omitempty"` // uploads open at once on the shard
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Info       *FileInfo              `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`                                // file_id, owner, group and purpose included
+	MaxSize    uint64                 `protobuf:"varint,2,opt,name=max_size,json=maxSize,proto3" json:"max_size,omitempty"`          // the configured upload limit
+	MaxUploads uint32                 `protobuf:"varint,3,opt,name=max_uploads,json=maxUploads,proto3" json:"max_uploads,omitempty"` // uploads open at once on the shard
+	// chunk_size is the size of every chunk but the last; 0 means 256 KiB.
+	ChunkSize     uint32 `protobuf:"varint,4,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"`
+	Thumbnail     []byte `protobuf:"bytes,5,opt,name=thumbnail,proto3" json:"thumbnail,omitempty"` // the image's thumbnail (JPEG), if any
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -7742,8 +7757,23 @@ func (x *FileBeginCmd) GetMaxUploads() uint32 {
 	return 0
 }
 
+func (x *FileBeginCmd) GetChunkSize() uint32 {
+	if x != nil {
+		return x.ChunkSize
+	}
+	return 0
+}
+
+func (x *FileBeginCmd) GetThumbnail() []byte {
+	if x != nil {
+		return x.Thumbnail
+	}
+	return nil
+}
+
 // FileChunkCmd carries chunk index of an upload: bytes
-// [index*chunk, (index+1)*chunk) of the file, the last one shorter.
+// [index*chunk, (index+1)*chunk) of the file, the last one shorter,
+// where chunk is the upload's chunk_size.
 type FileChunkCmd struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FileId        string                 `protobuf:"bytes,1,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
@@ -8328,6 +8358,7 @@ type Upload struct {
 	Received      uint64                 `protobuf:"varint,3,opt,name=received,proto3" json:"received,omitempty"`
 	NextChunk     uint32                 `protobuf:"varint,4,opt,name=next_chunk,json=nextChunk,proto3" json:"next_chunk,omitempty"`
 	UpdatedMs     int64                  `protobuf:"varint,5,opt,name=updated_ms,json=updatedMs,proto3" json:"updated_ms,omitempty"`
+	ChunkSize     uint32                 `protobuf:"varint,6,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"` // from the FileBeginCmd; 0 means 256 KiB
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -8393,6 +8424,13 @@ func (x *Upload) GetNextChunk() uint32 {
 func (x *Upload) GetUpdatedMs() int64 {
 	if x != nil {
 		return x.UpdatedMs
+	}
+	return 0
+}
+
+func (x *Upload) GetChunkSize() uint32 {
+	if x != nil {
+		return x.ChunkSize
 	}
 	return 0
 }
@@ -9536,7 +9574,7 @@ const file_schat_proto_rawDesc = "" +
 	" \x01(\x04R\n" +
 	"recalledBy\x12,\n" +
 	"\x06system\x18\v \x01(\v2\x14.schat.v1.SystemNoteR\x06system\x12&\n" +
-	"\x04file\x18\f \x01(\v2\x12.schat.v1.FileInfoR\x04file\"\xf1\x02\n" +
+	"\x04file\x18\f \x01(\v2\x12.schat.v1.FileInfoR\x04file\"\x8b\x03\n" +
 	"\bFileInfo\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\tR\x06fileId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -9544,19 +9582,20 @@ const file_schat_proto_rawDesc = "" +
 	"\x04mime\x18\x04 \x01(\tR\x04mime\x12&\n" +
 	"\x04kind\x18\x05 \x01(\x0e2\x12.schat.v1.FileKindR\x04kind\x12\x14\n" +
 	"\x05width\x18\x06 \x01(\rR\x05width\x12\x16\n" +
-	"\x06height\x18\a \x01(\rR\x06height\x12\x1c\n" +
-	"\tthumbnail\x18\b \x01(\fR\tthumbnail\x12\x16\n" +
+	"\x06height\x18\a \x01(\rR\x06height\x12\x16\n" +
 	"\x06sha256\x18\t \x01(\tR\x06sha256\x12\x19\n" +
 	"\bgroup_id\x18\n" +
 	" \x01(\x04R\agroupId\x12\x19\n" +
 	"\bowner_id\x18\v \x01(\x04R\aownerId\x12/\n" +
 	"\apurpose\x18\f \x01(\x0e2\x15.schat.v1.FilePurposeR\apurpose\x12\x1d\n" +
 	"\n" +
-	"created_ms\x18\r \x01(\x03R\tcreatedMs\";\n" +
+	"created_ms\x18\r \x01(\x03R\tcreatedMs\x12%\n" +
+	"\x0ethumbnail_size\x18\x0e \x01(\rR\rthumbnailSizeJ\x04\b\b\x10\tR\tthumbnail\"`\n" +
 	"\bFileLink\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1d\n" +
 	"\n" +
-	"expires_ms\x18\x02 \x01(\x03R\texpiresMs\"\xbf\x01\n" +
+	"expires_ms\x18\x02 \x01(\x03R\texpiresMs\x12#\n" +
+	"\rthumbnail_url\x18\x03 \x01(\tR\fthumbnailUrl\"\xbf\x01\n" +
 	"\n" +
 	"SystemNote\x12-\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x19.schat.v1.SystemNote.KindR\x04kind\x12\x17\n" +
@@ -9808,12 +9847,15 @@ const file_schat_proto_rawDesc = "" +
 	"max_age_ms\x18\x02 \x01(\x03R\bmaxAgeMs\x12!\n" +
 	"\fmax_messages\x18\x03 \x01(\x04R\vmaxMessages\x12\x1f\n" +
 	"\vmax_records\x18\x04 \x01(\rR\n" +
-	"maxRecords\"r\n" +
+	"maxRecords\"\xaf\x01\n" +
 	"\fFileBeginCmd\x12&\n" +
 	"\x04info\x18\x01 \x01(\v2\x12.schat.v1.FileInfoR\x04info\x12\x19\n" +
 	"\bmax_size\x18\x02 \x01(\x04R\amaxSize\x12\x1f\n" +
 	"\vmax_uploads\x18\x03 \x01(\rR\n" +
-	"maxUploads\"Q\n" +
+	"maxUploads\x12\x1d\n" +
+	"\n" +
+	"chunk_size\x18\x04 \x01(\rR\tchunkSize\x12\x1c\n" +
+	"\tthumbnail\x18\x05 \x01(\fR\tthumbnail\"Q\n" +
 	"\fFileChunkCmd\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\tR\x06fileId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\rR\x05index\x12\x12\n" +
@@ -9865,7 +9907,7 @@ const file_schat_proto_rawDesc = "" +
 	"StoredFile\x12&\n" +
 	"\x04info\x18\x01 \x01(\v2\x12.schat.v1.FileInfoR\x04info\x12\x12\n" +
 	"\x04refs\x18\x02 \x01(\rR\x04refs\x12\x18\n" +
-	"\aclaimed\x18\x03 \x01(\bR\aclaimed\"\xa9\x01\n" +
+	"\aclaimed\x18\x03 \x01(\bR\aclaimed\"\xc8\x01\n" +
 	"\x06Upload\x12&\n" +
 	"\x04info\x18\x01 \x01(\v2\x12.schat.v1.FileInfoR\x04info\x12\x1d\n" +
 	"\n" +
@@ -9874,7 +9916,9 @@ const file_schat_proto_rawDesc = "" +
 	"\n" +
 	"next_chunk\x18\x04 \x01(\rR\tnextChunk\x12\x1d\n" +
 	"\n" +
-	"updated_ms\x18\x05 \x01(\x03R\tupdatedMs\"\x98\x02\n" +
+	"updated_ms\x18\x05 \x01(\x03R\tupdatedMs\x12\x1d\n" +
+	"\n" +
+	"chunk_size\x18\x06 \x01(\rR\tchunkSize\"\x98\x02\n" +
 	"\vNodeRequest\x12.\n" +
 	"\x05hello\x18\x01 \x01(\v2\x16.schat.v1.HelloRequestH\x00R\x05hello\x12+\n" +
 	"\x04join\x18\x02 \x01(\v2\x15.schat.v1.JoinRequestH\x00R\x04join\x124\n" +

@@ -43,10 +43,12 @@ var (
 	Files   = []byte("files")   // file key -> pb.StoredFile
 	Uploads = []byte("uploads") // file key -> pb.Upload
 	Blobs   = []byte("blobs")   // SHA-256 -> count of files with that content
+	Thumbs  = []byte("thumbs")  // file key -> JPEG thumbnail, for uploads and files
 
 	allBuckets = [][]byte{Meta, Users, Logins, Sessions, UserSessions, Owned,
 		OwnedBy, Reservations, Groups, Members, UserGroups, Apps, Messages, Dedup,
-		Notices, Public, Purge, Restored, Files, Uploads, Blobs}
+		Notices, Public, Purge, Restored, Files, Uploads, Blobs,
+		Thumbs}
 )
 
 // Keys inside the Meta bucket.

@@ -50,25 +50,62 @@ func (s *FileStore) PartialPath(key []byte) string {
 	return filepath.Join(s.dir, "partial", hex.EncodeToString(key))
 }
 
-// WriteChunk writes data at off of the upload's partial file and syncs
-// it. Writing the same bytes at the same offset again changes nothing,
-// so an entry applied again after a crash is harmless.
-func (s *FileStore) WriteChunk(key []byte, off int64, data []byte) error {
-	f, err := os.OpenFile(s.PartialPath(key), os.O_CREATE|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("write chunk: %w", err)
+// ChunkWriter writes the chunks of one applied batch into their uploads'
+// partial files, keeping each file open for the batch, and makes them
+// durable at once in Sync, before the batch's transaction commits. Writing
+// the same bytes at the same offset again changes nothing, so an entry
+// applied again after a crash is harmless. It is used from the apply
+// goroutine only.
+type ChunkWriter struct {
+	s    *FileStore
+	open map[string]*os.File
+}
+
+// NewChunkWriter returns a writer for one batch.
+func (s *FileStore) NewChunkWriter() *ChunkWriter {
+	return &ChunkWriter{s: s, open: make(map[string]*os.File)}
+}
+
+// Write writes data at off of the partial file of the upload with key key.
+func (w *ChunkWriter) Write(key []byte, off int64, data []byte) error {
+	f := w.open[string(key)]
+	if f == nil {
+		var err error
+		f, err = os.OpenFile(w.s.PartialPath(key), os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("write chunk: %w", err)
+		}
+		w.open[string(key)] = f
 	}
-	_, err = f.WriteAt(data, off)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if _, err := f.WriteAt(data, off); err != nil {
 		return fmt.Errorf("write chunk: %w", err)
 	}
 	return nil
+}
+
+// Sync fsyncs and closes every partial file written since the last Sync.
+func (w *ChunkWriter) Sync() error {
+	var first error
+	for k, f := range w.open {
+		err := f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil && first == nil {
+			first = fmt.Errorf("sync chunks: %w", err)
+		}
+		delete(w.open, k)
+	}
+	return first
+}
+
+// Close closes the files still open without syncing them: the batch did
+// not commit.
+func (w *ChunkWriter) Close() {
+	for k, f := range w.open {
+		f.Close()
+		delete(w.open, k)
+	}
 }
 
 // LinkBlob makes the upload's partial file the content with SHA-256 sum,

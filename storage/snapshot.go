@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -38,6 +39,26 @@ const (
 // maxSnapFile bounds one file's size in a snapshot, so that a corrupt
 // length is refused rather than trusted.
 const maxSnapFile = 1 << 40
+
+// checkSnapFile refuses a file entry that no snapshot writer makes: an
+// unknown kind, a content not named by a SHA-256, an upload with no name,
+// a size out of bounds.
+func checkSnapFile(f SnapshotFile) error {
+	ok := f.Size >= 0 && f.Size <= maxSnapFile && len(f.Name) <= 255
+	switch f.Kind {
+	case SnapBlob:
+		ok = ok && len(f.Name) == sha256.Size
+	case SnapPartial:
+		ok = ok && len(f.Name) > 0
+	default:
+		ok = false
+	}
+	if !ok {
+		return fmt.Errorf("%w: file kind %d named by %d bytes, of %d bytes",
+			ErrSnapshot, f.Kind, len(f.Name), f.Size)
+	}
+	return nil
+}
 
 // ErrSnapshot means a snapshot stream is malformed or of an unknown version.
 var ErrSnapshot = errors.New("storage: bad snapshot")
@@ -116,8 +137,8 @@ func SnapshotFrameSize(stateSize int64) int64 { return int64(snapHeader) + state
 // WriteSnapshotFile appends one file of size f.Size, read from r, to a
 // snapshot's file section.
 func WriteSnapshotFile(w io.Writer, f SnapshotFile, r io.Reader) error {
-	if len(f.Name) > 255 || f.Kind == SnapEnd {
-		return fmt.Errorf("%w: file name of %d bytes, kind %d", ErrSnapshot, len(f.Name), f.Kind)
+	if err := checkSnapFile(f); err != nil {
+		return err
 	}
 	h := append([]byte{f.Kind, byte(len(f.Name))}, f.Name...)
 	h = binary.BigEndian.AppendUint64(h, uint64(f.Size))
@@ -160,8 +181,8 @@ func ReadSnapshotFiles(r io.Reader, fn func(SnapshotFile, io.Reader) error) erro
 		}
 		f := SnapshotFile{Kind: head[0], Name: rest[:head[1]],
 			Size: int64(binary.BigEndian.Uint64(rest[head[1]:]))}
-		if f.Kind > SnapPartial || f.Size < 0 || f.Size > maxSnapFile {
-			return fmt.Errorf("%w: file kind %d of %d bytes", ErrSnapshot, f.Kind, f.Size)
+		if err := checkSnapFile(f); err != nil {
+			return err
 		}
 		lr := io.LimitReader(r, f.Size)
 		if err := fn(f, lr); err != nil {

@@ -23,10 +23,14 @@ import (
 //	POST /upload/avatar?name=N              the caller's avatar
 //	POST /upload/group-avatar/{gid}?name=N  group gid's avatar (owner)
 //	GET  /files/{id}                        the bytes (Range works)
+//	GET  /files/{id}/thumb                  an image's thumbnail (JPEG)
 //	POST /files/{id}/link                   a signed, expiring URL
 //
-// An upload answers with the file's pb.FileInfo; a refusal with a
-// pb.Response carrying the code, as JSON.
+// The GETs take the token, or instead the exp and sig query parameters of
+// a signed link. An upload answers with the file's pb.FileInfo; a refusal
+// with a pb.Response carrying the code, as JSON. A node refuses an upload
+// with LIMIT_EXCEEDED, before reading its body, while it is receiving as
+// many uploads as it allows, in all or from the caller.
 
 // UploadTarget says what an upload is for.
 type UploadTarget struct{ path string }
@@ -118,8 +122,38 @@ func (fc *FileClient) Get(ctx context.Context, id, rng string) (*http.Response, 
 	return resp, nil
 }
 
-// Link returns a signed URL of file id that works without a token until
-// it expires, absolute against the client's base.
+// Thumbnail returns the thumbnail of image file id (a JPEG); NOT_FOUND
+// when it has none.
+func (fc *FileClient) Thumbnail(ctx context.Context, id string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+		fc.url("/files/"+url.PathEscape(id)+"/thumb").String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := fc.send(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, refusal(resp)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxThumbnail+1))
+	if err == nil && len(b) > maxThumbnail {
+		err = fmt.Errorf("thumbnail of %s: over %d bytes", id, maxThumbnail)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// maxThumbnail bounds a thumbnail read, well above what a server makes.
+const maxThumbnail = 64 << 10
+
+// Link returns a signed URL of file id (and of its thumbnail, if it has
+// one) that works without a token until it expires, absolute against the
+// client's base.
 func (fc *FileClient) Link(ctx context.Context, id string) (*pb.FileLink, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
 		fc.url("/files/"+url.PathEscape(id)+"/link").String(), nil)
@@ -130,11 +164,16 @@ func (fc *FileClient) Link(ctx context.Context, id string) (*pb.FileLink, error)
 	if err := fc.doJSON(req, link); err != nil {
 		return nil, err
 	}
-	rel, err := url.Parse(link.Url)
-	if err != nil {
-		return nil, fmt.Errorf("link %s: %w", id, err)
+	for _, u := range []*string{&link.Url, &link.ThumbnailUrl} {
+		if *u == "" {
+			continue
+		}
+		rel, err := url.Parse(*u)
+		if err != nil {
+			return nil, fmt.Errorf("link %s: %w", id, err)
+		}
+		*u = fc.base.ResolveReference(rel).String()
 	}
-	link.Url = fc.base.ResolveReference(rel).String()
 	return link, nil
 }
 
@@ -167,7 +206,7 @@ func (fc *FileClient) doJSON(req *http.Request, out proto.Message) error {
 	return protojson.Unmarshal(b, out)
 }
 
-// maxFileJSON bounds a file endpoint's JSON answer (a thumbnail at most).
+// maxFileJSON bounds a file endpoint's JSON answer.
 const maxFileJSON = 1 << 20
 
 // refusal turns a non-2xx answer into a *pb.Error.
