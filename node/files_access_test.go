@@ -276,6 +276,7 @@ func TestConfig_Validate_FileBounds(t *testing.T) {
 		}, false},
 		{"longer messages in a smaller page", func(c *Config) {
 			c.Limits.MaxMessage, c.Limits.MaxPage = 20000, 50
+			c.Conns.MaxFrame = 128 << 10 // room for a request carrying such a message
 		}, true},
 		{"no spool slot", func(c *Config) { c.Files.MaxSpools = -1 }, false},
 		{"a partial file config takes the node-side defaults", func(c *Config) {
