@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -18,13 +19,18 @@ import (
 
 // shard is one raft group: its log, snapshots, state machine and raft.
 type shard struct {
-	id    uint32
-	fsm   *fsm.FSM
-	raft  *raft.Raft
-	logs  *raftboltdb.BoltStore
-	trans *raft.NetworkTransport
-	prop  *proposer
-	log   *slog.Logger
+	id   uint32
+	fsm  *fsm.FSM
+	raft *raft.Raft
+	logs *raftboltdb.BoltStore
+	// logCache is the log as raft reads it, recent entries from memory.
+	logCache raft.LogStore
+	trans    *raft.NetworkTransport
+	prop     *proposer
+	log      *slog.Logger
+	// readyTerm is the latest term in which this node, leading, committed
+	// a barrier: from then on its commit index covers every earlier write.
+	readyTerm atomic.Uint64
 }
 
 // shardConfig is what openShard needs from the node.
@@ -75,6 +81,7 @@ func (s *shard) startRaft(sc shardConfig, dir string) error {
 	if err != nil {
 		return err
 	}
+	s.logCache = cached
 	hlog := newHCLog(s.log, "raft")
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "snapshots"), 2, hlog)
 	if err != nil {
