@@ -456,7 +456,7 @@ func (x SystemNote_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SystemNote_Kind.Descriptor instead.
 func (SystemNote_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{50, 0}
+	return file_schat_proto_rawDescGZIP(), []int{51, 0}
 }
 
 type MemberChanged_Change int32
@@ -505,7 +505,7 @@ func (x MemberChanged_Change) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MemberChanged_Change.Descriptor instead.
 func (MemberChanged_Change) EnumDescriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{52, 0}
+	return file_schat_proto_rawDescGZIP(), []int{53, 0}
 }
 
 // ClientFrame is what a client sends. A request carries a non-zero id that
@@ -1144,6 +1144,10 @@ type Response struct {
 	Id     uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	Code   Code                   `protobuf:"varint,2,opt,name=code,proto3,enum=schat.v1.Code" json:"code,omitempty"`
 	Detail string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	// writes names, for each shard the request wrote to, the raft index of
+	// its entry. A client that sends them back with resume on another node
+	// of the cluster reads its own writes there too.
+	Writes []*ShardIndex `protobuf:"bytes,4,rep,name=writes,proto3" json:"writes,omitempty"`
 	// Types that are valid to be assigned to Body:
 	//
 	//	*Response_Register
@@ -1214,6 +1218,13 @@ func (x *Response) GetDetail() string {
 		return x.Detail
 	}
 	return ""
+}
+
+func (x *Response) GetWrites() []*ShardIndex {
+	if x != nil {
+		return x.Writes
+	}
+	return nil
 }
 
 func (x *Response) GetBody() isResponse_Body {
@@ -1636,8 +1647,12 @@ func (x *LoginRequest) GetDevice() string {
 
 // ResumeRequest logs a reconnecting client in with its session token.
 type ResumeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// after lists the highest raft index of this client's acknowledged
+	// writes per shard, as Response.writes named them on any node. The
+	// resumed session's reads wait until this node has applied them.
+	After         []*ShardIndex `protobuf:"bytes,2,rep,name=after,proto3" json:"after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1679,6 +1694,67 @@ func (x *ResumeRequest) GetToken() string {
 	return ""
 }
 
+func (x *ResumeRequest) GetAfter() []*ShardIndex {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// ShardIndex is a raft index of one shard; indexes are the same on every
+// node of the cluster.
+type ShardIndex struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShardIndex) Reset() {
+	*x = ShardIndex{}
+	mi := &file_schat_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardIndex) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardIndex) ProtoMessage() {}
+
+func (x *ShardIndex) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardIndex.ProtoReflect.Descriptor instead.
+func (*ShardIndex) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ShardIndex) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *ShardIndex) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 // LoginResponse carries everything a client needs to start: who it is,
 // its groups with unread counts, the applications awaiting it as an owner,
 // and notices (decisions, kicks, dissolutions) it has not acknowledged.
@@ -1703,7 +1779,7 @@ type LoginResponse struct {
 
 func (x *LoginResponse) Reset() {
 	*x = LoginResponse{}
-	mi := &file_schat_proto_msgTypes[8]
+	mi := &file_schat_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1715,7 +1791,7 @@ func (x *LoginResponse) String() string {
 func (*LoginResponse) ProtoMessage() {}
 
 func (x *LoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[8]
+	mi := &file_schat_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1728,7 +1804,7 @@ func (x *LoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
 func (*LoginResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{8}
+	return file_schat_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LoginResponse) GetToken() string {
@@ -1811,7 +1887,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_schat_proto_msgTypes[9]
+	mi := &file_schat_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +1899,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[9]
+	mi := &file_schat_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +1912,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{9}
+	return file_schat_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Limits) GetMaxName() uint32 {
@@ -1903,7 +1979,7 @@ type LogoutRequest struct {
 
 func (x *LogoutRequest) Reset() {
 	*x = LogoutRequest{}
-	mi := &file_schat_proto_msgTypes[10]
+	mi := &file_schat_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +1991,7 @@ func (x *LogoutRequest) String() string {
 func (*LogoutRequest) ProtoMessage() {}
 
 func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[10]
+	mi := &file_schat_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2004,7 @@ func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutRequest.ProtoReflect.Descriptor instead.
 func (*LogoutRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{10}
+	return file_schat_proto_rawDescGZIP(), []int{11}
 }
 
 type PingRequest struct {
@@ -1940,7 +2016,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_schat_proto_msgTypes[11]
+	mi := &file_schat_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2028,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[11]
+	mi := &file_schat_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2041,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{11}
+	return file_schat_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PingRequest) GetClientTimeMs() int64 {
@@ -1985,7 +2061,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_schat_proto_msgTypes[12]
+	mi := &file_schat_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1997,7 +2073,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[12]
+	mi := &file_schat_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2010,7 +2086,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{12}
+	return file_schat_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PingResponse) GetClientTimeMs() int64 {
@@ -2037,7 +2113,7 @@ type ChangePasswordRequest struct {
 
 func (x *ChangePasswordRequest) Reset() {
 	*x = ChangePasswordRequest{}
-	mi := &file_schat_proto_msgTypes[13]
+	mi := &file_schat_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2125,7 @@ func (x *ChangePasswordRequest) String() string {
 func (*ChangePasswordRequest) ProtoMessage() {}
 
 func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[13]
+	mi := &file_schat_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2138,7 @@ func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
 func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{13}
+	return file_schat_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ChangePasswordRequest) GetOldPassword() string {
@@ -2091,7 +2167,7 @@ type ChangePasswordResponse struct {
 
 func (x *ChangePasswordResponse) Reset() {
 	*x = ChangePasswordResponse{}
-	mi := &file_schat_proto_msgTypes[14]
+	mi := &file_schat_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2179,7 @@ func (x *ChangePasswordResponse) String() string {
 func (*ChangePasswordResponse) ProtoMessage() {}
 
 func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[14]
+	mi := &file_schat_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2192,7 @@ func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordResponse.ProtoReflect.Descriptor instead.
 func (*ChangePasswordResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{14}
+	return file_schat_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ChangePasswordResponse) GetToken() string {
@@ -2147,7 +2223,7 @@ type UpdateProfileRequest struct {
 
 func (x *UpdateProfileRequest) Reset() {
 	*x = UpdateProfileRequest{}
-	mi := &file_schat_proto_msgTypes[15]
+	mi := &file_schat_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2159,7 +2235,7 @@ func (x *UpdateProfileRequest) String() string {
 func (*UpdateProfileRequest) ProtoMessage() {}
 
 func (x *UpdateProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[15]
+	mi := &file_schat_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2172,7 +2248,7 @@ func (x *UpdateProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProfileRequest.ProtoReflect.Descriptor instead.
 func (*UpdateProfileRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{15}
+	return file_schat_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateProfileRequest) GetDisplayName() string {
@@ -2219,7 +2295,7 @@ type GetProfilesRequest struct {
 
 func (x *GetProfilesRequest) Reset() {
 	*x = GetProfilesRequest{}
-	mi := &file_schat_proto_msgTypes[16]
+	mi := &file_schat_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2231,7 +2307,7 @@ func (x *GetProfilesRequest) String() string {
 func (*GetProfilesRequest) ProtoMessage() {}
 
 func (x *GetProfilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[16]
+	mi := &file_schat_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2244,7 +2320,7 @@ func (x *GetProfilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfilesRequest.ProtoReflect.Descriptor instead.
 func (*GetProfilesRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{16}
+	return file_schat_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetProfilesRequest) GetUserIds() []uint64 {
@@ -2263,7 +2339,7 @@ type GetProfilesResponse struct {
 
 func (x *GetProfilesResponse) Reset() {
 	*x = GetProfilesResponse{}
-	mi := &file_schat_proto_msgTypes[17]
+	mi := &file_schat_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2275,7 +2351,7 @@ func (x *GetProfilesResponse) String() string {
 func (*GetProfilesResponse) ProtoMessage() {}
 
 func (x *GetProfilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[17]
+	mi := &file_schat_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2288,7 +2364,7 @@ func (x *GetProfilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfilesResponse.ProtoReflect.Descriptor instead.
 func (*GetProfilesResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{17}
+	return file_schat_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetProfilesResponse) GetProfiles() []*UserProfile {
@@ -2316,7 +2392,7 @@ type UserProfile struct {
 
 func (x *UserProfile) Reset() {
 	*x = UserProfile{}
-	mi := &file_schat_proto_msgTypes[18]
+	mi := &file_schat_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2328,7 +2404,7 @@ func (x *UserProfile) String() string {
 func (*UserProfile) ProtoMessage() {}
 
 func (x *UserProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[18]
+	mi := &file_schat_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2341,7 +2417,7 @@ func (x *UserProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserProfile.ProtoReflect.Descriptor instead.
 func (*UserProfile) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{18}
+	return file_schat_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UserProfile) GetUserId() uint64 {
@@ -2413,7 +2489,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_schat_proto_msgTypes[19]
+	mi := &file_schat_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2425,7 +2501,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[19]
+	mi := &file_schat_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2438,7 +2514,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{19}
+	return file_schat_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateGroupRequest) GetName() string {
@@ -2487,7 +2563,7 @@ type ApplyGroupRequest struct {
 
 func (x *ApplyGroupRequest) Reset() {
 	*x = ApplyGroupRequest{}
-	mi := &file_schat_proto_msgTypes[20]
+	mi := &file_schat_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +2575,7 @@ func (x *ApplyGroupRequest) String() string {
 func (*ApplyGroupRequest) ProtoMessage() {}
 
 func (x *ApplyGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[20]
+	mi := &file_schat_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +2588,7 @@ func (x *ApplyGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyGroupRequest.ProtoReflect.Descriptor instead.
 func (*ApplyGroupRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{20}
+	return file_schat_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ApplyGroupRequest) GetGroupId() uint64 {
@@ -2546,7 +2622,7 @@ type ApplyGroupResponse struct {
 
 func (x *ApplyGroupResponse) Reset() {
 	*x = ApplyGroupResponse{}
-	mi := &file_schat_proto_msgTypes[21]
+	mi := &file_schat_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2558,7 +2634,7 @@ func (x *ApplyGroupResponse) String() string {
 func (*ApplyGroupResponse) ProtoMessage() {}
 
 func (x *ApplyGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[21]
+	mi := &file_schat_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2571,7 +2647,7 @@ func (x *ApplyGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyGroupResponse.ProtoReflect.Descriptor instead.
 func (*ApplyGroupResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{21}
+	return file_schat_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ApplyGroupResponse) GetGroupId() uint64 {
@@ -2601,7 +2677,7 @@ type DecideApplicationRequest struct {
 
 func (x *DecideApplicationRequest) Reset() {
 	*x = DecideApplicationRequest{}
-	mi := &file_schat_proto_msgTypes[22]
+	mi := &file_schat_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2613,7 +2689,7 @@ func (x *DecideApplicationRequest) String() string {
 func (*DecideApplicationRequest) ProtoMessage() {}
 
 func (x *DecideApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[22]
+	mi := &file_schat_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2626,7 +2702,7 @@ func (x *DecideApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideApplicationRequest.ProtoReflect.Descriptor instead.
 func (*DecideApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{22}
+	return file_schat_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DecideApplicationRequest) GetGroupId() uint64 {
@@ -2659,7 +2735,7 @@ type ListApplicationsRequest struct {
 
 func (x *ListApplicationsRequest) Reset() {
 	*x = ListApplicationsRequest{}
-	mi := &file_schat_proto_msgTypes[23]
+	mi := &file_schat_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2671,7 +2747,7 @@ func (x *ListApplicationsRequest) String() string {
 func (*ListApplicationsRequest) ProtoMessage() {}
 
 func (x *ListApplicationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[23]
+	mi := &file_schat_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2684,7 +2760,7 @@ func (x *ListApplicationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApplicationsRequest.ProtoReflect.Descriptor instead.
 func (*ListApplicationsRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{23}
+	return file_schat_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListApplicationsRequest) GetGroupId() uint64 {
@@ -2703,7 +2779,7 @@ type ListApplicationsResponse struct {
 
 func (x *ListApplicationsResponse) Reset() {
 	*x = ListApplicationsResponse{}
-	mi := &file_schat_proto_msgTypes[24]
+	mi := &file_schat_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2715,7 +2791,7 @@ func (x *ListApplicationsResponse) String() string {
 func (*ListApplicationsResponse) ProtoMessage() {}
 
 func (x *ListApplicationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[24]
+	mi := &file_schat_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2728,7 +2804,7 @@ func (x *ListApplicationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApplicationsResponse.ProtoReflect.Descriptor instead.
 func (*ListApplicationsResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{24}
+	return file_schat_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListApplicationsResponse) GetApplications() []*Application {
@@ -2752,7 +2828,7 @@ type Application struct {
 
 func (x *Application) Reset() {
 	*x = Application{}
-	mi := &file_schat_proto_msgTypes[25]
+	mi := &file_schat_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2764,7 +2840,7 @@ func (x *Application) String() string {
 func (*Application) ProtoMessage() {}
 
 func (x *Application) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[25]
+	mi := &file_schat_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2777,7 +2853,7 @@ func (x *Application) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Application.ProtoReflect.Descriptor instead.
 func (*Application) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{25}
+	return file_schat_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Application) GetGroupId() uint64 {
@@ -2831,7 +2907,7 @@ type QuitGroupRequest struct {
 
 func (x *QuitGroupRequest) Reset() {
 	*x = QuitGroupRequest{}
-	mi := &file_schat_proto_msgTypes[26]
+	mi := &file_schat_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2843,7 +2919,7 @@ func (x *QuitGroupRequest) String() string {
 func (*QuitGroupRequest) ProtoMessage() {}
 
 func (x *QuitGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[26]
+	mi := &file_schat_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2856,7 +2932,7 @@ func (x *QuitGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitGroupRequest.ProtoReflect.Descriptor instead.
 func (*QuitGroupRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{26}
+	return file_schat_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *QuitGroupRequest) GetGroupId() uint64 {
@@ -2876,7 +2952,7 @@ type KickMemberRequest struct {
 
 func (x *KickMemberRequest) Reset() {
 	*x = KickMemberRequest{}
-	mi := &file_schat_proto_msgTypes[27]
+	mi := &file_schat_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2888,7 +2964,7 @@ func (x *KickMemberRequest) String() string {
 func (*KickMemberRequest) ProtoMessage() {}
 
 func (x *KickMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[27]
+	mi := &file_schat_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2901,7 +2977,7 @@ func (x *KickMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickMemberRequest.ProtoReflect.Descriptor instead.
 func (*KickMemberRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{27}
+	return file_schat_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KickMemberRequest) GetGroupId() uint64 {
@@ -2927,7 +3003,7 @@ type DissolveGroupRequest struct {
 
 func (x *DissolveGroupRequest) Reset() {
 	*x = DissolveGroupRequest{}
-	mi := &file_schat_proto_msgTypes[28]
+	mi := &file_schat_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2939,7 +3015,7 @@ func (x *DissolveGroupRequest) String() string {
 func (*DissolveGroupRequest) ProtoMessage() {}
 
 func (x *DissolveGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[28]
+	mi := &file_schat_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2952,7 +3028,7 @@ func (x *DissolveGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DissolveGroupRequest.ProtoReflect.Descriptor instead.
 func (*DissolveGroupRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{28}
+	return file_schat_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DissolveGroupRequest) GetGroupId() uint64 {
@@ -2972,7 +3048,7 @@ type TransferOwnershipRequest struct {
 
 func (x *TransferOwnershipRequest) Reset() {
 	*x = TransferOwnershipRequest{}
-	mi := &file_schat_proto_msgTypes[29]
+	mi := &file_schat_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2984,7 +3060,7 @@ func (x *TransferOwnershipRequest) String() string {
 func (*TransferOwnershipRequest) ProtoMessage() {}
 
 func (x *TransferOwnershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[29]
+	mi := &file_schat_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2997,7 +3073,7 @@ func (x *TransferOwnershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferOwnershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferOwnershipRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{29}
+	return file_schat_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TransferOwnershipRequest) GetGroupId() uint64 {
@@ -3023,7 +3099,7 @@ type GroupInfoRequest struct {
 
 func (x *GroupInfoRequest) Reset() {
 	*x = GroupInfoRequest{}
-	mi := &file_schat_proto_msgTypes[30]
+	mi := &file_schat_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3035,7 +3111,7 @@ func (x *GroupInfoRequest) String() string {
 func (*GroupInfoRequest) ProtoMessage() {}
 
 func (x *GroupInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[30]
+	mi := &file_schat_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3048,7 +3124,7 @@ func (x *GroupInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupInfoRequest.ProtoReflect.Descriptor instead.
 func (*GroupInfoRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{30}
+	return file_schat_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GroupInfoRequest) GetGroupId() uint64 {
@@ -3068,7 +3144,7 @@ type ListPublicGroupsRequest struct {
 
 func (x *ListPublicGroupsRequest) Reset() {
 	*x = ListPublicGroupsRequest{}
-	mi := &file_schat_proto_msgTypes[31]
+	mi := &file_schat_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3080,7 +3156,7 @@ func (x *ListPublicGroupsRequest) String() string {
 func (*ListPublicGroupsRequest) ProtoMessage() {}
 
 func (x *ListPublicGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[31]
+	mi := &file_schat_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3093,7 +3169,7 @@ func (x *ListPublicGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPublicGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListPublicGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{31}
+	return file_schat_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListPublicGroupsRequest) GetAfterGroupId() uint64 {
@@ -3120,7 +3196,7 @@ type ListPublicGroupsResponse struct {
 
 func (x *ListPublicGroupsResponse) Reset() {
 	*x = ListPublicGroupsResponse{}
-	mi := &file_schat_proto_msgTypes[32]
+	mi := &file_schat_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3132,7 +3208,7 @@ func (x *ListPublicGroupsResponse) String() string {
 func (*ListPublicGroupsResponse) ProtoMessage() {}
 
 func (x *ListPublicGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[32]
+	mi := &file_schat_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3145,7 +3221,7 @@ func (x *ListPublicGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPublicGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListPublicGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{32}
+	return file_schat_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListPublicGroupsResponse) GetGroups() []*GroupInfo {
@@ -3177,7 +3253,7 @@ type UpdateGroupRequest struct {
 
 func (x *UpdateGroupRequest) Reset() {
 	*x = UpdateGroupRequest{}
-	mi := &file_schat_proto_msgTypes[33]
+	mi := &file_schat_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3189,7 +3265,7 @@ func (x *UpdateGroupRequest) String() string {
 func (*UpdateGroupRequest) ProtoMessage() {}
 
 func (x *UpdateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[33]
+	mi := &file_schat_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3202,7 +3278,7 @@ func (x *UpdateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGroupRequest.ProtoReflect.Descriptor instead.
 func (*UpdateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{33}
+	return file_schat_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UpdateGroupRequest) GetGroupId() uint64 {
@@ -3255,7 +3331,7 @@ type ListMyGroupsRequest struct {
 
 func (x *ListMyGroupsRequest) Reset() {
 	*x = ListMyGroupsRequest{}
-	mi := &file_schat_proto_msgTypes[34]
+	mi := &file_schat_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3267,7 +3343,7 @@ func (x *ListMyGroupsRequest) String() string {
 func (*ListMyGroupsRequest) ProtoMessage() {}
 
 func (x *ListMyGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[34]
+	mi := &file_schat_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3280,7 +3356,7 @@ func (x *ListMyGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListMyGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{34}
+	return file_schat_proto_rawDescGZIP(), []int{35}
 }
 
 type ListMyGroupsResponse struct {
@@ -3292,7 +3368,7 @@ type ListMyGroupsResponse struct {
 
 func (x *ListMyGroupsResponse) Reset() {
 	*x = ListMyGroupsResponse{}
-	mi := &file_schat_proto_msgTypes[35]
+	mi := &file_schat_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3304,7 +3380,7 @@ func (x *ListMyGroupsResponse) String() string {
 func (*ListMyGroupsResponse) ProtoMessage() {}
 
 func (x *ListMyGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[35]
+	mi := &file_schat_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3317,7 +3393,7 @@ func (x *ListMyGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListMyGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{35}
+	return file_schat_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListMyGroupsResponse) GetGroups() []*GroupSummary {
@@ -3336,7 +3412,7 @@ type AckNoticesRequest struct {
 
 func (x *AckNoticesRequest) Reset() {
 	*x = AckNoticesRequest{}
-	mi := &file_schat_proto_msgTypes[36]
+	mi := &file_schat_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3348,7 +3424,7 @@ func (x *AckNoticesRequest) String() string {
 func (*AckNoticesRequest) ProtoMessage() {}
 
 func (x *AckNoticesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[36]
+	mi := &file_schat_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3361,7 +3437,7 @@ func (x *AckNoticesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckNoticesRequest.ProtoReflect.Descriptor instead.
 func (*AckNoticesRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{36}
+	return file_schat_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AckNoticesRequest) GetNoticeIds() []uint64 {
@@ -3391,7 +3467,7 @@ type GroupInfo struct {
 
 func (x *GroupInfo) Reset() {
 	*x = GroupInfo{}
-	mi := &file_schat_proto_msgTypes[37]
+	mi := &file_schat_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3403,7 +3479,7 @@ func (x *GroupInfo) String() string {
 func (*GroupInfo) ProtoMessage() {}
 
 func (x *GroupInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[37]
+	mi := &file_schat_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3416,7 +3492,7 @@ func (x *GroupInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupInfo.ProtoReflect.Descriptor instead.
 func (*GroupInfo) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{37}
+	return file_schat_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GroupInfo) GetGroupId() uint64 {
@@ -3508,7 +3584,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_schat_proto_msgTypes[38]
+	mi := &file_schat_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3520,7 +3596,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[38]
+	mi := &file_schat_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3533,7 +3609,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{38}
+	return file_schat_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Member) GetUserId() uint64 {
@@ -3579,7 +3655,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_schat_proto_msgTypes[39]
+	mi := &file_schat_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3591,7 +3667,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[39]
+	mi := &file_schat_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3604,7 +3680,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{39}
+	return file_schat_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GroupSummary) GetGroupId() uint64 {
@@ -3662,7 +3738,7 @@ type SendMessageRequest struct {
 
 func (x *SendMessageRequest) Reset() {
 	*x = SendMessageRequest{}
-	mi := &file_schat_proto_msgTypes[40]
+	mi := &file_schat_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3674,7 +3750,7 @@ func (x *SendMessageRequest) String() string {
 func (*SendMessageRequest) ProtoMessage() {}
 
 func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[40]
+	mi := &file_schat_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3687,7 +3763,7 @@ func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageRequest.ProtoReflect.Descriptor instead.
 func (*SendMessageRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{40}
+	return file_schat_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SendMessageRequest) GetGroupId() uint64 {
@@ -3735,7 +3811,7 @@ type RecallMessageRequest struct {
 
 func (x *RecallMessageRequest) Reset() {
 	*x = RecallMessageRequest{}
-	mi := &file_schat_proto_msgTypes[41]
+	mi := &file_schat_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3747,7 +3823,7 @@ func (x *RecallMessageRequest) String() string {
 func (*RecallMessageRequest) ProtoMessage() {}
 
 func (x *RecallMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[41]
+	mi := &file_schat_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3760,7 +3836,7 @@ func (x *RecallMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallMessageRequest.ProtoReflect.Descriptor instead.
 func (*RecallMessageRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{41}
+	return file_schat_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RecallMessageRequest) GetGroupId() uint64 {
@@ -3794,7 +3870,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_schat_proto_msgTypes[42]
+	mi := &file_schat_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3806,7 +3882,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[42]
+	mi := &file_schat_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3819,7 +3895,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{42}
+	return file_schat_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *HistoryRequest) GetGroupId() uint64 {
@@ -3865,7 +3941,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_schat_proto_msgTypes[43]
+	mi := &file_schat_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3877,7 +3953,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[43]
+	mi := &file_schat_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3890,7 +3966,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{43}
+	return file_schat_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SyncRequest) GetGroupId() uint64 {
@@ -3940,7 +4016,7 @@ type MessagePage struct {
 
 func (x *MessagePage) Reset() {
 	*x = MessagePage{}
-	mi := &file_schat_proto_msgTypes[44]
+	mi := &file_schat_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3952,7 +4028,7 @@ func (x *MessagePage) String() string {
 func (*MessagePage) ProtoMessage() {}
 
 func (x *MessagePage) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[44]
+	mi := &file_schat_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3965,7 +4041,7 @@ func (x *MessagePage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessagePage.ProtoReflect.Descriptor instead.
 func (*MessagePage) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{44}
+	return file_schat_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MessagePage) GetGroupId() uint64 {
@@ -4007,7 +4083,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_schat_proto_msgTypes[45]
+	mi := &file_schat_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4019,7 +4095,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[45]
+	mi := &file_schat_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4032,7 +4108,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{45}
+	return file_schat_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MarkReadRequest) GetGroupId() uint64 {
@@ -4059,7 +4135,7 @@ type MarkReadResponse struct {
 
 func (x *MarkReadResponse) Reset() {
 	*x = MarkReadResponse{}
-	mi := &file_schat_proto_msgTypes[46]
+	mi := &file_schat_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4071,7 +4147,7 @@ func (x *MarkReadResponse) String() string {
 func (*MarkReadResponse) ProtoMessage() {}
 
 func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[46]
+	mi := &file_schat_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4084,7 +4160,7 @@ func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
 func (*MarkReadResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{46}
+	return file_schat_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MarkReadResponse) GetReadSeq() uint64 {
@@ -4122,7 +4198,7 @@ type ChatMessage struct {
 
 func (x *ChatMessage) Reset() {
 	*x = ChatMessage{}
-	mi := &file_schat_proto_msgTypes[47]
+	mi := &file_schat_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4134,7 +4210,7 @@ func (x *ChatMessage) String() string {
 func (*ChatMessage) ProtoMessage() {}
 
 func (x *ChatMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[47]
+	mi := &file_schat_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4147,7 +4223,7 @@ func (x *ChatMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
 func (*ChatMessage) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{47}
+	return file_schat_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ChatMessage) GetGroupId() uint64 {
@@ -4257,7 +4333,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_schat_proto_msgTypes[48]
+	mi := &file_schat_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4269,7 +4345,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[48]
+	mi := &file_schat_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4282,7 +4358,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{48}
+	return file_schat_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *FileInfo) GetFileId() string {
@@ -4388,7 +4464,7 @@ type FileLink struct {
 
 func (x *FileLink) Reset() {
 	*x = FileLink{}
-	mi := &file_schat_proto_msgTypes[49]
+	mi := &file_schat_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4400,7 +4476,7 @@ func (x *FileLink) String() string {
 func (*FileLink) ProtoMessage() {}
 
 func (x *FileLink) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[49]
+	mi := &file_schat_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4413,7 +4489,7 @@ func (x *FileLink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLink.ProtoReflect.Descriptor instead.
 func (*FileLink) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{49}
+	return file_schat_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *FileLink) GetUrl() string {
@@ -4442,7 +4518,7 @@ type SystemNote struct {
 
 func (x *SystemNote) Reset() {
 	*x = SystemNote{}
-	mi := &file_schat_proto_msgTypes[50]
+	mi := &file_schat_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4454,7 +4530,7 @@ func (x *SystemNote) String() string {
 func (*SystemNote) ProtoMessage() {}
 
 func (x *SystemNote) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[50]
+	mi := &file_schat_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4467,7 +4543,7 @@ func (x *SystemNote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemNote.ProtoReflect.Descriptor instead.
 func (*SystemNote) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{50}
+	return file_schat_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *SystemNote) GetKind() SystemNote_Kind {
@@ -4513,7 +4589,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_schat_proto_msgTypes[51]
+	mi := &file_schat_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4525,7 +4601,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[51]
+	mi := &file_schat_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4538,7 +4614,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{51}
+	return file_schat_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Event) GetBody() isEvent_Body {
@@ -4706,7 +4782,7 @@ type MemberChanged struct {
 
 func (x *MemberChanged) Reset() {
 	*x = MemberChanged{}
-	mi := &file_schat_proto_msgTypes[52]
+	mi := &file_schat_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4718,7 +4794,7 @@ func (x *MemberChanged) String() string {
 func (*MemberChanged) ProtoMessage() {}
 
 func (x *MemberChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[52]
+	mi := &file_schat_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4731,7 +4807,7 @@ func (x *MemberChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberChanged.ProtoReflect.Descriptor instead.
 func (*MemberChanged) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{52}
+	return file_schat_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MemberChanged) GetGroupId() uint64 {
@@ -4773,7 +4849,7 @@ type GroupDissolved struct {
 
 func (x *GroupDissolved) Reset() {
 	*x = GroupDissolved{}
-	mi := &file_schat_proto_msgTypes[53]
+	mi := &file_schat_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4785,7 +4861,7 @@ func (x *GroupDissolved) String() string {
 func (*GroupDissolved) ProtoMessage() {}
 
 func (x *GroupDissolved) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[53]
+	mi := &file_schat_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4798,7 +4874,7 @@ func (x *GroupDissolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupDissolved.ProtoReflect.Descriptor instead.
 func (*GroupDissolved) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{53}
+	return file_schat_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GroupDissolved) GetGroupId() uint64 {
@@ -4833,7 +4909,7 @@ type ApplicationDecided struct {
 
 func (x *ApplicationDecided) Reset() {
 	*x = ApplicationDecided{}
-	mi := &file_schat_proto_msgTypes[54]
+	mi := &file_schat_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4845,7 +4921,7 @@ func (x *ApplicationDecided) String() string {
 func (*ApplicationDecided) ProtoMessage() {}
 
 func (x *ApplicationDecided) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[54]
+	mi := &file_schat_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4858,7 +4934,7 @@ func (x *ApplicationDecided) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplicationDecided.ProtoReflect.Descriptor instead.
 func (*ApplicationDecided) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{54}
+	return file_schat_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ApplicationDecided) GetGroupId() uint64 {
@@ -4893,7 +4969,7 @@ type MessageRecalled struct {
 
 func (x *MessageRecalled) Reset() {
 	*x = MessageRecalled{}
-	mi := &file_schat_proto_msgTypes[55]
+	mi := &file_schat_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4905,7 +4981,7 @@ func (x *MessageRecalled) String() string {
 func (*MessageRecalled) ProtoMessage() {}
 
 func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[55]
+	mi := &file_schat_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4918,7 +4994,7 @@ func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRecalled.ProtoReflect.Descriptor instead.
 func (*MessageRecalled) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{55}
+	return file_schat_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MessageRecalled) GetGroupId() uint64 {
@@ -4953,7 +5029,7 @@ type ReadReceipt struct {
 
 func (x *ReadReceipt) Reset() {
 	*x = ReadReceipt{}
-	mi := &file_schat_proto_msgTypes[56]
+	mi := &file_schat_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4965,7 +5041,7 @@ func (x *ReadReceipt) String() string {
 func (*ReadReceipt) ProtoMessage() {}
 
 func (x *ReadReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[56]
+	mi := &file_schat_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4978,7 +5054,7 @@ func (x *ReadReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadReceipt.ProtoReflect.Descriptor instead.
 func (*ReadReceipt) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{56}
+	return file_schat_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ReadReceipt) GetGroupId() uint64 {
@@ -5011,7 +5087,7 @@ type SessionEnded struct {
 
 func (x *SessionEnded) Reset() {
 	*x = SessionEnded{}
-	mi := &file_schat_proto_msgTypes[57]
+	mi := &file_schat_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5023,7 +5099,7 @@ func (x *SessionEnded) String() string {
 func (*SessionEnded) ProtoMessage() {}
 
 func (x *SessionEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[57]
+	mi := &file_schat_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5036,7 +5112,7 @@ func (x *SessionEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEnded.ProtoReflect.Descriptor instead.
 func (*SessionEnded) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{57}
+	return file_schat_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *SessionEnded) GetReason() string {
@@ -5059,7 +5135,7 @@ type Notice struct {
 
 func (x *Notice) Reset() {
 	*x = Notice{}
-	mi := &file_schat_proto_msgTypes[58]
+	mi := &file_schat_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5071,7 +5147,7 @@ func (x *Notice) String() string {
 func (*Notice) ProtoMessage() {}
 
 func (x *Notice) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[58]
+	mi := &file_schat_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5084,7 +5160,7 @@ func (x *Notice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notice.ProtoReflect.Descriptor instead.
 func (*Notice) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{58}
+	return file_schat_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Notice) GetId() uint64 {
@@ -5146,7 +5222,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_schat_proto_msgTypes[59]
+	mi := &file_schat_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5158,7 +5234,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[59]
+	mi := &file_schat_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5171,7 +5247,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{59}
+	return file_schat_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Command) GetTimeMs() int64 {
@@ -5599,7 +5675,7 @@ type CommandBatch struct {
 
 func (x *CommandBatch) Reset() {
 	*x = CommandBatch{}
-	mi := &file_schat_proto_msgTypes[60]
+	mi := &file_schat_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5611,7 +5687,7 @@ func (x *CommandBatch) String() string {
 func (*CommandBatch) ProtoMessage() {}
 
 func (x *CommandBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[60]
+	mi := &file_schat_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5624,7 +5700,7 @@ func (x *CommandBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
 func (*CommandBatch) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{60}
+	return file_schat_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CommandBatch) GetCommands() []*Command {
@@ -5648,7 +5724,7 @@ type RegisterCmd struct {
 
 func (x *RegisterCmd) Reset() {
 	*x = RegisterCmd{}
-	mi := &file_schat_proto_msgTypes[61]
+	mi := &file_schat_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5660,7 +5736,7 @@ func (x *RegisterCmd) String() string {
 func (*RegisterCmd) ProtoMessage() {}
 
 func (x *RegisterCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[61]
+	mi := &file_schat_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5673,7 +5749,7 @@ func (x *RegisterCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterCmd.ProtoReflect.Descriptor instead.
 func (*RegisterCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{61}
+	return file_schat_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RegisterCmd) GetLoginName() string {
@@ -5733,7 +5809,7 @@ type CreateSessionCmd struct {
 
 func (x *CreateSessionCmd) Reset() {
 	*x = CreateSessionCmd{}
-	mi := &file_schat_proto_msgTypes[62]
+	mi := &file_schat_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5745,7 +5821,7 @@ func (x *CreateSessionCmd) String() string {
 func (*CreateSessionCmd) ProtoMessage() {}
 
 func (x *CreateSessionCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[62]
+	mi := &file_schat_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5758,7 +5834,7 @@ func (x *CreateSessionCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionCmd.ProtoReflect.Descriptor instead.
 func (*CreateSessionCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{62}
+	return file_schat_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CreateSessionCmd) GetUserId() uint64 {
@@ -5798,7 +5874,7 @@ type DeleteSessionCmd struct {
 
 func (x *DeleteSessionCmd) Reset() {
 	*x = DeleteSessionCmd{}
-	mi := &file_schat_proto_msgTypes[63]
+	mi := &file_schat_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5810,7 +5886,7 @@ func (x *DeleteSessionCmd) String() string {
 func (*DeleteSessionCmd) ProtoMessage() {}
 
 func (x *DeleteSessionCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[63]
+	mi := &file_schat_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5823,7 +5899,7 @@ func (x *DeleteSessionCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionCmd.ProtoReflect.Descriptor instead.
 func (*DeleteSessionCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{63}
+	return file_schat_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *DeleteSessionCmd) GetTokenHash() []byte {
@@ -5846,7 +5922,7 @@ type ChangePasswordCmd struct {
 
 func (x *ChangePasswordCmd) Reset() {
 	*x = ChangePasswordCmd{}
-	mi := &file_schat_proto_msgTypes[64]
+	mi := &file_schat_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5858,7 +5934,7 @@ func (x *ChangePasswordCmd) String() string {
 func (*ChangePasswordCmd) ProtoMessage() {}
 
 func (x *ChangePasswordCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[64]
+	mi := &file_schat_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5871,7 +5947,7 @@ func (x *ChangePasswordCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordCmd.ProtoReflect.Descriptor instead.
 func (*ChangePasswordCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{64}
+	return file_schat_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ChangePasswordCmd) GetUserId() uint64 {
@@ -5923,7 +5999,7 @@ type UpdateProfileCmd struct {
 
 func (x *UpdateProfileCmd) Reset() {
 	*x = UpdateProfileCmd{}
-	mi := &file_schat_proto_msgTypes[65]
+	mi := &file_schat_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5935,7 +6011,7 @@ func (x *UpdateProfileCmd) String() string {
 func (*UpdateProfileCmd) ProtoMessage() {}
 
 func (x *UpdateProfileCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[65]
+	mi := &file_schat_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5948,7 +6024,7 @@ func (x *UpdateProfileCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProfileCmd.ProtoReflect.Descriptor instead.
 func (*UpdateProfileCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{65}
+	return file_schat_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *UpdateProfileCmd) GetUserId() uint64 {
@@ -6006,7 +6082,7 @@ type ReserveGroupCmd struct {
 
 func (x *ReserveGroupCmd) Reset() {
 	*x = ReserveGroupCmd{}
-	mi := &file_schat_proto_msgTypes[66]
+	mi := &file_schat_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6018,7 +6094,7 @@ func (x *ReserveGroupCmd) String() string {
 func (*ReserveGroupCmd) ProtoMessage() {}
 
 func (x *ReserveGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[66]
+	mi := &file_schat_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6031,7 +6107,7 @@ func (x *ReserveGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveGroupCmd.ProtoReflect.Descriptor instead.
 func (*ReserveGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{66}
+	return file_schat_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ReserveGroupCmd) GetOwnerId() uint64 {
@@ -6067,7 +6143,7 @@ type ReleaseGroupCmd struct {
 
 func (x *ReleaseGroupCmd) Reset() {
 	*x = ReleaseGroupCmd{}
-	mi := &file_schat_proto_msgTypes[67]
+	mi := &file_schat_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6079,7 +6155,7 @@ func (x *ReleaseGroupCmd) String() string {
 func (*ReleaseGroupCmd) ProtoMessage() {}
 
 func (x *ReleaseGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[67]
+	mi := &file_schat_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6092,7 +6168,7 @@ func (x *ReleaseGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseGroupCmd.ProtoReflect.Descriptor instead.
 func (*ReleaseGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{67}
+	return file_schat_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ReleaseGroupCmd) GetOwnerId() uint64 {
@@ -6122,7 +6198,7 @@ type MoveOwnershipCmd struct {
 
 func (x *MoveOwnershipCmd) Reset() {
 	*x = MoveOwnershipCmd{}
-	mi := &file_schat_proto_msgTypes[68]
+	mi := &file_schat_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6134,7 +6210,7 @@ func (x *MoveOwnershipCmd) String() string {
 func (*MoveOwnershipCmd) ProtoMessage() {}
 
 func (x *MoveOwnershipCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[68]
+	mi := &file_schat_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6147,7 +6223,7 @@ func (x *MoveOwnershipCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveOwnershipCmd.ProtoReflect.Descriptor instead.
 func (*MoveOwnershipCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{68}
+	return file_schat_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *MoveOwnershipCmd) GetFromId() uint64 {
@@ -6186,7 +6262,7 @@ type PruneSessionsCmd struct {
 
 func (x *PruneSessionsCmd) Reset() {
 	*x = PruneSessionsCmd{}
-	mi := &file_schat_proto_msgTypes[69]
+	mi := &file_schat_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6198,7 +6274,7 @@ func (x *PruneSessionsCmd) String() string {
 func (*PruneSessionsCmd) ProtoMessage() {}
 
 func (x *PruneSessionsCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[69]
+	mi := &file_schat_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6211,7 +6287,7 @@ func (x *PruneSessionsCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneSessionsCmd.ProtoReflect.Descriptor instead.
 func (*PruneSessionsCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{69}
+	return file_schat_proto_rawDescGZIP(), []int{70}
 }
 
 // GroupLimits are the limits a group shard enforces, carried in the
@@ -6226,7 +6302,7 @@ type GroupLimits struct {
 
 func (x *GroupLimits) Reset() {
 	*x = GroupLimits{}
-	mi := &file_schat_proto_msgTypes[70]
+	mi := &file_schat_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6238,7 +6314,7 @@ func (x *GroupLimits) String() string {
 func (*GroupLimits) ProtoMessage() {}
 
 func (x *GroupLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[70]
+	mi := &file_schat_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6251,7 +6327,7 @@ func (x *GroupLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupLimits.ProtoReflect.Descriptor instead.
 func (*GroupLimits) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{70}
+	return file_schat_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *GroupLimits) GetMaxMembers() uint32 {
@@ -6283,7 +6359,7 @@ type CreateGroupCmd struct {
 
 func (x *CreateGroupCmd) Reset() {
 	*x = CreateGroupCmd{}
-	mi := &file_schat_proto_msgTypes[71]
+	mi := &file_schat_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6295,7 +6371,7 @@ func (x *CreateGroupCmd) String() string {
 func (*CreateGroupCmd) ProtoMessage() {}
 
 func (x *CreateGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[71]
+	mi := &file_schat_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6308,7 +6384,7 @@ func (x *CreateGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupCmd.ProtoReflect.Descriptor instead.
 func (*CreateGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{71}
+	return file_schat_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *CreateGroupCmd) GetGroupId() uint64 {
@@ -6376,7 +6452,7 @@ type ApplyCmd struct {
 
 func (x *ApplyCmd) Reset() {
 	*x = ApplyCmd{}
-	mi := &file_schat_proto_msgTypes[72]
+	mi := &file_schat_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6388,7 +6464,7 @@ func (x *ApplyCmd) String() string {
 func (*ApplyCmd) ProtoMessage() {}
 
 func (x *ApplyCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[72]
+	mi := &file_schat_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6401,7 +6477,7 @@ func (x *ApplyCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCmd.ProtoReflect.Descriptor instead.
 func (*ApplyCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{72}
+	return file_schat_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ApplyCmd) GetGroupId() uint64 {
@@ -6460,7 +6536,7 @@ type DecideCmd struct {
 
 func (x *DecideCmd) Reset() {
 	*x = DecideCmd{}
-	mi := &file_schat_proto_msgTypes[73]
+	mi := &file_schat_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6472,7 +6548,7 @@ func (x *DecideCmd) String() string {
 func (*DecideCmd) ProtoMessage() {}
 
 func (x *DecideCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[73]
+	mi := &file_schat_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6485,7 +6561,7 @@ func (x *DecideCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideCmd.ProtoReflect.Descriptor instead.
 func (*DecideCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{73}
+	return file_schat_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *DecideCmd) GetGroupId() uint64 {
@@ -6544,7 +6620,7 @@ type LeaveCmd struct {
 
 func (x *LeaveCmd) Reset() {
 	*x = LeaveCmd{}
-	mi := &file_schat_proto_msgTypes[74]
+	mi := &file_schat_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6556,7 +6632,7 @@ func (x *LeaveCmd) String() string {
 func (*LeaveCmd) ProtoMessage() {}
 
 func (x *LeaveCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[74]
+	mi := &file_schat_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6569,7 +6645,7 @@ func (x *LeaveCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveCmd.ProtoReflect.Descriptor instead.
 func (*LeaveCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{74}
+	return file_schat_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *LeaveCmd) GetGroupId() uint64 {
@@ -6610,7 +6686,7 @@ type DissolveCmd struct {
 
 func (x *DissolveCmd) Reset() {
 	*x = DissolveCmd{}
-	mi := &file_schat_proto_msgTypes[75]
+	mi := &file_schat_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6622,7 +6698,7 @@ func (x *DissolveCmd) String() string {
 func (*DissolveCmd) ProtoMessage() {}
 
 func (x *DissolveCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[75]
+	mi := &file_schat_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6635,7 +6711,7 @@ func (x *DissolveCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DissolveCmd.ProtoReflect.Descriptor instead.
 func (*DissolveCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{75}
+	return file_schat_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *DissolveCmd) GetGroupId() uint64 {
@@ -6664,7 +6740,7 @@ type TransferCmd struct {
 
 func (x *TransferCmd) Reset() {
 	*x = TransferCmd{}
-	mi := &file_schat_proto_msgTypes[76]
+	mi := &file_schat_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6676,7 +6752,7 @@ func (x *TransferCmd) String() string {
 func (*TransferCmd) ProtoMessage() {}
 
 func (x *TransferCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[76]
+	mi := &file_schat_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6689,7 +6765,7 @@ func (x *TransferCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferCmd.ProtoReflect.Descriptor instead.
 func (*TransferCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{76}
+	return file_schat_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *TransferCmd) GetGroupId() uint64 {
@@ -6735,7 +6811,7 @@ type UpdateGroupCmd struct {
 
 func (x *UpdateGroupCmd) Reset() {
 	*x = UpdateGroupCmd{}
-	mi := &file_schat_proto_msgTypes[77]
+	mi := &file_schat_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6747,7 +6823,7 @@ func (x *UpdateGroupCmd) String() string {
 func (*UpdateGroupCmd) ProtoMessage() {}
 
 func (x *UpdateGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[77]
+	mi := &file_schat_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6760,7 +6836,7 @@ func (x *UpdateGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGroupCmd.ProtoReflect.Descriptor instead.
 func (*UpdateGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{77}
+	return file_schat_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *UpdateGroupCmd) GetGroupId() uint64 {
@@ -6827,7 +6903,7 @@ type SendCmd struct {
 
 func (x *SendCmd) Reset() {
 	*x = SendCmd{}
-	mi := &file_schat_proto_msgTypes[78]
+	mi := &file_schat_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6839,7 +6915,7 @@ func (x *SendCmd) String() string {
 func (*SendCmd) ProtoMessage() {}
 
 func (x *SendCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[78]
+	mi := &file_schat_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6852,7 +6928,7 @@ func (x *SendCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCmd.ProtoReflect.Descriptor instead.
 func (*SendCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{78}
+	return file_schat_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *SendCmd) GetGroupId() uint64 {
@@ -6916,7 +6992,7 @@ type RecallCmd struct {
 
 func (x *RecallCmd) Reset() {
 	*x = RecallCmd{}
-	mi := &file_schat_proto_msgTypes[79]
+	mi := &file_schat_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6928,7 +7004,7 @@ func (x *RecallCmd) String() string {
 func (*RecallCmd) ProtoMessage() {}
 
 func (x *RecallCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[79]
+	mi := &file_schat_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6941,7 +7017,7 @@ func (x *RecallCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallCmd.ProtoReflect.Descriptor instead.
 func (*RecallCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{79}
+	return file_schat_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *RecallCmd) GetGroupId() uint64 {
@@ -6983,7 +7059,7 @@ type MarkReadCmd struct {
 
 func (x *MarkReadCmd) Reset() {
 	*x = MarkReadCmd{}
-	mi := &file_schat_proto_msgTypes[80]
+	mi := &file_schat_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6995,7 +7071,7 @@ func (x *MarkReadCmd) String() string {
 func (*MarkReadCmd) ProtoMessage() {}
 
 func (x *MarkReadCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[80]
+	mi := &file_schat_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7008,7 +7084,7 @@ func (x *MarkReadCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadCmd.ProtoReflect.Descriptor instead.
 func (*MarkReadCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{80}
+	return file_schat_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *MarkReadCmd) GetGroupId() uint64 {
@@ -7042,7 +7118,7 @@ type AckNoticesCmd struct {
 
 func (x *AckNoticesCmd) Reset() {
 	*x = AckNoticesCmd{}
-	mi := &file_schat_proto_msgTypes[81]
+	mi := &file_schat_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7054,7 +7130,7 @@ func (x *AckNoticesCmd) String() string {
 func (*AckNoticesCmd) ProtoMessage() {}
 
 func (x *AckNoticesCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[81]
+	mi := &file_schat_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7067,7 +7143,7 @@ func (x *AckNoticesCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckNoticesCmd.ProtoReflect.Descriptor instead.
 func (*AckNoticesCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{81}
+	return file_schat_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *AckNoticesCmd) GetUserId() uint64 {
@@ -7097,7 +7173,7 @@ type FileBeginCmd struct {
 
 func (x *FileBeginCmd) Reset() {
 	*x = FileBeginCmd{}
-	mi := &file_schat_proto_msgTypes[82]
+	mi := &file_schat_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7109,7 +7185,7 @@ func (x *FileBeginCmd) String() string {
 func (*FileBeginCmd) ProtoMessage() {}
 
 func (x *FileBeginCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[82]
+	mi := &file_schat_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7122,7 +7198,7 @@ func (x *FileBeginCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileBeginCmd.ProtoReflect.Descriptor instead.
 func (*FileBeginCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{82}
+	return file_schat_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *FileBeginCmd) GetInfo() *FileInfo {
@@ -7159,7 +7235,7 @@ type FileChunkCmd struct {
 
 func (x *FileChunkCmd) Reset() {
 	*x = FileChunkCmd{}
-	mi := &file_schat_proto_msgTypes[83]
+	mi := &file_schat_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7171,7 +7247,7 @@ func (x *FileChunkCmd) String() string {
 func (*FileChunkCmd) ProtoMessage() {}
 
 func (x *FileChunkCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[83]
+	mi := &file_schat_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7184,7 +7260,7 @@ func (x *FileChunkCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileChunkCmd.ProtoReflect.Descriptor instead.
 func (*FileChunkCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{83}
+	return file_schat_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *FileChunkCmd) GetFileId() string {
@@ -7218,7 +7294,7 @@ type FileCommitCmd struct {
 
 func (x *FileCommitCmd) Reset() {
 	*x = FileCommitCmd{}
-	mi := &file_schat_proto_msgTypes[84]
+	mi := &file_schat_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7230,7 +7306,7 @@ func (x *FileCommitCmd) String() string {
 func (*FileCommitCmd) ProtoMessage() {}
 
 func (x *FileCommitCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[84]
+	mi := &file_schat_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7243,7 +7319,7 @@ func (x *FileCommitCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileCommitCmd.ProtoReflect.Descriptor instead.
 func (*FileCommitCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{84}
+	return file_schat_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *FileCommitCmd) GetFileId() string {
@@ -7263,7 +7339,7 @@ type FileAbortCmd struct {
 
 func (x *FileAbortCmd) Reset() {
 	*x = FileAbortCmd{}
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7275,7 +7351,7 @@ func (x *FileAbortCmd) String() string {
 func (*FileAbortCmd) ProtoMessage() {}
 
 func (x *FileAbortCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7288,7 +7364,7 @@ func (x *FileAbortCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileAbortCmd.ProtoReflect.Descriptor instead.
 func (*FileAbortCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{85}
+	return file_schat_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *FileAbortCmd) GetFileId() string {
@@ -7310,7 +7386,7 @@ type FileSweepCmd struct {
 
 func (x *FileSweepCmd) Reset() {
 	*x = FileSweepCmd{}
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7322,7 +7398,7 @@ func (x *FileSweepCmd) String() string {
 func (*FileSweepCmd) ProtoMessage() {}
 
 func (x *FileSweepCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7335,7 +7411,7 @@ func (x *FileSweepCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSweepCmd.ProtoReflect.Descriptor instead.
 func (*FileSweepCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{86}
+	return file_schat_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *FileSweepCmd) GetUploadTimeoutMs() int64 {
@@ -7370,7 +7446,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7382,7 +7458,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7395,7 +7471,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{87}
+	return file_schat_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *User) GetId() uint64 {
@@ -7479,7 +7555,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7491,7 +7567,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7504,7 +7580,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{88}
+	return file_schat_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *Session) GetUserId() uint64 {
@@ -7547,7 +7623,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7559,7 +7635,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7572,7 +7648,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{89}
+	return file_schat_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *Group) GetId() uint64 {
@@ -7665,7 +7741,7 @@ type StoredFile struct {
 
 func (x *StoredFile) Reset() {
 	*x = StoredFile{}
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7677,7 +7753,7 @@ func (x *StoredFile) String() string {
 func (*StoredFile) ProtoMessage() {}
 
 func (x *StoredFile) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7690,7 +7766,7 @@ func (x *StoredFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredFile.ProtoReflect.Descriptor instead.
 func (*StoredFile) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{90}
+	return file_schat_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *StoredFile) GetInfo() *FileInfo {
@@ -7728,7 +7804,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7740,7 +7816,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7753,7 +7829,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{91}
+	return file_schat_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *Upload) GetInfo() *FileInfo {
@@ -7807,7 +7883,7 @@ type NodeRequest struct {
 
 func (x *NodeRequest) Reset() {
 	*x = NodeRequest{}
-	mi := &file_schat_proto_msgTypes[92]
+	mi := &file_schat_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7819,7 +7895,7 @@ func (x *NodeRequest) String() string {
 func (*NodeRequest) ProtoMessage() {}
 
 func (x *NodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[92]
+	mi := &file_schat_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7832,7 +7908,7 @@ func (x *NodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRequest.ProtoReflect.Descriptor instead.
 func (*NodeRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{92}
+	return file_schat_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *NodeRequest) GetBody() isNodeRequest_Body {
@@ -7937,7 +8013,7 @@ type NodeResponse struct {
 
 func (x *NodeResponse) Reset() {
 	*x = NodeResponse{}
-	mi := &file_schat_proto_msgTypes[93]
+	mi := &file_schat_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7949,7 +8025,7 @@ func (x *NodeResponse) String() string {
 func (*NodeResponse) ProtoMessage() {}
 
 func (x *NodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[93]
+	mi := &file_schat_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7962,7 +8038,7 @@ func (x *NodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeResponse.ProtoReflect.Descriptor instead.
 func (*NodeResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{93}
+	return file_schat_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *NodeResponse) GetCode() Code {
@@ -8047,7 +8123,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_schat_proto_msgTypes[94]
+	mi := &file_schat_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8059,7 +8135,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[94]
+	mi := &file_schat_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8072,7 +8148,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{94}
+	return file_schat_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *ReadIndexRequest) GetShard() uint32 {
@@ -8091,7 +8167,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_schat_proto_msgTypes[95]
+	mi := &file_schat_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8103,7 +8179,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[95]
+	mi := &file_schat_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8116,7 +8192,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{95}
+	return file_schat_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -8135,7 +8211,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_schat_proto_msgTypes[96]
+	mi := &file_schat_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8147,7 +8223,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[96]
+	mi := &file_schat_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8160,7 +8236,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{96}
+	return file_schat_proto_rawDescGZIP(), []int{97}
 }
 
 type HelloResponse struct {
@@ -8176,7 +8252,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_schat_proto_msgTypes[97]
+	mi := &file_schat_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8188,7 +8264,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[97]
+	mi := &file_schat_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8201,7 +8277,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{97}
+	return file_schat_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *HelloResponse) GetNodeId() string {
@@ -8253,7 +8329,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_schat_proto_msgTypes[98]
+	mi := &file_schat_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8265,7 +8341,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[98]
+	mi := &file_schat_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8278,7 +8354,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{98}
+	return file_schat_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -8321,7 +8397,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_schat_proto_msgTypes[99]
+	mi := &file_schat_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8333,7 +8409,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[99]
+	mi := &file_schat_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8346,7 +8422,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{99}
+	return file_schat_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ForwardRequest) GetShard() uint32 {
@@ -8376,7 +8452,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_schat_proto_msgTypes[100]
+	mi := &file_schat_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8388,7 +8464,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[100]
+	mi := &file_schat_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8401,7 +8477,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{100}
+	return file_schat_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *ForwardResponse) GetIndex() uint64 {
@@ -8445,7 +8521,7 @@ type ApplyResult struct {
 
 func (x *ApplyResult) Reset() {
 	*x = ApplyResult{}
-	mi := &file_schat_proto_msgTypes[101]
+	mi := &file_schat_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8457,7 +8533,7 @@ func (x *ApplyResult) String() string {
 func (*ApplyResult) ProtoMessage() {}
 
 func (x *ApplyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[101]
+	mi := &file_schat_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8470,7 +8546,7 @@ func (x *ApplyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResult.ProtoReflect.Descriptor instead.
 func (*ApplyResult) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{101}
+	return file_schat_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *ApplyResult) GetCode() Code {
@@ -8562,7 +8638,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_schat_proto_msgTypes[102]
+	mi := &file_schat_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8574,7 +8650,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[102]
+	mi := &file_schat_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8587,7 +8663,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{102}
+	return file_schat_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *RemoveRequest) GetNodeId() string {
@@ -8657,11 +8733,12 @@ const file_schat_proto_rawDesc = "" +
 	"\x05event\x18\x02 \x01(\v2\x0f.schat.v1.EventH\x00R\x05event\x123\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x13.schat.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
 	"\x04body\"\v\n" +
-	"\tHeartbeat\"\x91\a\n" +
+	"\tHeartbeat\"\xbf\a\n" +
 	"\bResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\"\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x0e.schat.v1.CodeR\x04code\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\x128\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x12,\n" +
+	"\x06writes\x18\x04 \x03(\v2\x14.schat.v1.ShardIndexR\x06writes\x128\n" +
 	"\bregister\x18\n" +
 	" \x01(\v2\x1a.schat.v1.RegisterResponseH\x00R\bregister\x12/\n" +
 	"\x05login\x18\v \x01(\v2\x17.schat.v1.LoginResponseH\x00R\x05login\x12,\n" +
@@ -8695,9 +8772,14 @@ const file_schat_proto_rawDesc = "" +
 	"\n" +
 	"login_name\x18\x01 \x01(\tR\tloginName\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x16\n" +
-	"\x06device\x18\x03 \x01(\tR\x06device\"%\n" +
+	"\x06device\x18\x03 \x01(\tR\x06device\"Q\n" +
 	"\rResumeRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"\x83\x03\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12*\n" +
+	"\x05after\x18\x02 \x03(\v2\x14.schat.v1.ShardIndexR\x05after\"8\n" +
+	"\n" +
+	"ShardIndex\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x83\x03\n" +
 	"\rLoginResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12(\n" +
 	"\x10token_expires_ms\x18\x02 \x01(\x03R\x0etokenExpiresMs\x12)\n" +
@@ -9335,7 +9417,7 @@ func file_schat_proto_rawDescGZIP() []byte {
 }
 
 var file_schat_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 103)
+var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 104)
 var file_schat_proto_goTypes = []any{
 	(Code)(0),                        // 0: schat.v1.Code
 	(Sex)(0),                         // 1: schat.v1.Sex
@@ -9353,238 +9435,241 @@ var file_schat_proto_goTypes = []any{
 	(*RegisterResponse)(nil),         // 13: schat.v1.RegisterResponse
 	(*LoginRequest)(nil),             // 14: schat.v1.LoginRequest
 	(*ResumeRequest)(nil),            // 15: schat.v1.ResumeRequest
-	(*LoginResponse)(nil),            // 16: schat.v1.LoginResponse
-	(*Limits)(nil),                   // 17: schat.v1.Limits
-	(*LogoutRequest)(nil),            // 18: schat.v1.LogoutRequest
-	(*PingRequest)(nil),              // 19: schat.v1.PingRequest
-	(*PingResponse)(nil),             // 20: schat.v1.PingResponse
-	(*ChangePasswordRequest)(nil),    // 21: schat.v1.ChangePasswordRequest
-	(*ChangePasswordResponse)(nil),   // 22: schat.v1.ChangePasswordResponse
-	(*UpdateProfileRequest)(nil),     // 23: schat.v1.UpdateProfileRequest
-	(*GetProfilesRequest)(nil),       // 24: schat.v1.GetProfilesRequest
-	(*GetProfilesResponse)(nil),      // 25: schat.v1.GetProfilesResponse
-	(*UserProfile)(nil),              // 26: schat.v1.UserProfile
-	(*CreateGroupRequest)(nil),       // 27: schat.v1.CreateGroupRequest
-	(*ApplyGroupRequest)(nil),        // 28: schat.v1.ApplyGroupRequest
-	(*ApplyGroupResponse)(nil),       // 29: schat.v1.ApplyGroupResponse
-	(*DecideApplicationRequest)(nil), // 30: schat.v1.DecideApplicationRequest
-	(*ListApplicationsRequest)(nil),  // 31: schat.v1.ListApplicationsRequest
-	(*ListApplicationsResponse)(nil), // 32: schat.v1.ListApplicationsResponse
-	(*Application)(nil),              // 33: schat.v1.Application
-	(*QuitGroupRequest)(nil),         // 34: schat.v1.QuitGroupRequest
-	(*KickMemberRequest)(nil),        // 35: schat.v1.KickMemberRequest
-	(*DissolveGroupRequest)(nil),     // 36: schat.v1.DissolveGroupRequest
-	(*TransferOwnershipRequest)(nil), // 37: schat.v1.TransferOwnershipRequest
-	(*GroupInfoRequest)(nil),         // 38: schat.v1.GroupInfoRequest
-	(*ListPublicGroupsRequest)(nil),  // 39: schat.v1.ListPublicGroupsRequest
-	(*ListPublicGroupsResponse)(nil), // 40: schat.v1.ListPublicGroupsResponse
-	(*UpdateGroupRequest)(nil),       // 41: schat.v1.UpdateGroupRequest
-	(*ListMyGroupsRequest)(nil),      // 42: schat.v1.ListMyGroupsRequest
-	(*ListMyGroupsResponse)(nil),     // 43: schat.v1.ListMyGroupsResponse
-	(*AckNoticesRequest)(nil),        // 44: schat.v1.AckNoticesRequest
-	(*GroupInfo)(nil),                // 45: schat.v1.GroupInfo
-	(*Member)(nil),                   // 46: schat.v1.Member
-	(*GroupSummary)(nil),             // 47: schat.v1.GroupSummary
-	(*SendMessageRequest)(nil),       // 48: schat.v1.SendMessageRequest
-	(*RecallMessageRequest)(nil),     // 49: schat.v1.RecallMessageRequest
-	(*HistoryRequest)(nil),           // 50: schat.v1.HistoryRequest
-	(*SyncRequest)(nil),              // 51: schat.v1.SyncRequest
-	(*MessagePage)(nil),              // 52: schat.v1.MessagePage
-	(*MarkReadRequest)(nil),          // 53: schat.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),         // 54: schat.v1.MarkReadResponse
-	(*ChatMessage)(nil),              // 55: schat.v1.ChatMessage
-	(*FileInfo)(nil),                 // 56: schat.v1.FileInfo
-	(*FileLink)(nil),                 // 57: schat.v1.FileLink
-	(*SystemNote)(nil),               // 58: schat.v1.SystemNote
-	(*Event)(nil),                    // 59: schat.v1.Event
-	(*MemberChanged)(nil),            // 60: schat.v1.MemberChanged
-	(*GroupDissolved)(nil),           // 61: schat.v1.GroupDissolved
-	(*ApplicationDecided)(nil),       // 62: schat.v1.ApplicationDecided
-	(*MessageRecalled)(nil),          // 63: schat.v1.MessageRecalled
-	(*ReadReceipt)(nil),              // 64: schat.v1.ReadReceipt
-	(*SessionEnded)(nil),             // 65: schat.v1.SessionEnded
-	(*Notice)(nil),                   // 66: schat.v1.Notice
-	(*Command)(nil),                  // 67: schat.v1.Command
-	(*CommandBatch)(nil),             // 68: schat.v1.CommandBatch
-	(*RegisterCmd)(nil),              // 69: schat.v1.RegisterCmd
-	(*CreateSessionCmd)(nil),         // 70: schat.v1.CreateSessionCmd
-	(*DeleteSessionCmd)(nil),         // 71: schat.v1.DeleteSessionCmd
-	(*ChangePasswordCmd)(nil),        // 72: schat.v1.ChangePasswordCmd
-	(*UpdateProfileCmd)(nil),         // 73: schat.v1.UpdateProfileCmd
-	(*ReserveGroupCmd)(nil),          // 74: schat.v1.ReserveGroupCmd
-	(*ReleaseGroupCmd)(nil),          // 75: schat.v1.ReleaseGroupCmd
-	(*MoveOwnershipCmd)(nil),         // 76: schat.v1.MoveOwnershipCmd
-	(*PruneSessionsCmd)(nil),         // 77: schat.v1.PruneSessionsCmd
-	(*GroupLimits)(nil),              // 78: schat.v1.GroupLimits
-	(*CreateGroupCmd)(nil),           // 79: schat.v1.CreateGroupCmd
-	(*ApplyCmd)(nil),                 // 80: schat.v1.ApplyCmd
-	(*DecideCmd)(nil),                // 81: schat.v1.DecideCmd
-	(*LeaveCmd)(nil),                 // 82: schat.v1.LeaveCmd
-	(*DissolveCmd)(nil),              // 83: schat.v1.DissolveCmd
-	(*TransferCmd)(nil),              // 84: schat.v1.TransferCmd
-	(*UpdateGroupCmd)(nil),           // 85: schat.v1.UpdateGroupCmd
-	(*SendCmd)(nil),                  // 86: schat.v1.SendCmd
-	(*RecallCmd)(nil),                // 87: schat.v1.RecallCmd
-	(*MarkReadCmd)(nil),              // 88: schat.v1.MarkReadCmd
-	(*AckNoticesCmd)(nil),            // 89: schat.v1.AckNoticesCmd
-	(*FileBeginCmd)(nil),             // 90: schat.v1.FileBeginCmd
-	(*FileChunkCmd)(nil),             // 91: schat.v1.FileChunkCmd
-	(*FileCommitCmd)(nil),            // 92: schat.v1.FileCommitCmd
-	(*FileAbortCmd)(nil),             // 93: schat.v1.FileAbortCmd
-	(*FileSweepCmd)(nil),             // 94: schat.v1.FileSweepCmd
-	(*User)(nil),                     // 95: schat.v1.User
-	(*Session)(nil),                  // 96: schat.v1.Session
-	(*Group)(nil),                    // 97: schat.v1.Group
-	(*StoredFile)(nil),               // 98: schat.v1.StoredFile
-	(*Upload)(nil),                   // 99: schat.v1.Upload
-	(*NodeRequest)(nil),              // 100: schat.v1.NodeRequest
-	(*NodeResponse)(nil),             // 101: schat.v1.NodeResponse
-	(*ReadIndexRequest)(nil),         // 102: schat.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),        // 103: schat.v1.ReadIndexResponse
-	(*HelloRequest)(nil),             // 104: schat.v1.HelloRequest
-	(*HelloResponse)(nil),            // 105: schat.v1.HelloResponse
-	(*JoinRequest)(nil),              // 106: schat.v1.JoinRequest
-	(*ForwardRequest)(nil),           // 107: schat.v1.ForwardRequest
-	(*ForwardResponse)(nil),          // 108: schat.v1.ForwardResponse
-	(*ApplyResult)(nil),              // 109: schat.v1.ApplyResult
-	(*RemoveRequest)(nil),            // 110: schat.v1.RemoveRequest
+	(*ShardIndex)(nil),               // 16: schat.v1.ShardIndex
+	(*LoginResponse)(nil),            // 17: schat.v1.LoginResponse
+	(*Limits)(nil),                   // 18: schat.v1.Limits
+	(*LogoutRequest)(nil),            // 19: schat.v1.LogoutRequest
+	(*PingRequest)(nil),              // 20: schat.v1.PingRequest
+	(*PingResponse)(nil),             // 21: schat.v1.PingResponse
+	(*ChangePasswordRequest)(nil),    // 22: schat.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),   // 23: schat.v1.ChangePasswordResponse
+	(*UpdateProfileRequest)(nil),     // 24: schat.v1.UpdateProfileRequest
+	(*GetProfilesRequest)(nil),       // 25: schat.v1.GetProfilesRequest
+	(*GetProfilesResponse)(nil),      // 26: schat.v1.GetProfilesResponse
+	(*UserProfile)(nil),              // 27: schat.v1.UserProfile
+	(*CreateGroupRequest)(nil),       // 28: schat.v1.CreateGroupRequest
+	(*ApplyGroupRequest)(nil),        // 29: schat.v1.ApplyGroupRequest
+	(*ApplyGroupResponse)(nil),       // 30: schat.v1.ApplyGroupResponse
+	(*DecideApplicationRequest)(nil), // 31: schat.v1.DecideApplicationRequest
+	(*ListApplicationsRequest)(nil),  // 32: schat.v1.ListApplicationsRequest
+	(*ListApplicationsResponse)(nil), // 33: schat.v1.ListApplicationsResponse
+	(*Application)(nil),              // 34: schat.v1.Application
+	(*QuitGroupRequest)(nil),         // 35: schat.v1.QuitGroupRequest
+	(*KickMemberRequest)(nil),        // 36: schat.v1.KickMemberRequest
+	(*DissolveGroupRequest)(nil),     // 37: schat.v1.DissolveGroupRequest
+	(*TransferOwnershipRequest)(nil), // 38: schat.v1.TransferOwnershipRequest
+	(*GroupInfoRequest)(nil),         // 39: schat.v1.GroupInfoRequest
+	(*ListPublicGroupsRequest)(nil),  // 40: schat.v1.ListPublicGroupsRequest
+	(*ListPublicGroupsResponse)(nil), // 41: schat.v1.ListPublicGroupsResponse
+	(*UpdateGroupRequest)(nil),       // 42: schat.v1.UpdateGroupRequest
+	(*ListMyGroupsRequest)(nil),      // 43: schat.v1.ListMyGroupsRequest
+	(*ListMyGroupsResponse)(nil),     // 44: schat.v1.ListMyGroupsResponse
+	(*AckNoticesRequest)(nil),        // 45: schat.v1.AckNoticesRequest
+	(*GroupInfo)(nil),                // 46: schat.v1.GroupInfo
+	(*Member)(nil),                   // 47: schat.v1.Member
+	(*GroupSummary)(nil),             // 48: schat.v1.GroupSummary
+	(*SendMessageRequest)(nil),       // 49: schat.v1.SendMessageRequest
+	(*RecallMessageRequest)(nil),     // 50: schat.v1.RecallMessageRequest
+	(*HistoryRequest)(nil),           // 51: schat.v1.HistoryRequest
+	(*SyncRequest)(nil),              // 52: schat.v1.SyncRequest
+	(*MessagePage)(nil),              // 53: schat.v1.MessagePage
+	(*MarkReadRequest)(nil),          // 54: schat.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),         // 55: schat.v1.MarkReadResponse
+	(*ChatMessage)(nil),              // 56: schat.v1.ChatMessage
+	(*FileInfo)(nil),                 // 57: schat.v1.FileInfo
+	(*FileLink)(nil),                 // 58: schat.v1.FileLink
+	(*SystemNote)(nil),               // 59: schat.v1.SystemNote
+	(*Event)(nil),                    // 60: schat.v1.Event
+	(*MemberChanged)(nil),            // 61: schat.v1.MemberChanged
+	(*GroupDissolved)(nil),           // 62: schat.v1.GroupDissolved
+	(*ApplicationDecided)(nil),       // 63: schat.v1.ApplicationDecided
+	(*MessageRecalled)(nil),          // 64: schat.v1.MessageRecalled
+	(*ReadReceipt)(nil),              // 65: schat.v1.ReadReceipt
+	(*SessionEnded)(nil),             // 66: schat.v1.SessionEnded
+	(*Notice)(nil),                   // 67: schat.v1.Notice
+	(*Command)(nil),                  // 68: schat.v1.Command
+	(*CommandBatch)(nil),             // 69: schat.v1.CommandBatch
+	(*RegisterCmd)(nil),              // 70: schat.v1.RegisterCmd
+	(*CreateSessionCmd)(nil),         // 71: schat.v1.CreateSessionCmd
+	(*DeleteSessionCmd)(nil),         // 72: schat.v1.DeleteSessionCmd
+	(*ChangePasswordCmd)(nil),        // 73: schat.v1.ChangePasswordCmd
+	(*UpdateProfileCmd)(nil),         // 74: schat.v1.UpdateProfileCmd
+	(*ReserveGroupCmd)(nil),          // 75: schat.v1.ReserveGroupCmd
+	(*ReleaseGroupCmd)(nil),          // 76: schat.v1.ReleaseGroupCmd
+	(*MoveOwnershipCmd)(nil),         // 77: schat.v1.MoveOwnershipCmd
+	(*PruneSessionsCmd)(nil),         // 78: schat.v1.PruneSessionsCmd
+	(*GroupLimits)(nil),              // 79: schat.v1.GroupLimits
+	(*CreateGroupCmd)(nil),           // 80: schat.v1.CreateGroupCmd
+	(*ApplyCmd)(nil),                 // 81: schat.v1.ApplyCmd
+	(*DecideCmd)(nil),                // 82: schat.v1.DecideCmd
+	(*LeaveCmd)(nil),                 // 83: schat.v1.LeaveCmd
+	(*DissolveCmd)(nil),              // 84: schat.v1.DissolveCmd
+	(*TransferCmd)(nil),              // 85: schat.v1.TransferCmd
+	(*UpdateGroupCmd)(nil),           // 86: schat.v1.UpdateGroupCmd
+	(*SendCmd)(nil),                  // 87: schat.v1.SendCmd
+	(*RecallCmd)(nil),                // 88: schat.v1.RecallCmd
+	(*MarkReadCmd)(nil),              // 89: schat.v1.MarkReadCmd
+	(*AckNoticesCmd)(nil),            // 90: schat.v1.AckNoticesCmd
+	(*FileBeginCmd)(nil),             // 91: schat.v1.FileBeginCmd
+	(*FileChunkCmd)(nil),             // 92: schat.v1.FileChunkCmd
+	(*FileCommitCmd)(nil),            // 93: schat.v1.FileCommitCmd
+	(*FileAbortCmd)(nil),             // 94: schat.v1.FileAbortCmd
+	(*FileSweepCmd)(nil),             // 95: schat.v1.FileSweepCmd
+	(*User)(nil),                     // 96: schat.v1.User
+	(*Session)(nil),                  // 97: schat.v1.Session
+	(*Group)(nil),                    // 98: schat.v1.Group
+	(*StoredFile)(nil),               // 99: schat.v1.StoredFile
+	(*Upload)(nil),                   // 100: schat.v1.Upload
+	(*NodeRequest)(nil),              // 101: schat.v1.NodeRequest
+	(*NodeResponse)(nil),             // 102: schat.v1.NodeResponse
+	(*ReadIndexRequest)(nil),         // 103: schat.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),        // 104: schat.v1.ReadIndexResponse
+	(*HelloRequest)(nil),             // 105: schat.v1.HelloRequest
+	(*HelloResponse)(nil),            // 106: schat.v1.HelloResponse
+	(*JoinRequest)(nil),              // 107: schat.v1.JoinRequest
+	(*ForwardRequest)(nil),           // 108: schat.v1.ForwardRequest
+	(*ForwardResponse)(nil),          // 109: schat.v1.ForwardResponse
+	(*ApplyResult)(nil),              // 110: schat.v1.ApplyResult
+	(*RemoveRequest)(nil),            // 111: schat.v1.RemoveRequest
 }
 var file_schat_proto_depIdxs = []int32{
 	10,  // 0: schat.v1.ClientFrame.heartbeat:type_name -> schat.v1.Heartbeat
 	12,  // 1: schat.v1.ClientFrame.register:type_name -> schat.v1.RegisterRequest
 	14,  // 2: schat.v1.ClientFrame.login:type_name -> schat.v1.LoginRequest
 	15,  // 3: schat.v1.ClientFrame.resume:type_name -> schat.v1.ResumeRequest
-	18,  // 4: schat.v1.ClientFrame.logout:type_name -> schat.v1.LogoutRequest
-	19,  // 5: schat.v1.ClientFrame.ping:type_name -> schat.v1.PingRequest
-	21,  // 6: schat.v1.ClientFrame.change_password:type_name -> schat.v1.ChangePasswordRequest
-	23,  // 7: schat.v1.ClientFrame.update_profile:type_name -> schat.v1.UpdateProfileRequest
-	24,  // 8: schat.v1.ClientFrame.get_profiles:type_name -> schat.v1.GetProfilesRequest
-	27,  // 9: schat.v1.ClientFrame.create_group:type_name -> schat.v1.CreateGroupRequest
-	28,  // 10: schat.v1.ClientFrame.apply_group:type_name -> schat.v1.ApplyGroupRequest
-	30,  // 11: schat.v1.ClientFrame.decide_application:type_name -> schat.v1.DecideApplicationRequest
-	31,  // 12: schat.v1.ClientFrame.list_applications:type_name -> schat.v1.ListApplicationsRequest
-	34,  // 13: schat.v1.ClientFrame.quit_group:type_name -> schat.v1.QuitGroupRequest
-	35,  // 14: schat.v1.ClientFrame.kick_member:type_name -> schat.v1.KickMemberRequest
-	36,  // 15: schat.v1.ClientFrame.dissolve_group:type_name -> schat.v1.DissolveGroupRequest
-	37,  // 16: schat.v1.ClientFrame.transfer_ownership:type_name -> schat.v1.TransferOwnershipRequest
-	38,  // 17: schat.v1.ClientFrame.group_info:type_name -> schat.v1.GroupInfoRequest
-	39,  // 18: schat.v1.ClientFrame.list_public_groups:type_name -> schat.v1.ListPublicGroupsRequest
-	41,  // 19: schat.v1.ClientFrame.update_group:type_name -> schat.v1.UpdateGroupRequest
-	42,  // 20: schat.v1.ClientFrame.list_my_groups:type_name -> schat.v1.ListMyGroupsRequest
-	44,  // 21: schat.v1.ClientFrame.ack_notices:type_name -> schat.v1.AckNoticesRequest
-	48,  // 22: schat.v1.ClientFrame.send_message:type_name -> schat.v1.SendMessageRequest
-	49,  // 23: schat.v1.ClientFrame.recall_message:type_name -> schat.v1.RecallMessageRequest
-	50,  // 24: schat.v1.ClientFrame.history:type_name -> schat.v1.HistoryRequest
-	51,  // 25: schat.v1.ClientFrame.sync:type_name -> schat.v1.SyncRequest
-	53,  // 26: schat.v1.ClientFrame.mark_read:type_name -> schat.v1.MarkReadRequest
+	19,  // 4: schat.v1.ClientFrame.logout:type_name -> schat.v1.LogoutRequest
+	20,  // 5: schat.v1.ClientFrame.ping:type_name -> schat.v1.PingRequest
+	22,  // 6: schat.v1.ClientFrame.change_password:type_name -> schat.v1.ChangePasswordRequest
+	24,  // 7: schat.v1.ClientFrame.update_profile:type_name -> schat.v1.UpdateProfileRequest
+	25,  // 8: schat.v1.ClientFrame.get_profiles:type_name -> schat.v1.GetProfilesRequest
+	28,  // 9: schat.v1.ClientFrame.create_group:type_name -> schat.v1.CreateGroupRequest
+	29,  // 10: schat.v1.ClientFrame.apply_group:type_name -> schat.v1.ApplyGroupRequest
+	31,  // 11: schat.v1.ClientFrame.decide_application:type_name -> schat.v1.DecideApplicationRequest
+	32,  // 12: schat.v1.ClientFrame.list_applications:type_name -> schat.v1.ListApplicationsRequest
+	35,  // 13: schat.v1.ClientFrame.quit_group:type_name -> schat.v1.QuitGroupRequest
+	36,  // 14: schat.v1.ClientFrame.kick_member:type_name -> schat.v1.KickMemberRequest
+	37,  // 15: schat.v1.ClientFrame.dissolve_group:type_name -> schat.v1.DissolveGroupRequest
+	38,  // 16: schat.v1.ClientFrame.transfer_ownership:type_name -> schat.v1.TransferOwnershipRequest
+	39,  // 17: schat.v1.ClientFrame.group_info:type_name -> schat.v1.GroupInfoRequest
+	40,  // 18: schat.v1.ClientFrame.list_public_groups:type_name -> schat.v1.ListPublicGroupsRequest
+	42,  // 19: schat.v1.ClientFrame.update_group:type_name -> schat.v1.UpdateGroupRequest
+	43,  // 20: schat.v1.ClientFrame.list_my_groups:type_name -> schat.v1.ListMyGroupsRequest
+	45,  // 21: schat.v1.ClientFrame.ack_notices:type_name -> schat.v1.AckNoticesRequest
+	49,  // 22: schat.v1.ClientFrame.send_message:type_name -> schat.v1.SendMessageRequest
+	50,  // 23: schat.v1.ClientFrame.recall_message:type_name -> schat.v1.RecallMessageRequest
+	51,  // 24: schat.v1.ClientFrame.history:type_name -> schat.v1.HistoryRequest
+	52,  // 25: schat.v1.ClientFrame.sync:type_name -> schat.v1.SyncRequest
+	54,  // 26: schat.v1.ClientFrame.mark_read:type_name -> schat.v1.MarkReadRequest
 	11,  // 27: schat.v1.ServerFrame.response:type_name -> schat.v1.Response
-	59,  // 28: schat.v1.ServerFrame.event:type_name -> schat.v1.Event
+	60,  // 28: schat.v1.ServerFrame.event:type_name -> schat.v1.Event
 	10,  // 29: schat.v1.ServerFrame.heartbeat:type_name -> schat.v1.Heartbeat
 	0,   // 30: schat.v1.Response.code:type_name -> schat.v1.Code
-	13,  // 31: schat.v1.Response.register:type_name -> schat.v1.RegisterResponse
-	16,  // 32: schat.v1.Response.login:type_name -> schat.v1.LoginResponse
-	20,  // 33: schat.v1.Response.ping:type_name -> schat.v1.PingResponse
-	22,  // 34: schat.v1.Response.change_password:type_name -> schat.v1.ChangePasswordResponse
-	26,  // 35: schat.v1.Response.profile:type_name -> schat.v1.UserProfile
-	25,  // 36: schat.v1.Response.profiles:type_name -> schat.v1.GetProfilesResponse
-	45,  // 37: schat.v1.Response.group:type_name -> schat.v1.GroupInfo
-	29,  // 38: schat.v1.Response.apply_group:type_name -> schat.v1.ApplyGroupResponse
-	32,  // 39: schat.v1.Response.applications:type_name -> schat.v1.ListApplicationsResponse
-	40,  // 40: schat.v1.Response.public_groups:type_name -> schat.v1.ListPublicGroupsResponse
-	43,  // 41: schat.v1.Response.my_groups:type_name -> schat.v1.ListMyGroupsResponse
-	55,  // 42: schat.v1.Response.message:type_name -> schat.v1.ChatMessage
-	52,  // 43: schat.v1.Response.page:type_name -> schat.v1.MessagePage
-	54,  // 44: schat.v1.Response.mark_read:type_name -> schat.v1.MarkReadResponse
-	1,   // 45: schat.v1.RegisterRequest.sex:type_name -> schat.v1.Sex
-	26,  // 46: schat.v1.LoginResponse.user:type_name -> schat.v1.UserProfile
-	47,  // 47: schat.v1.LoginResponse.groups:type_name -> schat.v1.GroupSummary
-	33,  // 48: schat.v1.LoginResponse.applications:type_name -> schat.v1.Application
-	66,  // 49: schat.v1.LoginResponse.notices:type_name -> schat.v1.Notice
-	17,  // 50: schat.v1.LoginResponse.limits:type_name -> schat.v1.Limits
-	1,   // 51: schat.v1.UpdateProfileRequest.sex:type_name -> schat.v1.Sex
-	26,  // 52: schat.v1.GetProfilesResponse.profiles:type_name -> schat.v1.UserProfile
-	1,   // 53: schat.v1.UserProfile.sex:type_name -> schat.v1.Sex
-	33,  // 54: schat.v1.ListApplicationsResponse.applications:type_name -> schat.v1.Application
-	45,  // 55: schat.v1.ListPublicGroupsResponse.groups:type_name -> schat.v1.GroupInfo
-	47,  // 56: schat.v1.ListMyGroupsResponse.groups:type_name -> schat.v1.GroupSummary
-	46,  // 57: schat.v1.GroupInfo.members:type_name -> schat.v1.Member
-	3,   // 58: schat.v1.Member.role:type_name -> schat.v1.Role
-	3,   // 59: schat.v1.GroupSummary.role:type_name -> schat.v1.Role
-	2,   // 60: schat.v1.SendMessageRequest.type:type_name -> schat.v1.MessageType
-	55,  // 61: schat.v1.MessagePage.messages:type_name -> schat.v1.ChatMessage
-	2,   // 62: schat.v1.ChatMessage.type:type_name -> schat.v1.MessageType
-	58,  // 63: schat.v1.ChatMessage.system:type_name -> schat.v1.SystemNote
-	56,  // 64: schat.v1.ChatMessage.file:type_name -> schat.v1.FileInfo
-	4,   // 65: schat.v1.FileInfo.kind:type_name -> schat.v1.FileKind
-	5,   // 66: schat.v1.FileInfo.purpose:type_name -> schat.v1.FilePurpose
-	6,   // 67: schat.v1.SystemNote.kind:type_name -> schat.v1.SystemNote.Kind
-	55,  // 68: schat.v1.Event.message:type_name -> schat.v1.ChatMessage
-	60,  // 69: schat.v1.Event.member:type_name -> schat.v1.MemberChanged
-	45,  // 70: schat.v1.Event.group_changed:type_name -> schat.v1.GroupInfo
-	61,  // 71: schat.v1.Event.dissolved:type_name -> schat.v1.GroupDissolved
-	33,  // 72: schat.v1.Event.application:type_name -> schat.v1.Application
-	62,  // 73: schat.v1.Event.decided:type_name -> schat.v1.ApplicationDecided
-	63,  // 74: schat.v1.Event.recalled:type_name -> schat.v1.MessageRecalled
-	64,  // 75: schat.v1.Event.read:type_name -> schat.v1.ReadReceipt
-	65,  // 76: schat.v1.Event.session_ended:type_name -> schat.v1.SessionEnded
-	7,   // 77: schat.v1.MemberChanged.change:type_name -> schat.v1.MemberChanged.Change
-	59,  // 78: schat.v1.Notice.event:type_name -> schat.v1.Event
-	69,  // 79: schat.v1.Command.register:type_name -> schat.v1.RegisterCmd
-	70,  // 80: schat.v1.Command.create_session:type_name -> schat.v1.CreateSessionCmd
-	71,  // 81: schat.v1.Command.delete_session:type_name -> schat.v1.DeleteSessionCmd
-	72,  // 82: schat.v1.Command.change_password:type_name -> schat.v1.ChangePasswordCmd
-	73,  // 83: schat.v1.Command.update_profile:type_name -> schat.v1.UpdateProfileCmd
-	74,  // 84: schat.v1.Command.reserve_group:type_name -> schat.v1.ReserveGroupCmd
-	75,  // 85: schat.v1.Command.release_group:type_name -> schat.v1.ReleaseGroupCmd
-	76,  // 86: schat.v1.Command.move_ownership:type_name -> schat.v1.MoveOwnershipCmd
-	77,  // 87: schat.v1.Command.prune_sessions:type_name -> schat.v1.PruneSessionsCmd
-	79,  // 88: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
-	80,  // 89: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
-	81,  // 90: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
-	82,  // 91: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
-	83,  // 92: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
-	84,  // 93: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
-	85,  // 94: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
-	86,  // 95: schat.v1.Command.send:type_name -> schat.v1.SendCmd
-	87,  // 96: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
-	88,  // 97: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
-	89,  // 98: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
-	90,  // 99: schat.v1.Command.file_begin:type_name -> schat.v1.FileBeginCmd
-	91,  // 100: schat.v1.Command.file_chunk:type_name -> schat.v1.FileChunkCmd
-	92,  // 101: schat.v1.Command.file_commit:type_name -> schat.v1.FileCommitCmd
-	93,  // 102: schat.v1.Command.file_abort:type_name -> schat.v1.FileAbortCmd
-	94,  // 103: schat.v1.Command.file_sweep:type_name -> schat.v1.FileSweepCmd
-	68,  // 104: schat.v1.Command.batch:type_name -> schat.v1.CommandBatch
-	67,  // 105: schat.v1.CommandBatch.commands:type_name -> schat.v1.Command
-	1,   // 106: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
-	1,   // 107: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
-	78,  // 108: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
-	2,   // 109: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
-	78,  // 110: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
-	56,  // 111: schat.v1.FileBeginCmd.info:type_name -> schat.v1.FileInfo
-	1,   // 112: schat.v1.User.sex:type_name -> schat.v1.Sex
-	56,  // 113: schat.v1.StoredFile.info:type_name -> schat.v1.FileInfo
-	56,  // 114: schat.v1.Upload.info:type_name -> schat.v1.FileInfo
-	104, // 115: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
-	106, // 116: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
-	107, // 117: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
-	110, // 118: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
-	102, // 119: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
-	0,   // 120: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
-	105, // 121: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
-	108, // 122: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
-	103, // 123: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
-	109, // 124: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
-	0,   // 125: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
-	95,  // 126: schat.v1.ApplyResult.user:type_name -> schat.v1.User
-	97,  // 127: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
-	55,  // 128: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
-	56,  // 129: schat.v1.ApplyResult.file:type_name -> schat.v1.FileInfo
-	130, // [130:130] is the sub-list for method output_type
-	130, // [130:130] is the sub-list for method input_type
-	130, // [130:130] is the sub-list for extension type_name
-	130, // [130:130] is the sub-list for extension extendee
-	0,   // [0:130] is the sub-list for field type_name
+	16,  // 31: schat.v1.Response.writes:type_name -> schat.v1.ShardIndex
+	13,  // 32: schat.v1.Response.register:type_name -> schat.v1.RegisterResponse
+	17,  // 33: schat.v1.Response.login:type_name -> schat.v1.LoginResponse
+	21,  // 34: schat.v1.Response.ping:type_name -> schat.v1.PingResponse
+	23,  // 35: schat.v1.Response.change_password:type_name -> schat.v1.ChangePasswordResponse
+	27,  // 36: schat.v1.Response.profile:type_name -> schat.v1.UserProfile
+	26,  // 37: schat.v1.Response.profiles:type_name -> schat.v1.GetProfilesResponse
+	46,  // 38: schat.v1.Response.group:type_name -> schat.v1.GroupInfo
+	30,  // 39: schat.v1.Response.apply_group:type_name -> schat.v1.ApplyGroupResponse
+	33,  // 40: schat.v1.Response.applications:type_name -> schat.v1.ListApplicationsResponse
+	41,  // 41: schat.v1.Response.public_groups:type_name -> schat.v1.ListPublicGroupsResponse
+	44,  // 42: schat.v1.Response.my_groups:type_name -> schat.v1.ListMyGroupsResponse
+	56,  // 43: schat.v1.Response.message:type_name -> schat.v1.ChatMessage
+	53,  // 44: schat.v1.Response.page:type_name -> schat.v1.MessagePage
+	55,  // 45: schat.v1.Response.mark_read:type_name -> schat.v1.MarkReadResponse
+	1,   // 46: schat.v1.RegisterRequest.sex:type_name -> schat.v1.Sex
+	16,  // 47: schat.v1.ResumeRequest.after:type_name -> schat.v1.ShardIndex
+	27,  // 48: schat.v1.LoginResponse.user:type_name -> schat.v1.UserProfile
+	48,  // 49: schat.v1.LoginResponse.groups:type_name -> schat.v1.GroupSummary
+	34,  // 50: schat.v1.LoginResponse.applications:type_name -> schat.v1.Application
+	67,  // 51: schat.v1.LoginResponse.notices:type_name -> schat.v1.Notice
+	18,  // 52: schat.v1.LoginResponse.limits:type_name -> schat.v1.Limits
+	1,   // 53: schat.v1.UpdateProfileRequest.sex:type_name -> schat.v1.Sex
+	27,  // 54: schat.v1.GetProfilesResponse.profiles:type_name -> schat.v1.UserProfile
+	1,   // 55: schat.v1.UserProfile.sex:type_name -> schat.v1.Sex
+	34,  // 56: schat.v1.ListApplicationsResponse.applications:type_name -> schat.v1.Application
+	46,  // 57: schat.v1.ListPublicGroupsResponse.groups:type_name -> schat.v1.GroupInfo
+	48,  // 58: schat.v1.ListMyGroupsResponse.groups:type_name -> schat.v1.GroupSummary
+	47,  // 59: schat.v1.GroupInfo.members:type_name -> schat.v1.Member
+	3,   // 60: schat.v1.Member.role:type_name -> schat.v1.Role
+	3,   // 61: schat.v1.GroupSummary.role:type_name -> schat.v1.Role
+	2,   // 62: schat.v1.SendMessageRequest.type:type_name -> schat.v1.MessageType
+	56,  // 63: schat.v1.MessagePage.messages:type_name -> schat.v1.ChatMessage
+	2,   // 64: schat.v1.ChatMessage.type:type_name -> schat.v1.MessageType
+	59,  // 65: schat.v1.ChatMessage.system:type_name -> schat.v1.SystemNote
+	57,  // 66: schat.v1.ChatMessage.file:type_name -> schat.v1.FileInfo
+	4,   // 67: schat.v1.FileInfo.kind:type_name -> schat.v1.FileKind
+	5,   // 68: schat.v1.FileInfo.purpose:type_name -> schat.v1.FilePurpose
+	6,   // 69: schat.v1.SystemNote.kind:type_name -> schat.v1.SystemNote.Kind
+	56,  // 70: schat.v1.Event.message:type_name -> schat.v1.ChatMessage
+	61,  // 71: schat.v1.Event.member:type_name -> schat.v1.MemberChanged
+	46,  // 72: schat.v1.Event.group_changed:type_name -> schat.v1.GroupInfo
+	62,  // 73: schat.v1.Event.dissolved:type_name -> schat.v1.GroupDissolved
+	34,  // 74: schat.v1.Event.application:type_name -> schat.v1.Application
+	63,  // 75: schat.v1.Event.decided:type_name -> schat.v1.ApplicationDecided
+	64,  // 76: schat.v1.Event.recalled:type_name -> schat.v1.MessageRecalled
+	65,  // 77: schat.v1.Event.read:type_name -> schat.v1.ReadReceipt
+	66,  // 78: schat.v1.Event.session_ended:type_name -> schat.v1.SessionEnded
+	7,   // 79: schat.v1.MemberChanged.change:type_name -> schat.v1.MemberChanged.Change
+	60,  // 80: schat.v1.Notice.event:type_name -> schat.v1.Event
+	70,  // 81: schat.v1.Command.register:type_name -> schat.v1.RegisterCmd
+	71,  // 82: schat.v1.Command.create_session:type_name -> schat.v1.CreateSessionCmd
+	72,  // 83: schat.v1.Command.delete_session:type_name -> schat.v1.DeleteSessionCmd
+	73,  // 84: schat.v1.Command.change_password:type_name -> schat.v1.ChangePasswordCmd
+	74,  // 85: schat.v1.Command.update_profile:type_name -> schat.v1.UpdateProfileCmd
+	75,  // 86: schat.v1.Command.reserve_group:type_name -> schat.v1.ReserveGroupCmd
+	76,  // 87: schat.v1.Command.release_group:type_name -> schat.v1.ReleaseGroupCmd
+	77,  // 88: schat.v1.Command.move_ownership:type_name -> schat.v1.MoveOwnershipCmd
+	78,  // 89: schat.v1.Command.prune_sessions:type_name -> schat.v1.PruneSessionsCmd
+	80,  // 90: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
+	81,  // 91: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
+	82,  // 92: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
+	83,  // 93: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
+	84,  // 94: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
+	85,  // 95: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
+	86,  // 96: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
+	87,  // 97: schat.v1.Command.send:type_name -> schat.v1.SendCmd
+	88,  // 98: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
+	89,  // 99: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
+	90,  // 100: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
+	91,  // 101: schat.v1.Command.file_begin:type_name -> schat.v1.FileBeginCmd
+	92,  // 102: schat.v1.Command.file_chunk:type_name -> schat.v1.FileChunkCmd
+	93,  // 103: schat.v1.Command.file_commit:type_name -> schat.v1.FileCommitCmd
+	94,  // 104: schat.v1.Command.file_abort:type_name -> schat.v1.FileAbortCmd
+	95,  // 105: schat.v1.Command.file_sweep:type_name -> schat.v1.FileSweepCmd
+	69,  // 106: schat.v1.Command.batch:type_name -> schat.v1.CommandBatch
+	68,  // 107: schat.v1.CommandBatch.commands:type_name -> schat.v1.Command
+	1,   // 108: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
+	1,   // 109: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
+	79,  // 110: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
+	2,   // 111: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
+	79,  // 112: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
+	57,  // 113: schat.v1.FileBeginCmd.info:type_name -> schat.v1.FileInfo
+	1,   // 114: schat.v1.User.sex:type_name -> schat.v1.Sex
+	57,  // 115: schat.v1.StoredFile.info:type_name -> schat.v1.FileInfo
+	57,  // 116: schat.v1.Upload.info:type_name -> schat.v1.FileInfo
+	105, // 117: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
+	107, // 118: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
+	108, // 119: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
+	111, // 120: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
+	103, // 121: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
+	0,   // 122: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
+	106, // 123: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
+	109, // 124: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
+	104, // 125: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
+	110, // 126: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
+	0,   // 127: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
+	96,  // 128: schat.v1.ApplyResult.user:type_name -> schat.v1.User
+	98,  // 129: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
+	56,  // 130: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
+	57,  // 131: schat.v1.ApplyResult.file:type_name -> schat.v1.FileInfo
+	132, // [132:132] is the sub-list for method output_type
+	132, // [132:132] is the sub-list for method input_type
+	132, // [132:132] is the sub-list for extension type_name
+	132, // [132:132] is the sub-list for extension extendee
+	0,   // [0:132] is the sub-list for field type_name
 }
 
 func init() { file_schat_proto_init() }
@@ -9642,9 +9727,9 @@ func file_schat_proto_init() {
 		(*Response_Page)(nil),
 		(*Response_MarkRead)(nil),
 	}
-	file_schat_proto_msgTypes[15].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[33].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[51].OneofWrappers = []any{
+	file_schat_proto_msgTypes[16].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[34].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[52].OneofWrappers = []any{
 		(*Event_Message)(nil),
 		(*Event_Member)(nil),
 		(*Event_GroupChanged)(nil),
@@ -9655,7 +9740,7 @@ func file_schat_proto_init() {
 		(*Event_Read)(nil),
 		(*Event_SessionEnded)(nil),
 	}
-	file_schat_proto_msgTypes[59].OneofWrappers = []any{
+	file_schat_proto_msgTypes[60].OneofWrappers = []any{
 		(*Command_Register)(nil),
 		(*Command_CreateSession)(nil),
 		(*Command_DeleteSession)(nil),
@@ -9683,16 +9768,16 @@ func file_schat_proto_init() {
 		(*Command_FileSweep)(nil),
 		(*Command_Batch)(nil),
 	}
-	file_schat_proto_msgTypes[65].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[77].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[92].OneofWrappers = []any{
+	file_schat_proto_msgTypes[66].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[78].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[93].OneofWrappers = []any{
 		(*NodeRequest_Hello)(nil),
 		(*NodeRequest_Join)(nil),
 		(*NodeRequest_Forward)(nil),
 		(*NodeRequest_Remove)(nil),
 		(*NodeRequest_ReadIndex)(nil),
 	}
-	file_schat_proto_msgTypes[93].OneofWrappers = []any{
+	file_schat_proto_msgTypes[94].OneofWrappers = []any{
 		(*NodeResponse_Hello)(nil),
 		(*NodeResponse_Forward)(nil),
 		(*NodeResponse_ReadIndex)(nil),
@@ -9703,7 +9788,7 @@ func file_schat_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_schat_proto_rawDesc), len(file_schat_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   103,
+			NumMessages:   104,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
