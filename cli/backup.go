@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
@@ -73,21 +72,15 @@ func fetchBackup(c *cli.Context, bar *bar, w io.Writer) (*storage.Manifest, erro
 	if secret == "" {
 		return nil, errors.New("--addr needs --cluster-secret (or SCHAT_CLUSTER_SECRET)")
 	}
-	req, err := http.NewRequestWithContext(c.Context, http.MethodGet,
-		"http://"+c.String("addr")+"/cluster/backup", nil)
+	admin, err := newAdminClient(c, secret, 0)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+secret)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := admin.do(c.Context, http.MethodGet, "/cluster/backup")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
-	}
 	if est, err := strconv.ParseInt(resp.Header.Get(node.BackupEstimateHeader), 10, 64); err == nil {
 		bar.setMax(est)
 	}

@@ -14,8 +14,9 @@ import (
 // --join list and --bootstrap-expect, in no particular order.
 type procCluster struct {
 	nodeProbe
-	t     *testing.T
-	nodes []*sysNode
+	t      *testing.T
+	secret string
+	nodes  []*sysNode
 }
 
 // newProcCluster starts size nodes and waits until every one is ready.
@@ -23,8 +24,8 @@ type procCluster struct {
 // client and HTTP ports are read from each node's "ready" log line.
 func newProcCluster(t *testing.T, size int) *procCluster {
 	t.Helper()
-	pc := &procCluster{nodeProbe: newNodeProbe(t), t: t}
 	secret := randomHex(t, 32)
+	pc := &procCluster{nodeProbe: newNodeProbe(t), t: t, secret: secret}
 	raftAddrs := make([]string, size)
 	for i := range raftAddrs {
 		raftAddrs[i] = freeAddr(t)

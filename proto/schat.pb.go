@@ -7876,6 +7876,7 @@ type NodeRequest struct {
 	//	*NodeRequest_Forward
 	//	*NodeRequest_Remove
 	//	*NodeRequest_ReadIndex
+	//	*NodeRequest_Status
 	Body          isNodeRequest_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -7963,6 +7964,15 @@ func (x *NodeRequest) GetReadIndex() *ReadIndexRequest {
 	return nil
 }
 
+func (x *NodeRequest) GetStatus() *StatusRequest {
+	if x != nil {
+		if x, ok := x.Body.(*NodeRequest_Status); ok {
+			return x.Status
+		}
+	}
+	return nil
+}
+
 type isNodeRequest_Body interface {
 	isNodeRequest_Body()
 }
@@ -7987,6 +7997,10 @@ type NodeRequest_ReadIndex struct {
 	ReadIndex *ReadIndexRequest `protobuf:"bytes,5,opt,name=read_index,json=readIndex,proto3,oneof"`
 }
 
+type NodeRequest_Status struct {
+	Status *StatusRequest `protobuf:"bytes,6,opt,name=status,proto3,oneof"`
+}
+
 func (*NodeRequest_Hello) isNodeRequest_Body() {}
 
 func (*NodeRequest_Join) isNodeRequest_Body() {}
@@ -7997,6 +8011,8 @@ func (*NodeRequest_Remove) isNodeRequest_Body() {}
 
 func (*NodeRequest_ReadIndex) isNodeRequest_Body() {}
 
+func (*NodeRequest_Status) isNodeRequest_Body() {}
+
 type NodeResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Code   Code                   `protobuf:"varint,1,opt,name=code,proto3,enum=schat.v1.Code" json:"code,omitempty"`
@@ -8006,6 +8022,7 @@ type NodeResponse struct {
 	//	*NodeResponse_Hello
 	//	*NodeResponse_Forward
 	//	*NodeResponse_ReadIndex
+	//	*NodeResponse_Status
 	Body          isNodeResponse_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -8089,6 +8106,15 @@ func (x *NodeResponse) GetReadIndex() *ReadIndexResponse {
 	return nil
 }
 
+func (x *NodeResponse) GetStatus() *StatusResponse {
+	if x != nil {
+		if x, ok := x.Body.(*NodeResponse_Status); ok {
+			return x.Status
+		}
+	}
+	return nil
+}
+
 type isNodeResponse_Body interface {
 	isNodeResponse_Body()
 }
@@ -8105,11 +8131,210 @@ type NodeResponse_ReadIndex struct {
 	ReadIndex *ReadIndexResponse `protobuf:"bytes,12,opt,name=read_index,json=readIndex,proto3,oneof"`
 }
 
+type NodeResponse_Status struct {
+	Status *StatusResponse `protobuf:"bytes,13,opt,name=status,proto3,oneof"`
+}
+
 func (*NodeResponse_Hello) isNodeResponse_Body() {}
 
 func (*NodeResponse_Forward) isNodeResponse_Body() {}
 
 func (*NodeResponse_ReadIndex) isNodeResponse_Body() {}
+
+func (*NodeResponse_Status) isNodeResponse_Body() {}
+
+// StatusRequest asks a node for the state of its replica of every shard,
+// for an operator's view of the whole cluster.
+type StatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusRequest) Reset() {
+	*x = StatusRequest{}
+	mi := &file_schat_proto_msgTypes[95]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusRequest) ProtoMessage() {}
+
+func (x *StatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[95]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
+func (*StatusRequest) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{95}
+}
+
+type StatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Shards        []*ReplicaStatus       `protobuf:"bytes,2,rep,name=shards,proto3" json:"shards,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusResponse) Reset() {
+	*x = StatusResponse{}
+	mi := &file_schat_proto_msgTypes[96]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusResponse) ProtoMessage() {}
+
+func (x *StatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[96]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
+func (*StatusResponse) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{96}
+}
+
+func (x *StatusResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetShards() []*ReplicaStatus {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
+// ReplicaStatus is one node's replica of one shard.
+type ReplicaStatus struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Shard        uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	State        string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`                       // Leader, Follower, Candidate or Shutdown
+	LeaderId     string                 `protobuf:"bytes,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"` // the leader it knows of; empty if none
+	Term         uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	LastIndex    uint64                 `protobuf:"varint,5,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"` // the last entry in its log
+	CommitIndex  uint64                 `protobuf:"varint,6,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	AppliedIndex uint64                 `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// last_contact_ms is how long ago it last heard from the leader: 0 on
+	// the leader itself, -1 if never.
+	LastContactMs int64 `protobuf:"varint,8,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaStatus) Reset() {
+	*x = ReplicaStatus{}
+	mi := &file_schat_proto_msgTypes[97]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaStatus) ProtoMessage() {}
+
+func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[97]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
+func (*ReplicaStatus) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{97}
+}
+
+func (x *ReplicaStatus) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ReplicaStatus) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *ReplicaStatus) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetLastIndex() uint64 {
+	if x != nil {
+		return x.LastIndex
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetLastContactMs() int64 {
+	if x != nil {
+		return x.LastContactMs
+	}
+	return 0
+}
 
 // ReadIndexRequest asks a shard's leader for an index that covers every
 // write acknowledged so far: its commit index, once it has confirmed it
@@ -8123,7 +8348,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_schat_proto_msgTypes[95]
+	mi := &file_schat_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8135,7 +8360,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[95]
+	mi := &file_schat_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8148,7 +8373,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{95}
+	return file_schat_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ReadIndexRequest) GetShard() uint32 {
@@ -8167,7 +8392,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_schat_proto_msgTypes[96]
+	mi := &file_schat_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8179,7 +8404,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[96]
+	mi := &file_schat_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8192,7 +8417,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{96}
+	return file_schat_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -8211,7 +8436,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_schat_proto_msgTypes[97]
+	mi := &file_schat_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8223,7 +8448,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[97]
+	mi := &file_schat_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8236,7 +8461,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{97}
+	return file_schat_proto_rawDescGZIP(), []int{100}
 }
 
 type HelloResponse struct {
@@ -8252,7 +8477,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_schat_proto_msgTypes[98]
+	mi := &file_schat_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8264,7 +8489,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[98]
+	mi := &file_schat_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8277,7 +8502,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{98}
+	return file_schat_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *HelloResponse) GetNodeId() string {
@@ -8329,7 +8554,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_schat_proto_msgTypes[99]
+	mi := &file_schat_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8341,7 +8566,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[99]
+	mi := &file_schat_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8354,7 +8579,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{99}
+	return file_schat_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -8397,7 +8622,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_schat_proto_msgTypes[100]
+	mi := &file_schat_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8409,7 +8634,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[100]
+	mi := &file_schat_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8422,7 +8647,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{100}
+	return file_schat_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *ForwardRequest) GetShard() uint32 {
@@ -8452,7 +8677,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_schat_proto_msgTypes[101]
+	mi := &file_schat_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8464,7 +8689,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[101]
+	mi := &file_schat_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8477,7 +8702,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{101}
+	return file_schat_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ForwardResponse) GetIndex() uint64 {
@@ -8521,7 +8746,7 @@ type ApplyResult struct {
 
 func (x *ApplyResult) Reset() {
 	*x = ApplyResult{}
-	mi := &file_schat_proto_msgTypes[102]
+	mi := &file_schat_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8533,7 +8758,7 @@ func (x *ApplyResult) String() string {
 func (*ApplyResult) ProtoMessage() {}
 
 func (x *ApplyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[102]
+	mi := &file_schat_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8546,7 +8771,7 @@ func (x *ApplyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResult.ProtoReflect.Descriptor instead.
 func (*ApplyResult) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{102}
+	return file_schat_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *ApplyResult) GetCode() Code {
@@ -8638,7 +8863,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_schat_proto_msgTypes[103]
+	mi := &file_schat_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8650,7 +8875,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[103]
+	mi := &file_schat_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8663,7 +8888,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{103}
+	return file_schat_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *RemoveRequest) GetNodeId() string {
@@ -9292,15 +9517,16 @@ const file_schat_proto_rawDesc = "" +
 	"\n" +
 	"next_chunk\x18\x04 \x01(\rR\tnextChunk\x12\x1d\n" +
 	"\n" +
-	"updated_ms\x18\x05 \x01(\x03R\tupdatedMs\"\x98\x02\n" +
+	"updated_ms\x18\x05 \x01(\x03R\tupdatedMs\"\xcb\x02\n" +
 	"\vNodeRequest\x12.\n" +
 	"\x05hello\x18\x01 \x01(\v2\x16.schat.v1.HelloRequestH\x00R\x05hello\x12+\n" +
 	"\x04join\x18\x02 \x01(\v2\x15.schat.v1.JoinRequestH\x00R\x04join\x124\n" +
 	"\aforward\x18\x03 \x01(\v2\x18.schat.v1.ForwardRequestH\x00R\aforward\x121\n" +
 	"\x06remove\x18\x04 \x01(\v2\x17.schat.v1.RemoveRequestH\x00R\x06remove\x12;\n" +
 	"\n" +
-	"read_index\x18\x05 \x01(\v2\x1a.schat.v1.ReadIndexRequestH\x00R\treadIndexB\x06\n" +
-	"\x04body\"\xf8\x01\n" +
+	"read_index\x18\x05 \x01(\v2\x1a.schat.v1.ReadIndexRequestH\x00R\treadIndex\x121\n" +
+	"\x06status\x18\x06 \x01(\v2\x17.schat.v1.StatusRequestH\x00R\x06statusB\x06\n" +
+	"\x04body\"\xac\x02\n" +
 	"\fNodeResponse\x12\"\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x0e.schat.v1.CodeR\x04code\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12/\n" +
@@ -9308,8 +9534,23 @@ const file_schat_proto_rawDesc = "" +
 	" \x01(\v2\x17.schat.v1.HelloResponseH\x00R\x05hello\x125\n" +
 	"\aforward\x18\v \x01(\v2\x19.schat.v1.ForwardResponseH\x00R\aforward\x12<\n" +
 	"\n" +
-	"read_index\x18\f \x01(\v2\x1b.schat.v1.ReadIndexResponseH\x00R\treadIndexB\x06\n" +
-	"\x04body\"(\n" +
+	"read_index\x18\f \x01(\v2\x1b.schat.v1.ReadIndexResponseH\x00R\treadIndex\x122\n" +
+	"\x06status\x18\r \x01(\v2\x18.schat.v1.StatusResponseH\x00R\x06statusB\x06\n" +
+	"\x04body\"\x0f\n" +
+	"\rStatusRequest\"Z\n" +
+	"\x0eStatusResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12/\n" +
+	"\x06shards\x18\x02 \x03(\v2\x17.schat.v1.ReplicaStatusR\x06shards\"\xfb\x01\n" +
+	"\rReplicaStatus\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
+	"\tleader_id\x18\x03 \x01(\tR\bleaderId\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\x12\x1d\n" +
+	"\n" +
+	"last_index\x18\x05 \x01(\x04R\tlastIndex\x12!\n" +
+	"\fcommit_index\x18\x06 \x01(\x04R\vcommitIndex\x12#\n" +
+	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\x12&\n" +
+	"\x0flast_contact_ms\x18\b \x01(\x03R\rlastContactMs\"(\n" +
 	"\x10ReadIndexRequest\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
@@ -9417,7 +9658,7 @@ func file_schat_proto_rawDescGZIP() []byte {
 }
 
 var file_schat_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 104)
+var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 107)
 var file_schat_proto_goTypes = []any{
 	(Code)(0),                        // 0: schat.v1.Code
 	(Sex)(0),                         // 1: schat.v1.Sex
@@ -9522,15 +9763,18 @@ var file_schat_proto_goTypes = []any{
 	(*Upload)(nil),                   // 100: schat.v1.Upload
 	(*NodeRequest)(nil),              // 101: schat.v1.NodeRequest
 	(*NodeResponse)(nil),             // 102: schat.v1.NodeResponse
-	(*ReadIndexRequest)(nil),         // 103: schat.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),        // 104: schat.v1.ReadIndexResponse
-	(*HelloRequest)(nil),             // 105: schat.v1.HelloRequest
-	(*HelloResponse)(nil),            // 106: schat.v1.HelloResponse
-	(*JoinRequest)(nil),              // 107: schat.v1.JoinRequest
-	(*ForwardRequest)(nil),           // 108: schat.v1.ForwardRequest
-	(*ForwardResponse)(nil),          // 109: schat.v1.ForwardResponse
-	(*ApplyResult)(nil),              // 110: schat.v1.ApplyResult
-	(*RemoveRequest)(nil),            // 111: schat.v1.RemoveRequest
+	(*StatusRequest)(nil),            // 103: schat.v1.StatusRequest
+	(*StatusResponse)(nil),           // 104: schat.v1.StatusResponse
+	(*ReplicaStatus)(nil),            // 105: schat.v1.ReplicaStatus
+	(*ReadIndexRequest)(nil),         // 106: schat.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),        // 107: schat.v1.ReadIndexResponse
+	(*HelloRequest)(nil),             // 108: schat.v1.HelloRequest
+	(*HelloResponse)(nil),            // 109: schat.v1.HelloResponse
+	(*JoinRequest)(nil),              // 110: schat.v1.JoinRequest
+	(*ForwardRequest)(nil),           // 111: schat.v1.ForwardRequest
+	(*ForwardResponse)(nil),          // 112: schat.v1.ForwardResponse
+	(*ApplyResult)(nil),              // 113: schat.v1.ApplyResult
+	(*RemoveRequest)(nil),            // 114: schat.v1.RemoveRequest
 }
 var file_schat_proto_depIdxs = []int32{
 	10,  // 0: schat.v1.ClientFrame.heartbeat:type_name -> schat.v1.Heartbeat
@@ -9650,26 +9894,29 @@ var file_schat_proto_depIdxs = []int32{
 	1,   // 114: schat.v1.User.sex:type_name -> schat.v1.Sex
 	57,  // 115: schat.v1.StoredFile.info:type_name -> schat.v1.FileInfo
 	57,  // 116: schat.v1.Upload.info:type_name -> schat.v1.FileInfo
-	105, // 117: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
-	107, // 118: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
-	108, // 119: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
-	111, // 120: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
-	103, // 121: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
-	0,   // 122: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
-	106, // 123: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
-	109, // 124: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
-	104, // 125: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
-	110, // 126: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
-	0,   // 127: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
-	96,  // 128: schat.v1.ApplyResult.user:type_name -> schat.v1.User
-	98,  // 129: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
-	56,  // 130: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
-	57,  // 131: schat.v1.ApplyResult.file:type_name -> schat.v1.FileInfo
-	132, // [132:132] is the sub-list for method output_type
-	132, // [132:132] is the sub-list for method input_type
-	132, // [132:132] is the sub-list for extension type_name
-	132, // [132:132] is the sub-list for extension extendee
-	0,   // [0:132] is the sub-list for field type_name
+	108, // 117: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
+	110, // 118: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
+	111, // 119: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
+	114, // 120: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
+	106, // 121: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
+	103, // 122: schat.v1.NodeRequest.status:type_name -> schat.v1.StatusRequest
+	0,   // 123: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
+	109, // 124: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
+	112, // 125: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
+	107, // 126: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
+	104, // 127: schat.v1.NodeResponse.status:type_name -> schat.v1.StatusResponse
+	105, // 128: schat.v1.StatusResponse.shards:type_name -> schat.v1.ReplicaStatus
+	113, // 129: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
+	0,   // 130: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
+	96,  // 131: schat.v1.ApplyResult.user:type_name -> schat.v1.User
+	98,  // 132: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
+	56,  // 133: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
+	57,  // 134: schat.v1.ApplyResult.file:type_name -> schat.v1.FileInfo
+	135, // [135:135] is the sub-list for method output_type
+	135, // [135:135] is the sub-list for method input_type
+	135, // [135:135] is the sub-list for extension type_name
+	135, // [135:135] is the sub-list for extension extendee
+	0,   // [0:135] is the sub-list for field type_name
 }
 
 func init() { file_schat_proto_init() }
@@ -9776,11 +10023,13 @@ func file_schat_proto_init() {
 		(*NodeRequest_Forward)(nil),
 		(*NodeRequest_Remove)(nil),
 		(*NodeRequest_ReadIndex)(nil),
+		(*NodeRequest_Status)(nil),
 	}
 	file_schat_proto_msgTypes[94].OneofWrappers = []any{
 		(*NodeResponse_Hello)(nil),
 		(*NodeResponse_Forward)(nil),
 		(*NodeResponse_ReadIndex)(nil),
+		(*NodeResponse_Status)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -9788,7 +10037,7 @@ func file_schat_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_schat_proto_rawDesc), len(file_schat_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   104,
+			NumMessages:   107,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
