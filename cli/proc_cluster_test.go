@@ -90,11 +90,12 @@ func (pc *procCluster) dumpLogsOnFailure() {
 // and kills the node that leads the most shards with SIGKILL while they
 // send. The two others must keep acknowledging writes; the killed node,
 // started again with the same command line on its data, must neither
-// re-join nor bootstrap, but catch up and take writes. Then all three
-// must hold the same history of every group: seqs from 1 without a gap,
-// every acknowledged send exactly once at the seq it was acknowledged
-// with, each sender's sends in the order it made them, and nothing that
-// was never sent.
+// re-join nor bootstrap, but catch up and take writes. With
+// -cluster.rounds, the kill and restart repeat. Then all three must hold
+// the same history of every group: seqs from 1 without a gap, every
+// acknowledged send exactly once at the seq it was acknowledged with,
+// each sender's sends in the order it made them, and nothing that was
+// never sent.
 func TestServe_ThreeNodeKill9(t *testing.T) {
 	began := time.Now()
 	pc := newProcCluster(t, 3)
@@ -104,25 +105,28 @@ func TestServe_ThreeNodeKill9(t *testing.T) {
 	w.startSenders(all...)
 	w.waitAcks("every node takes writes", time.Now(), sysWarmup, all...)
 
-	killed := pc.busiest(all...)
-	survivors := without(all, killed)
-	killAt := time.Now()
-	killed.srv.kill(t)
-	w.waitFailed(killed, killAt, time.Now())
-	w.waitAcks("the survivors take writes after the kill", killAt, sysProgress, survivors...)
-	w.disconnect(killed)
-	t.Logf("killed %s; the survivors took writes within %v", killed.id,
-		time.Since(killAt).Round(time.Millisecond))
+	for round := 1; round <= *clusterRounds; round++ {
+		killed := pc.busiest(all...)
+		survivors := without(all, killed)
+		killAt := time.Now()
+		killed.srv.kill(t)
+		w.waitFailed(killed, killAt, time.Now())
+		w.waitAcks("the survivors take writes after the kill", killAt, sysProgress, survivors...)
+		holdLoad(killAt)
+		w.disconnect(killed)
+		t.Logf("round %d: killed %s; the survivors took writes within %v", round, killed.id,
+			time.Since(killAt).Round(time.Millisecond))
 
-	restartAt := time.Now()
-	pc.restart(killed)
-	pc.waitReady(all...)
-	pc.waitCaughtUp(killed, survivors...)
-	w.reconnect(killed)
-	w.startSenders(killed)
-	w.waitAcks("the restarted node takes writes", restartAt, sysProgress, killed)
-	t.Logf("restarted %s; it took writes within %v", killed.id,
-		time.Since(restartAt).Round(time.Millisecond))
+		restartAt := time.Now()
+		pc.restart(killed)
+		pc.waitReady(all...)
+		pc.waitCaughtUp(killed, survivors...)
+		w.reconnect(killed)
+		w.startSenders(killed)
+		w.waitAcks("the restarted node takes writes", restartAt, sysProgress, killed)
+		t.Logf("round %d: restarted %s; it took writes within %v", round, killed.id,
+			time.Since(restartAt).Round(time.Millisecond))
+	}
 
 	w.stopSenders()
 	seqOf := w.verify()
