@@ -21,42 +21,36 @@ var benchShards = []int{1, 2, 4, 8}
 // acknowledged send is committed to the fsynced raft log and applied. It
 // reports sends/s and the latency of each send under that load.
 func BenchmarkNode_DurableSend(b *testing.B) {
-	for _, shards := range benchShards {
-		b.Run(fmt.Sprintf("shards=%d", shards), func(b *testing.B) {
-			benchSendAt(b, benchNode(b, shards), 16, 32)
-		})
-	}
+	benchShardCounts(b, benchNode, 16, 32)
 }
 
 // BenchmarkCluster_DurableSend is the same load on a three-node cluster in
 // this process, clients spread over the nodes, for several shard counts:
 // it shows whether leading shards on every node pays off on this machine.
 func BenchmarkCluster_DurableSend(b *testing.B) {
-	for _, shards := range benchShards {
-		b.Run(fmt.Sprintf("shards=%d", shards), func(b *testing.B) {
-			benchSendAt(b, benchCluster(b, shards), 16, 32)
-		})
-	}
+	benchShardCounts(b, benchCluster, 16, 32)
 }
 
 // BenchmarkNode_SendLatency measures the latency of acknowledged sends
 // through a real node when it is not loaded: 4 clients in 4 groups, one
 // send in flight each.
 func BenchmarkNode_SendLatency(b *testing.B) {
-	for _, shards := range benchShards {
-		b.Run(fmt.Sprintf("shards=%d", shards), func(b *testing.B) {
-			benchSendAt(b, benchNode(b, shards), 4, 1)
-		})
-	}
+	benchShardCounts(b, benchNode, 4, 1)
 }
 
 // BenchmarkCluster_SendLatency is BenchmarkNode_SendLatency on a
 // three-node cluster: every send is replicated to a majority before it is
 // acknowledged, and a send received by a follower is forwarded.
 func BenchmarkCluster_SendLatency(b *testing.B) {
+	benchShardCounts(b, benchCluster, 4, 1)
+}
+
+// benchShardCounts runs the send load on what start makes for each shard
+// count of benchShards.
+func benchShardCounts(b *testing.B, start func(*testing.B, int) []string, clients, inflight int) {
 	for _, shards := range benchShards {
 		b.Run(fmt.Sprintf("shards=%d", shards), func(b *testing.B) {
-			benchSendAt(b, benchCluster(b, shards), 4, 1)
+			benchSendAt(b, start(b, shards), clients, inflight)
 		})
 	}
 }
