@@ -151,7 +151,7 @@ func TestDocker_Compose(t *testing.T) {
 	}
 	probe.waitReady(nodes...)
 	pc := &procCluster{t: t, secret: secret}
-	checkStatus(t, pc.status(nodes[0]), []string{"node1", "node2", "node3"}, nil)
+	checkStatus(t, pc.electedStatus(nodes[0]), []string{"node1", "node2", "node3"}, nil)
 	composeChat(t, nodes)
 
 	if _, err := cp.compose("down", "-v"); err != nil {
