@@ -80,8 +80,8 @@ func checkStatus(t *testing.T, st node.Status, up, down []string) {
 			nodes = append(nodes, r.Node)
 		}
 		if !slices.Contains(up, sh.Leader) || len(sh.Replicas) != len(up) {
-			t.Fatalf("shard %s: leader %q, replicas on %v; want a leader and a replica on each of %v",
-				sh.Shard, sh.Leader, nodes, up)
+			t.Fatalf("shard %s: leader %q, replicas on %v; want a leader and a replica "+
+				"on each of %v", sh.Shard, sh.Leader, nodes, up)
 		}
 	}
 }
@@ -220,8 +220,9 @@ func TestClusterCommand_TLS(t *testing.T) {
 		"--addr", srv.httpAddr); err == nil {
 		t.Fatalf("cluster status over http to an https port succeeded:\n%s", out)
 	}
-	if out, err := runSchat(t, "cluster", "status", "--data-dir", dataDir,
-		"--addr", srv.httpAddr, "--tls"); err == nil || !strings.Contains(err.Error(), "certificate") {
+	out, err := runSchat(t, "cluster", "status", "--data-dir", dataDir, "--addr", srv.httpAddr,
+		"--tls")
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("cluster status without the CA: got %v, want a certificate error\n%s", err, out)
 	}
 }

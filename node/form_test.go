@@ -237,6 +237,7 @@ func TestCluster_RestartWithoutJoin(t *testing.T) {
 	must(b.Login(ctx, "ann", "pw-ann"))(t)
 	page := must(b.History(ctx, g.GroupId, 0, 10))(t)
 	if n := len(page.Messages); n == 0 || page.Messages[n-1].Seq != m.Seq {
-		t.Fatalf("history on the restarted node: %v, want it to end at seq %d", page.Messages, m.Seq)
+		t.Fatalf("history on the restarted node: %v, want it to end at seq %d", page.Messages,
+			m.Seq)
 	}
 }
