@@ -100,6 +100,11 @@ func (n *Node) bootstrapServers() []raft.Server {
 		out[i] = raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(s.ID),
 			Address: raft.ServerAddress(s.Address)}
 	}
+	if len(out) == 1 && string(out[0].ID) == n.cfg.NodeID {
+		// A cluster of this node alone: no other node knows it by the
+		// recorded address, so it may have moved.
+		return n.selfServer()
+	}
 	return out
 }
 
