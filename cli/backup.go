@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/schollz/progressbar/v3"
@@ -84,21 +83,15 @@ func fetchBackup(ctx context.Context, c *cli.Context, bar *bar,
 		return nil, errors.New("--addr needs the cluster secret: SCHAT_CLUSTER_SECRET, " +
 			"--cluster-secret-file or --cluster-secret")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		"http://"+c.String("addr")+"/cluster/backup", nil)
+	admin, err := newAdminClient(c, secret, 0)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+secret)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := admin.do(ctx, http.MethodGet, "/cluster/backup")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
-	}
 	if est, err := strconv.ParseInt(resp.Header.Get(node.BackupEstimateHeader), 10, 64); err == nil {
 		bar.setMax(est)
 	}

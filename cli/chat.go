@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -76,7 +75,7 @@ func chatConfigFrom(c *cli.Context) (chatConfig, error) {
 	if len(cfg.addrs) == 0 {
 		return cfg, fmt.Errorf("--addr needs at least one address")
 	}
-	useTLS := c.Bool("tls") || c.String("tls-ca") != "" || c.Bool("tls-insecure")
+	useTLS := wantsTLS(c)
 	cfg.http = httpBase(c.String("http"), cfg.addrs[0], useTLS)
 	if !useTLS {
 		return cfg, nil
@@ -86,18 +85,9 @@ func chatConfigFrom(c *cli.Context) (chatConfig, error) {
 			return cfg, fmt.Errorf("TLS over WebSocket needs a wss:// address, not %s", a)
 		}
 	}
-	cfg.tls = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.Bool("tls-insecure")}
-	if path := c.String("tls-ca"); path != "" {
-		pem, err := os.ReadFile(path)
-		if err != nil {
-			return cfg, fmt.Errorf("--tls-ca: %w", err)
-		}
-		cfg.tls.RootCAs = x509.NewCertPool()
-		if !cfg.tls.RootCAs.AppendCertsFromPEM(pem) {
-			return cfg, fmt.Errorf("--tls-ca: no certificate in %s", path)
-		}
-	}
-	return cfg, nil
+	var err error
+	cfg.tls, err = tlsClientConfig(c)
+	return cfg, err
 }
 
 func chatMain(c *cli.Context) error {

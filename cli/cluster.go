@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -29,10 +30,13 @@ func clusterCommand() *cli.Command {
 		Name:  "cluster",
 		Usage: "inspect and change a cluster's membership",
 		Subcommands: []*cli.Command{
-			{Name: "status", Usage: "nodes, and each shard's leader, term and indexes",
-				Flags: flags, Action: clusterStatus},
-			{Name: "remove", Usage: "remove a node from every shard", ArgsUsage: "NODE_ID",
-				Flags: flags, Action: clusterRemove},
+			withAdminTLS(&cli.Command{Name: "status",
+				Usage: "nodes, and for each shard its leader and every node's replica of it",
+				Flags: append(slices.Clone(flags), &cli.BoolFlag{Name: "json",
+					Usage: "print the status as the node reports it, in JSON"}),
+				Action: clusterStatus}),
+			withAdminTLS(&cli.Command{Name: "remove", Usage: "remove a node from every shard",
+				ArgsUsage: "NODE_ID", Flags: flags, Action: clusterRemove}),
 			{Name: "recover", Usage: "after losing quorum for good: rewrite a stopped node's " +
 				"membership to the surviving nodes",
 				Flags: []cli.Flag{
@@ -46,30 +50,23 @@ func clusterCommand() *cli.Command {
 	}
 }
 
-// adminRequest sends an authenticated request to a node's HTTP port.
+// adminRequest sends an authenticated request to a node's HTTP port and
+// returns the body of its answer.
 func adminRequest(c *cli.Context, method, path string) ([]byte, error) {
 	secret, err := adminSecret(c)
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(c.Context, method, "http://"+c.String("addr")+path, nil)
+	admin, err := newAdminClient(c, secret, 30*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+secret)
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	resp, err := admin.do(c.Context, method, path)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
-	}
-	return body, nil
+	return io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 }
 
 // adminSecret is the operator's credential: the secret secretFlags give,
@@ -91,22 +88,60 @@ func clusterStatus(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.Bool("json") {
+		_, err := os.Stdout.Write(body)
+		return err
+	}
 	var st node.Status
 	if err := json.Unmarshal(body, &st); err != nil {
 		return err
 	}
-	fmt.Printf("cluster %s, seen from %s (%s)\n\n", st.ClusterID, st.NodeID, st.RaftAddr)
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NODE\tADDRESS\tSUFFRAGE")
+	return printStatus(os.Stdout, &st)
+}
+
+// printStatus writes the status as three tables: the members, each
+// shard's leader, and every replica of every shard.
+func printStatus(out io.Writer, st *node.Status) error {
+	fmt.Fprintf(out, "cluster %s, seen from %s (%s)\n\n", st.ClusterID, st.NodeID, st.RaftAddr)
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NODE\tADDRESS\tSUFFRAGE\tREACHABLE")
 	for _, s := range st.Servers {
-		fmt.Fprintf(w, "%s\t%s\t%s\n", s.ID, s.Address, s.Suffrage)
+		reach := "yes"
+		if !s.Reachable {
+			reach = "no: " + s.Error
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", s.ID, s.Address, s.Suffrage, reach)
 	}
-	fmt.Fprintln(w, "\nSHARD\tLEADER\tTERM\tCOMMIT\tAPPLIED\tLAG\tSTATE HERE\tLAST CONTACT")
+	fmt.Fprintln(w, "\nSHARD\tLEADER\tTERM\tCOMMIT")
 	for _, s := range st.Shards {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s.Shard, s.Leader, s.Term,
-			s.CommitIndex, s.AppliedIndex, s.Lag, s.State, s.LastContact)
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\n", s.Shard, orNone(s.Leader), s.Term, s.CommitIndex)
+	}
+	fmt.Fprintln(w, "\nSHARD\tNODE\tSTATE\tTERM\tLAST INDEX\tCOMMIT\tAPPLIED\tLAG\tLAST CONTACT")
+	for _, s := range st.Shards {
+		for _, r := range s.Replicas {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", s.Shard, r.Node, r.State,
+				r.Term, r.LastIndex, r.CommitIndex, r.AppliedIndex, r.Lag, lastContact(r))
+		}
 	}
 	return w.Flush()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// lastContact says how long ago a replica last heard from its leader.
+func lastContact(r node.ReplicaInfo) string {
+	switch {
+	case r.State == "Leader":
+		return "-"
+	case r.LastContactMs < 0:
+		return "never"
+	}
+	return (time.Duration(r.LastContactMs) * time.Millisecond).String() + " ago"
 }
 
 func clusterRemove(c *cli.Context) error {

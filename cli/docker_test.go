@@ -19,10 +19,12 @@ import (
 //  4. start the killed container again on its data: it becomes ready and
 //     takes writes.
 //
-// Then every node must hold the same history of every group: seqs from 1
-// without a gap, every acknowledged send exactly once at the seq it was
-// acknowledged with, each sender's acknowledged sends in the order it
-// made them, and nothing that was never sent.
+// With -cluster.rounds the four steps repeat, and -cluster.duration
+// stretches the time after the kill and the cut. Then every node must
+// hold the same history of every group: seqs from 1 without a gap, every
+// acknowledged send exactly once at the seq it was acknowledged with, each
+// sender's acknowledged sends in the order it made them, and nothing that
+// was never sent.
 func TestDocker_ThreeNodeCluster(t *testing.T) {
 	began := time.Now()
 	dc := newDockerCluster(t, 3)
@@ -32,6 +34,26 @@ func TestDocker_ThreeNodeCluster(t *testing.T) {
 	w.startSenders(all...)
 	w.waitAcks("every node takes writes", time.Now(), sysWarmup, all...)
 
+	var windows [][2]time.Time // while no node had a majority
+	for round := 1; round <= *clusterRounds; round++ {
+		windows = append(windows, dockerRound(t, dc, w, round))
+	}
+
+	w.stopSenders()
+	for _, win := range windows {
+		w.checkWindow("while no node had a majority", win[0], win[1])
+	}
+	seqOf := w.verify()
+	w.checkErrors(seqOf)
+	t.Logf("%d sends, %d acknowledged; %v in all", len(w.sends), w.acked(),
+		time.Since(began).Round(time.Millisecond))
+}
+
+// dockerRound runs steps 1 to 4 of TestDocker_ThreeNodeCluster once and
+// returns the time from the cut to the reconnection.
+func dockerRound(t *testing.T, dc *dockerCluster, w *workload, round int) [2]time.Time {
+	all := dc.nodes
+
 	// 1. Kill a node mid-stream.
 	killed := dc.busiest(all...)
 	survivors := without(all, killed)
@@ -40,21 +62,23 @@ func TestDocker_ThreeNodeCluster(t *testing.T) {
 	w.waitFailed(killed, killAt, time.Now())
 	w.waitAcks("the survivors take writes after the kill", killAt, sysProgress,
 		survivors...)
+	holdLoad(killAt)
 	w.disconnect(killed)
-	t.Logf("killed %s; the survivors took writes within %v", killed.id,
+	t.Logf("round %d: killed %s; the survivors took writes within %v", round, killed.id,
 		time.Since(killAt).Round(time.Millisecond))
 
 	// 2. Cut off another; 3. reconnect it.
 	cutOff := dc.busiest(survivors...)
 	dc.cut(cutOff)
 	cutAt := time.Now()
-	w.probe(cutOff, cutAt.Add(dockerCutFor))
+	w.probe(cutOff, cutAt.Add(max(dockerCutFor, *clusterDuration)))
 	healAt := time.Now()
 	dc.heal(cutOff)
 	w.waitAcks("the survivors take writes after the reconnection", healAt, sysProgress,
 		survivors...)
-	t.Logf("cut %s off for %v; writes resumed within %v of reconnecting it", cutOff.id,
-		healAt.Sub(cutAt).Round(time.Millisecond), time.Since(healAt).Round(time.Millisecond))
+	t.Logf("round %d: cut %s off for %v; writes resumed within %v of reconnecting it",
+		round, cutOff.id, healAt.Sub(cutAt).Round(time.Millisecond),
+		time.Since(healAt).Round(time.Millisecond))
 
 	// 4. Start the killed node again.
 	restartAt := time.Now()
@@ -64,13 +88,7 @@ func TestDocker_ThreeNodeCluster(t *testing.T) {
 	w.reconnect(killed)
 	w.startSenders(killed)
 	w.waitAcks("the restarted node takes writes", restartAt, sysProgress, killed)
-	t.Logf("restarted %s; it took writes within %v", killed.id,
+	t.Logf("round %d: restarted %s; it took writes within %v", round, killed.id,
 		time.Since(restartAt).Round(time.Millisecond))
-
-	w.stopSenders()
-	w.checkWindow("while no node had a majority", cutAt, healAt)
-	seqOf := w.verify()
-	w.checkErrors(seqOf)
-	t.Logf("%d sends, %d acknowledged; %v in all", len(w.sends), w.acked(),
-		time.Since(began).Round(time.Millisecond))
+	return [2]time.Time{cutAt, healAt}
 }

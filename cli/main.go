@@ -26,7 +26,7 @@ func main() {
 			chatCommand(),
 			clusterCommand(),
 			benchCommand(),
-			backupCommand(),
+			withAdminTLS(backupCommand()),
 			snapshotCommand(),
 			restoreCommand(),
 		},

@@ -14,8 +14,9 @@ import (
 // --join list and --bootstrap-expect, in no particular order.
 type procCluster struct {
 	nodeProbe
-	t     *testing.T
-	nodes []*sysNode
+	t      *testing.T
+	secret string
+	nodes  []*sysNode
 }
 
 // newProcCluster starts size nodes and waits until every one is ready.
@@ -24,8 +25,8 @@ type procCluster struct {
 // flags go to every node.
 func newProcCluster(t *testing.T, size int, extra ...string) *procCluster {
 	t.Helper()
-	pc := &procCluster{nodeProbe: newNodeProbe(t), t: t}
 	secret := randomHex(t, 32)
+	pc := &procCluster{nodeProbe: newNodeProbe(t), t: t, secret: secret}
 	raftAddrs := make([]string, size)
 	for i := range raftAddrs {
 		raftAddrs[i] = freeAddr(t)
@@ -91,11 +92,12 @@ func (pc *procCluster) dumpLogsOnFailure() {
 // and kills the node that leads the most shards with SIGKILL while they
 // send. The two others must keep acknowledging writes; the killed node,
 // started again with the same command line on its data, must neither
-// re-join nor bootstrap, but catch up and take writes. Then all three
-// must hold the same history of every group: seqs from 1 without a gap,
-// every acknowledged send exactly once at the seq it was acknowledged
-// with, each sender's sends in the order it made them, and nothing that
-// was never sent.
+// re-join nor bootstrap, but catch up and take writes. With
+// -cluster.rounds, the kill and restart repeat. Then all three must hold
+// the same history of every group: seqs from 1 without a gap, every
+// acknowledged send exactly once at the seq it was acknowledged with,
+// each sender's sends in the order it made them, and nothing that was
+// never sent.
 func TestServe_ThreeNodeKill9(t *testing.T) {
 	began := time.Now()
 	pc := newProcCluster(t, 3)
@@ -105,25 +107,28 @@ func TestServe_ThreeNodeKill9(t *testing.T) {
 	w.startSenders(all...)
 	w.waitAcks("every node takes writes", time.Now(), sysWarmup, all...)
 
-	killed := pc.busiest(all...)
-	survivors := without(all, killed)
-	killAt := time.Now()
-	killed.srv.kill(t)
-	w.waitFailed(killed, killAt, time.Now())
-	w.waitAcks("the survivors take writes after the kill", killAt, sysProgress, survivors...)
-	w.disconnect(killed)
-	t.Logf("killed %s; the survivors took writes within %v", killed.id,
-		time.Since(killAt).Round(time.Millisecond))
+	for round := 1; round <= *clusterRounds; round++ {
+		killed := pc.busiest(all...)
+		survivors := without(all, killed)
+		killAt := time.Now()
+		killed.srv.kill(t)
+		w.waitFailed(killed, killAt, time.Now())
+		w.waitAcks("the survivors take writes after the kill", killAt, sysProgress, survivors...)
+		holdLoad(killAt)
+		w.disconnect(killed)
+		t.Logf("round %d: killed %s; the survivors took writes within %v", round, killed.id,
+			time.Since(killAt).Round(time.Millisecond))
 
-	restartAt := time.Now()
-	pc.restart(killed)
-	pc.waitReady(all...)
-	pc.waitCaughtUp(killed, survivors...)
-	w.reconnect(killed)
-	w.startSenders(killed)
-	w.waitAcks("the restarted node takes writes", restartAt, sysProgress, killed)
-	t.Logf("restarted %s; it took writes within %v", killed.id,
-		time.Since(restartAt).Round(time.Millisecond))
+		restartAt := time.Now()
+		pc.restart(killed)
+		pc.waitReady(all...)
+		pc.waitCaughtUp(killed, survivors...)
+		w.reconnect(killed)
+		w.startSenders(killed)
+		w.waitAcks("the restarted node takes writes", restartAt, sysProgress, killed)
+		t.Logf("round %d: restarted %s; it took writes within %v", round, killed.id,
+			time.Since(restartAt).Round(time.Millisecond))
+	}
 
 	w.stopSenders()
 	seqOf := w.verify()

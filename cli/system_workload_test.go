@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
 	"sync"
@@ -37,6 +38,26 @@ const (
 	// writes.
 	sysProgress = 10
 )
+
+// The cluster system tests (three processes, three containers) break the
+// cluster once by default. For a long run raise the rounds and the time
+// each break lasts under load, for example:
+//
+//	go test ./cli -run 'TestServe_ThreeNodeKill9|TestDocker_ThreeNodeCluster' \
+//		-cluster.rounds=10 -cluster.duration=30s -timeout 2h
+var (
+	clusterRounds = flag.Int("cluster.rounds", 1,
+		"times each cluster system test breaks the cluster and lets it heal")
+	clusterDuration = flag.Duration("cluster.duration", 0,
+		"least time each break of a cluster system test lasts under load")
+)
+
+// holdLoad lets the senders run until at least -cluster.duration has
+// passed since since: the length of a long run, not a wait for a
+// condition.
+func holdLoad(since time.Time) {
+	time.Sleep(time.Until(since.Add(*clusterDuration)))
+}
 
 // sysWait bounds each wait of a system test: for a cluster to form,
 // for an election, for a node to catch up.
@@ -82,6 +103,7 @@ type workload struct {
 	mu      sync.Mutex
 	sends   []*sysSend
 	streams map[string][]*sysSend // each sender goroutine's sends, in order
+	live    map[string]*sysNode   // the streams whose senders run, and their node
 }
 
 // newWorkload registers sysUsersPerNode users on every node, has
@@ -89,7 +111,7 @@ type workload struct {
 // member of every group.
 func newWorkload(t *testing.T, nodes []*sysNode) *workload {
 	w := &workload{t: t, nodes: nodes, stop: make(chan struct{}),
-		streams: make(map[string][]*sysSend)}
+		streams: make(map[string][]*sysSend), live: make(map[string]*sysNode)}
 	for k := range sysUsersPerNode {
 		for _, n := range nodes {
 			u := &sysUser{name: fmt.Sprintf("%s-user%d", n.id, k), node: n}
@@ -133,6 +155,9 @@ func (w *workload) startSenders(nodes ...*sysNode) {
 		}
 		for _, gid := range w.gids {
 			prefix := fmt.Sprintf("r%d-%s-g%d", w.round, u.name, gid)
+			w.mu.Lock()
+			w.live[prefix] = u.node
+			w.mu.Unlock()
 			w.wg.Add(1)
 			go func() {
 				defer w.wg.Done()
@@ -265,18 +290,18 @@ func (w *workload) waitFailed(n *sysNode, since, dead time.Time) {
 	}
 }
 
-// sendersWithoutFailure counts the senders on n none of whose sends
-// answered after since has failed.
+// sendersWithoutFailure counts the running senders on n none of whose
+// sends answered after since has failed.
 func (w *workload) sendersWithoutFailure(n *sysNode, since time.Time) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	waiting := 0
-	for _, st := range w.streams {
-		if st[0].node != n {
+	for prefix, node := range w.live {
+		if node != n {
 			continue
 		}
 		failed := false
-		for _, s := range st {
+		for _, s := range w.streams[prefix] {
 			failed = failed || (!s.acked && s.end.After(since))
 		}
 		if !failed {
@@ -289,6 +314,13 @@ func (w *workload) sendersWithoutFailure(n *sysNode, since time.Time) int {
 // disconnect closes the connections of n's users, which ends their
 // senders.
 func (w *workload) disconnect(n *sysNode) {
+	w.mu.Lock()
+	for prefix, node := range w.live {
+		if node == n {
+			delete(w.live, prefix)
+		}
+	}
+	w.mu.Unlock()
 	for _, u := range w.users {
 		if u.node == n {
 			u.c.Close()

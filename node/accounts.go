@@ -108,7 +108,12 @@ func (n *Node) dummyHash() []byte {
 
 func (s *service) resume(ss *session, f *pb.ClientFrame) transport.Reply {
 	token := f.GetResume().GetToken()
+	after := f.GetResume().GetAfter()
+	if len(after) > maxShards+1 {
+		return now(s.fail(pb.Errf(pb.Code_BAD_REQUEST, "after names more shards than there can be")))
+	}
 	return s.later(func(ctx context.Context) *pb.Response {
+		s.n.awaitWritesElsewhere(ss, after)
 		hash := tokenHash(token)
 		u, sess, err := s.n.sessionUser(ctx, ss, hash)
 		if err != nil {

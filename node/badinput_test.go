@@ -181,6 +181,9 @@ func testCodes(t *testing.T, n *Node) {
 			Resume: &pb.ResumeRequest{Token: "forged"}}}, pb.Code_UNAUTHENTICATED},
 		{"wrong-password", &pb.ClientFrame{Id: 7, Body: &pb.ClientFrame_Login{
 			Login: &pb.LoginRequest{LoginName: "nobody", Password: "secret"}}}, pb.Code_WRONG_PASSWORD},
+		{"resume-after-too-many", &pb.ClientFrame{Id: 8, Body: &pb.ClientFrame_Resume{
+			Resume: &pb.ResumeRequest{Token: "forged",
+				After: make([]*pb.ShardIndex, maxShards+2)}}}, pb.Code_BAD_REQUEST},
 	} {
 		if resp := r.request(tc.f); resp.Id != tc.f.Id || resp.Code != tc.want {
 			t.Errorf("%s: got id %d code %v, want id %d code %v", tc.name, resp.Id, resp.Code,
@@ -192,7 +195,22 @@ func testCodes(t *testing.T, n *Node) {
 
 func testLoggedInCodes(t *testing.T, n *Node, long string) {
 	ctx := ctxT(t)
-	c, _ := user(t, n.ClientAddr(), false, "mallory")
+	c, l := user(t, n.ClientAddr(), false, "mallory")
+
+	// Write indexes this cluster never reached, and of a shard it does
+	// not have, are not waited for.
+	r := dialRaw(t, n.ClientAddr())
+	resp := r.request(&pb.ClientFrame{Id: 1, Body: &pb.ClientFrame_Resume{Resume: &pb.ResumeRequest{
+		Token: l.Token, After: []*pb.ShardIndex{{Shard: 1, Index: 1 << 40}, {Shard: 999, Index: 7}}}}})
+	if resp.Code != pb.Code_OK {
+		t.Fatalf("resume naming unreachable write indexes: got %v, want OK", resp.Code)
+	}
+	resp = r.request(&pb.ClientFrame{Id: 2, Body: &pb.ClientFrame_ListMyGroups{
+		ListMyGroups: &pb.ListMyGroupsRequest{}}})
+	if resp.Code != pb.Code_OK {
+		t.Fatalf("read after that resume: got %v, want OK", resp.Code)
+	}
+
 	_, err := c.Send(ctx, 123456, "hi", "")
 	wantCode(t, err, pb.Code_NOT_FOUND)
 	g := must(c.CreateGroup(ctx, &pb.CreateGroupRequest{Name: "m"}))(t)

@@ -2,12 +2,33 @@ package node
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
 )
+
+// The cluster fault tests (failover, partition, linearizability) break
+// the cluster once, under a short load, by default. For a long run raise
+// the rounds and the time each round keeps the load going, for example:
+//
+//	go test ./node -run 'TestCluster_(Failover|Partition|Linearizable)$' \
+//		-cluster.rounds=20 -cluster.duration=20s -timeout 2h
+var (
+	clusterRounds = flag.Int("cluster.rounds", 1,
+		"times each cluster fault test breaks the cluster and lets it heal")
+	clusterDuration = flag.Duration("cluster.duration", 0,
+		"least time each round of a cluster fault test keeps its load going")
+)
+
+// holdLoad lets a round's load run until at least -cluster.duration has
+// passed since the round began: the length of a long run, not a wait
+// for a condition.
+func holdLoad(began time.Time) {
+	time.Sleep(time.Until(began.Add(*clusterDuration)))
+}
 
 // cluster is an in-process cluster of real nodes on loopback: real raft,
 // real node ports, real client listeners.

@@ -34,7 +34,8 @@ type Config struct {
 
 	// Join lists node-to-node addresses of cluster members. A node with an
 	// empty data directory asks them to add it; a node with data ignores
-	// it. Without Join, a new data directory becomes a one-node cluster.
+	// it, unless a join it began was cut short, when it asks them too.
+	// Without Join, a new data directory becomes a one-node cluster.
 	Join []string
 	// BootstrapExpect, with Join listing the other nodes, lets N nodes
 	// started alike form a new cluster: once N nodes with empty
@@ -93,6 +94,11 @@ type Config struct {
 	Version string
 
 	Logger *slog.Logger
+
+	// failPoint, set only by tests, is called at named points of forming
+	// the cluster ("open shard N", "join shard N"); an error from it stops
+	// New there, as a crash at that point would.
+	failPoint func(point string) error
 }
 
 // FileConfig bounds uploads. The limits the state machine checks travel in

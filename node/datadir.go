@@ -21,6 +21,24 @@ type dirInfo struct {
 	// never bootstrap a cluster of its own, even before a leader has
 	// reached it.
 	Joined bool `json:"joined,omitempty"`
+	// JoinPending lists the shards a joining node has not yet been added
+	// to, and JoinVia the node-to-node addresses of the members it asks.
+	// A node restarted with shards pending asks again before it serves:
+	// the join it began is finished, not started over.
+	JoinPending []uint32 `json:"join_pending,omitempty"`
+	JoinVia     []string `json:"join_via,omitempty"`
+	// Bootstrap is the configuration a new cluster's shards are started
+	// with, recorded before any of them is: a node restarted before every
+	// shard was bootstrapped bootstraps the rest with the same servers, and
+	// never as a cluster of itself alone. Directories made before it was
+	// recorded have none, and bootstrap as a cluster of this node.
+	Bootstrap []dirServer `json:"bootstrap,omitempty"`
+}
+
+// dirServer is a voter of a recorded configuration.
+type dirServer struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
 }
 
 const (
@@ -78,6 +96,11 @@ func createDataDir(dir string, info dirInfo, secret []byte) error {
 	if err := writeFileAtomic(filepath.Join(dir, secretFile), append(secret, '\n')); err != nil {
 		return err
 	}
+	return writeDirInfo(dir, info)
+}
+
+// writeDirInfo replaces the directory's info, durably.
+func writeDirInfo(dir string, info dirInfo) error {
 	info.Format = dirFormat
 	b, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {

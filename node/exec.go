@@ -95,3 +95,27 @@ func (n *Node) view(ctx context.Context, ss *session, shard uint32, fn func(*bol
 	}
 	return sh.fsm.View(fn)
 }
+
+// awaitWritesElsewhere makes the session's reads wait for writes its
+// client had acknowledged through other nodes, as its resume names them.
+// An index beyond the shard's read index cannot be a write of this
+// cluster's history (it came from before a restore or a recovery that
+// lost it): waiting for it could last forever, so the read index is
+// waited for instead. When the read index cannot be had the index is kept
+// as it is, and reads wait for it or fail.
+func (n *Node) awaitWritesElsewhere(ss *session, after []*pb.ShardIndex) {
+	for _, w := range after {
+		if int(w.Shard) >= len(n.shards) {
+			continue
+		}
+		idx := w.Index
+		if idx > n.shards[w.Shard].fsm.AppliedIndex() {
+			if ri, err := n.readIndex(w.Shard); err == nil && ri < idx {
+				n.log.Warn("resumed session names writes this cluster does not hold",
+					"shard", w.Shard, "index", idx, "read_index", ri)
+				idx = ri
+			}
+		}
+		ss.wroteElsewhere(w.Shard, idx)
+	}
+}

@@ -67,7 +67,8 @@ func (c *cluster) crash(i int) {
 }
 
 // TestCluster_Failover kills the leader of a group's shard while clients
-// on every node send; afterwards every acknowledged message is present
+// on every node send, and, for more than one round, starts it again and
+// kills the next leader; afterwards every acknowledged message is present
 // exactly once, in the same order on every node, without gaps.
 func TestCluster_Failover(t *testing.T) {
 	c := newCluster(t, 3)
@@ -75,25 +76,42 @@ func TestCluster_Failover(t *testing.T) {
 	owner, _ := user(t, c.nodes[0].ClientAddr(), false, "owner")
 	g := must(owner.CreateGroup(ctx, &pb.CreateGroupRequest{Name: "g"}))(t)
 	shard := c.nodes[0].shardOf(g.GroupId)
-	victim := c.leader(shard)
 
 	log := newSendLog()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	chat := func(i, round int, cl *transport.Client) {
+		go drain(cl)
+		wg.Add(1)
+		go chatter(context.Background(), cl, g.GroupId, fmt.Sprintf("n%d-r%d", i, round), log,
+			stop, &wg)
+	}
 	for i := range c.nodes {
 		cl, l := user(t, c.nodes[i].ClientAddr(), false, fmt.Sprintf("s%d", i))
 		must(cl.ApplyGroup(ctx, g.GroupId, "", ""))(t)
 		if err := owner.Decide(ctx, g.GroupId, l.User.UserId, true); err != nil {
 			t.Fatal(err)
 		}
-		go drain(cl)
-		wg.Add(1)
-		go chatter(ctx, cl, g.GroupId, fmt.Sprintf("n%d", i), log, stop, &wg)
+		chat(i, 0, cl)
 	}
 	c.waitFor("some acknowledged sends", func() bool { return ackCount(log) >= 30 })
-	c.crash(victim)
-	before := ackCount(log)
-	c.waitFor("sends acknowledged after the crash", func() bool { return ackCount(log) >= before+30 })
+	for round := 1; round <= *clusterRounds; round++ {
+		began := time.Now()
+		victim := c.leader(shard)
+		c.crash(victim)
+		before := ackCount(log)
+		c.waitFor("sends acknowledged after the crash",
+			func() bool { return ackCount(log) >= before+30 })
+		holdLoad(began)
+		if round == *clusterRounds {
+			break
+		}
+		c.start(victim)
+		c.waitVoters(3)
+		cl := dial(t, c.nodes[victim].ClientAddr(), false)
+		must(cl.Login(ctxFor(t), fmt.Sprintf("s%d", victim), fmt.Sprintf("pw-s%d", victim)))(t)
+		chat(victim, round, cl)
+	}
 	close(stop)
 	wg.Wait()
 
@@ -113,17 +131,7 @@ func checkSends(t *testing.T, c *cluster, gid uint64, log *sendLog) {
 	t.Helper()
 	var first []*pb.ChatMessage
 	for _, n := range c.running() {
-		var msgs []*pb.ChatMessage
-		err := n.shards[n.shardOf(gid)].fsm.View(func(tx *bolt.Tx) error {
-			page, err := fsm.Sync(tx, gid, 0, 1<<20)
-			if page != nil {
-				msgs = page.Messages
-			}
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		msgs := storedMessages(t, n, gid)
 		checkGapFree(t, msgs)
 		seen := make(map[string]uint64)
 		for _, m := range msgs {
@@ -152,51 +160,87 @@ func checkSends(t *testing.T, c *cluster, gid uint64, log *sendLog) {
 }
 
 // TestCluster_Partition cuts a follower off: it acknowledges no write
-// while the majority keeps serving, and catches up when healed.
+// while the majority keeps serving, and catches up when healed. Each
+// round cuts off a follower of the group's shard anew.
 func TestCluster_Partition(t *testing.T) {
 	c := newCluster(t, 3)
-	ctx := ctxFor(t)
 	owner, _ := user(t, c.nodes[0].ClientAddr(), false, "owner")
-	g := must(owner.CreateGroup(ctx, &pb.CreateGroupRequest{Name: "g"}))(t)
-	shard := c.nodes[0].shardOf(g.GroupId)
+	g := must(owner.CreateGroup(ctxFor(t), &pb.CreateGroupRequest{Name: "g"}))(t)
+	go drain(owner)
+	m, ml := user(t, c.nodes[0].ClientAddr(), false, "member")
+	must(m.ApplyGroup(ctxFor(t), g.GroupId, "", ""))(t)
+	if err := owner.Decide(ctxFor(t), g.GroupId, ml.User.UserId, true); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	for round := 1; round <= *clusterRounds; round++ {
+		partitionRound(t, c, owner, g.GroupId, round)
+	}
+}
+
+// partitionRound cuts off a follower of gid's shard, checks that the
+// member connected to it has no send acknowledged while the owner's are,
+// for at least -cluster.duration, heals it, and checks that it holds all
+// of the owner's sends in order.
+func partitionRound(t *testing.T, c *cluster, owner *transport.Client, gid uint64, round int) {
+	ctx := ctxFor(t)
+	shard := c.nodes[0].shardOf(gid)
 	cut := (c.leader(shard) + 1) % 3
 	if c.nodes[cut].shards[metaShard].raft.State() == raft.Leader {
 		c.nodes[cut].shards[metaShard].raft.LeadershipTransfer().Error()
 	}
-	member, ml := user(t, c.nodes[cut].ClientAddr(), false, "member")
-	must(member.ApplyGroup(ctx, g.GroupId, "", ""))(t)
-	if err := owner.Decide(ctx, g.GroupId, ml.User.UserId, true); err != nil {
-		t.Fatal(err)
-	}
+	member := dial(t, c.nodes[cut].ClientAddr(), false)
+	must(member.Login(ctx, "member", "pw-member"))(t)
 	go drain(member)
-	go drain(owner)
 
+	began := time.Now()
 	c.nodes[cut].mux.SetIsolated(true)
 	for i := 0; i < 3; i++ {
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := member.Send(sctx, g.GroupId, "from the minority", fmt.Sprintf("min-%d", i))
+		_, err := member.Send(sctx, gid, "from the minority", fmt.Sprintf("r%d-min-%d", round, i))
 		cancel()
 		if err == nil {
-			t.Fatalf("a cut-off node acknowledged a write")
+			t.Fatalf("round %d: a cut-off node acknowledged a write", round)
 		}
 	}
-	for i := 0; i < 10; i++ {
-		must(owner.Send(ctx, g.GroupId, fmt.Sprintf("majority %d", i), ""))(t)
+	sent := 0
+	for ; sent < 10 || time.Since(began) < *clusterDuration; sent++ {
+		must(owner.Send(ctxFor(t), gid, fmt.Sprintf("r%d majority %d", round, sent), ""))(t)
 	}
 	c.nodes[cut].mux.SetIsolated(false)
 	c.waitConverged()
+
 	// The healed node has every acknowledged write. The minority's sends
 	// were never acknowledged; their outcome was unknown, so they may
 	// land once, after the heal.
-	page := must(member.History(ctx, g.GroupId, 0, 100))(t)
-	checkGapFree(t, page.Messages)
+	msgs := storedMessages(t, c.nodes[cut], gid)
+	checkGapFree(t, msgs)
 	next := 0
-	for _, m := range page.Messages {
-		if m.Text == fmt.Sprintf("majority %d", next) {
+	for _, m := range msgs {
+		if m.Text == fmt.Sprintf("r%d majority %d", round, next) {
 			next++
 		}
 	}
-	if next != 10 {
-		t.Fatalf("healed node has %d of the majority's 10 messages in order", next)
+	if next != sent {
+		t.Fatalf("round %d: healed node has %d of the majority's %d messages in order",
+			round, next, sent)
 	}
+	member.Close()
+}
+
+// storedMessages reads every message of gid from n's state.
+func storedMessages(t *testing.T, n *Node, gid uint64) []*pb.ChatMessage {
+	t.Helper()
+	var msgs []*pb.ChatMessage
+	err := n.shards[n.shardOf(gid)].fsm.View(func(tx *bolt.Tx) error {
+		page, err := fsm.Sync(tx, gid, 0, 1<<20)
+		if page != nil {
+			msgs = page.Messages
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -54,29 +55,57 @@ func (n *Node) NewSecret() []byte {
 	return n.secret
 }
 
-// form opens the shards: on a directory with data as they are; otherwise
-// as a new one-node cluster, by joining the cluster that Join names, or by
+// form opens the shards: on a directory with data as they are, finishing a
+// join or a bootstrap it recorded but did not complete; otherwise as a new
+// one-node cluster, by joining the cluster that Join names, or by
 // bootstrapping together with the other expected nodes.
 func (n *Node) form() error {
 	info, exists, err := readDataDir(n.cfg.DataDir)
 	if err != nil {
 		return err
 	}
-	if exists {
-		if err := checkShards(n.cfg.DataDir, info, n.cfg.explicitShards); err != nil {
-			return err
+	if !exists {
+		if len(n.cfg.Join) == 0 {
+			return n.bootstrapAlone()
 		}
-		n.info = info
-		var self []raft.Server
-		if !info.Joined {
-			self = n.selfServer()
-		}
-		return n.openShards(self)
+		return n.joinOrBootstrap()
 	}
-	if len(n.cfg.Join) == 0 {
-		return n.bootstrapAlone()
+	if err := checkShards(n.cfg.DataDir, info, n.cfg.explicitShards); err != nil {
+		return err
 	}
-	return n.joinOrBootstrap()
+	n.info = info
+	if err := n.openShards(n.bootstrapServers()); err != nil {
+		return err
+	}
+	if len(info.JoinPending) > 0 {
+		n.log.Info("finishing join", "pending", len(info.JoinPending))
+		return n.joinShards()
+	}
+	return nil
+}
+
+// bootstrapServers is the configuration that shards without state start
+// with: none on a node that joined (a leader gives it one), the recorded
+// one on a node that bootstrapped, and this node alone on a directory
+// made before configurations were recorded.
+func (n *Node) bootstrapServers() []raft.Server {
+	switch {
+	case n.info.Joined:
+		return nil
+	case len(n.info.Bootstrap) == 0:
+		return n.selfServer()
+	}
+	out := make([]raft.Server, len(n.info.Bootstrap))
+	for i, s := range n.info.Bootstrap {
+		out[i] = raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(s.ID),
+			Address: raft.ServerAddress(s.Address)}
+	}
+	if len(out) == 1 && string(out[0].ID) == n.cfg.NodeID {
+		// A cluster of this node alone: no other node knows it by the
+		// recorded address, so it may have moved.
+		return n.selfServer()
+	}
+	return out
 }
 
 func (n *Node) selfServer() []raft.Server {
@@ -84,17 +113,36 @@ func (n *Node) selfServer() []raft.Server {
 		Address: raft.ServerAddress(n.RaftAddr())}}
 }
 
+// recordServers converts a configuration for the directory's info.
+func recordServers(servers []raft.Server) []dirServer {
+	out := make([]dirServer, len(servers))
+	for i, s := range servers {
+		out[i] = dirServer{ID: string(s.ID), Address: string(s.Address)}
+	}
+	return out
+}
+
 func (n *Node) bootstrapAlone() error {
 	id, err := newClusterID()
 	if err != nil {
 		return err
 	}
-	n.info = dirInfo{Shards: n.cfg.Shards, ClusterID: id, NodeID: n.cfg.NodeID}
+	n.info = dirInfo{Shards: n.cfg.Shards, ClusterID: id, NodeID: n.cfg.NodeID,
+		Bootstrap: recordServers(n.selfServer())}
 	if err := createDataDir(n.cfg.DataDir, n.info, n.secret); err != nil {
 		return err
 	}
 	n.log.Info("created data directory", "dir", n.cfg.DataDir, "shards", n.info.Shards)
-	return n.openShards(n.selfServer())
+	return n.openShards(n.bootstrapServers())
+}
+
+// failAt stops forming the cluster at a named point when the test hook
+// asks for it, as a crash there would.
+func (n *Node) failAt(point string) error {
+	if n.cfg.failPoint == nil {
+		return nil
+	}
+	return n.cfg.failPoint(point)
 }
 
 // formTimeout bounds how long a new node waits for its cluster.
@@ -161,36 +209,104 @@ func firstMember(peers []*pb.HelloResponse) *pb.HelloResponse {
 	return nil
 }
 
-// join makes this node a voter of every shard of member's cluster.
+// join makes this node a voter of every shard of member's cluster. The
+// directory records, before any shard is asked, that this node joined
+// (so it never bootstraps) and which shards are still to be joined; each
+// shard is struck off once its leader added this node.
 func (n *Node) join(member *pb.HelloResponse) error {
 	if n.cfg.explicitShards != 0 && n.cfg.explicitShards != int(member.Shards) {
 		return fmt.Errorf("%w: the cluster has %d shards, not %d", ErrShardCount,
 			member.Shards, n.cfg.explicitShards)
 	}
 	n.info = dirInfo{Shards: int(member.Shards), ClusterID: member.ClusterId,
-		NodeID: n.cfg.NodeID, Joined: true}
+		NodeID: n.cfg.NodeID, Joined: true,
+		JoinVia: joinAddrs([]string{member.RaftAddr}, n.cfg.Join)}
+	for id := uint32(0); id <= uint32(n.info.Shards); id++ {
+		n.info.JoinPending = append(n.info.JoinPending, id)
+	}
 	if err := createDataDir(n.cfg.DataDir, n.info, n.secret); err != nil {
 		return err
 	}
 	if err := n.openShards(nil); err != nil {
 		return err
 	}
-	for id := uint32(0); id <= uint32(n.info.Shards); id++ {
-		if err := n.joinShard(member.RaftAddr, id); err != nil {
-			return err
-		}
+	if err := n.joinShards(); err != nil {
+		return err
 	}
 	n.log.Info("joined cluster", "cluster", n.info.ClusterID, "via", member.NodeId)
 	return nil
 }
 
-// joinShard asks the cluster, through addr, to add this node to a shard,
-// retrying while the shard has no leader.
-func (n *Node) joinShard(addr string, shard uint32) error {
+// joinAddrs lists the addresses of lists in order, once each and without
+// blanks.
+func joinAddrs(lists ...[]string) []string {
+	var out []string
+	for _, list := range lists {
+		for _, a := range list {
+			if a != "" && !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// joinTargets lists whom to ask to be added: the members recorded when
+// the join began, the configured Join addresses, and the other members of
+// any shard this node already has a configuration of.
+func (n *Node) joinTargets() []string {
+	var known []string
+	for _, sh := range n.shards {
+		f := sh.raft.GetConfiguration()
+		if f.Error() != nil {
+			continue
+		}
+		for _, s := range f.Configuration().Servers {
+			if string(s.ID) != n.cfg.NodeID {
+				known = append(known, string(s.Address))
+			}
+		}
+	}
+	return joinAddrs(n.info.JoinVia, n.cfg.Join, known)
+}
+
+// joinShards asks to be added to every shard the directory lists as
+// pending, in order, recording each one done.
+func (n *Node) joinShards() error {
+	addrs := n.joinTargets()
+	if len(addrs) == 0 {
+		return fmt.Errorf("node: the join of %s is unfinished and no member is known; "+
+			"give --join", n.cfg.DataDir)
+	}
+	for len(n.info.JoinPending) > 0 {
+		id := n.info.JoinPending[0]
+		if err := n.failAt(fmt.Sprintf("join shard %d", id)); err != nil {
+			return err
+		}
+		if err := n.joinShard(addrs, id); err != nil {
+			return err
+		}
+		n.info.JoinPending = n.info.JoinPending[1:]
+		if len(n.info.JoinPending) == 0 {
+			n.info.JoinPending, n.info.JoinVia = nil, nil
+		}
+		if err := writeDirInfo(n.cfg.DataDir, n.info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// joinShard asks the cluster to add this node to a shard, through each of
+// addrs in turn, retrying while the shard has no leader. Adding a voter
+// that is already one changes nothing, so asking again after a crash is
+// safe.
+func (n *Node) joinShard(addrs []string, shard uint32) error {
 	req := &pb.NodeRequest{Body: &pb.NodeRequest_Join{Join: &pb.JoinRequest{
 		NodeId: n.cfg.NodeID, RaftAddr: n.RaftAddr(), Shard: shard}}}
 	deadline := time.Now().Add(formTimeout)
-	for {
+	for i := 0; ; i++ {
+		addr := addrs[i%len(addrs)]
 		resp, err := n.peers.call(addr, req)
 		if err == nil {
 			err = respErr(resp)
@@ -201,7 +317,7 @@ func (n *Node) joinShard(addr string, shard uint32) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("node: join shard %d via %s: %w", shard, addr, err)
 		}
-		n.log.Warn("join shard failed; retrying", "shard", shard, "err", err)
+		n.log.Warn("join shard failed; retrying", "shard", shard, "via", addr, "err", err)
 		select {
 		case <-n.ctx.Done():
 			return errClosed
@@ -228,11 +344,13 @@ func (n *Node) bootstrapWith(peers []*pb.HelloResponse) error {
 	sort.Strings(ids)
 	mac := hmac.New(sha256.New, n.secret)
 	mac.Write([]byte("cluster-id|" + strings.Join(ids, ",")))
+	// The configuration is recorded with the directory, before any shard
+	// is bootstrapped: a restart in between must bootstrap the same one.
 	n.info = dirInfo{Shards: n.cfg.Shards, ClusterID: hex.EncodeToString(mac.Sum(nil)[:8]),
-		NodeID: n.cfg.NodeID}
+		NodeID: n.cfg.NodeID, Bootstrap: recordServers(servers)}
 	if err := createDataDir(n.cfg.DataDir, n.info, n.secret); err != nil {
 		return err
 	}
 	n.log.Info("bootstrapping cluster", "nodes", strings.Join(ids, ","))
-	return n.openShards(servers)
+	return n.openShards(n.bootstrapServers())
 }

@@ -34,6 +34,9 @@ type (
 		unknown bool // a send whose outcome the sender never learned
 		seq     uint64
 		last    string
+		// lastUnknown marks a read whose page did not reach the newest
+		// message: it tells the newest seq but not that message's ID.
+		lastUnknown bool
 	}
 )
 
@@ -45,11 +48,13 @@ var groupLogModel = porcupine.Model{
 			next := logState{seq: s.seq + 1, last: in.id}
 			return out.unknown || out.seq == next.seq, next
 		}
-		return out.seq == s.seq && out.last == s.last, s
+		return out.seq == s.seq && (out.lastUnknown || out.last == s.last), s
 	},
 	DescribeOperation: func(input, output any) string {
 		in, out := input.(logInput), output.(logOutput)
 		switch {
+		case !in.send && out.lastUnknown:
+			return fmt.Sprintf("read -> %d ?", out.seq)
 		case !in.send:
 			return fmt.Sprintf("read -> %d %s", out.seq, out.last)
 		case out.unknown:
@@ -81,8 +86,8 @@ func (h *opHistory) len() int {
 }
 
 // TestCluster_Linearizable has clients on every node send to one group
-// and read its newest message with linearizable reads, kills the shard's
-// leader while they do, and checks the recorded history with porcupine:
+// and read its newest message with linearizable reads (history and sync
+// in turn), kills the shard's leader while they do, and checks the recorded history with porcupine:
 // some single order of the operations, each placed between its call and
 // its return, must explain every answer. A send that failed with
 // UNAVAILABLE must not have taken effect; one whose outcome is unknown
@@ -109,27 +114,52 @@ func TestCluster_Linearizable(t *testing.T) {
 	h := &opHistory{start: time.Now()}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for i, cl := range clients {
+	ids := 0
+	run := func(cl *transport.Client) {
+		id := ids
+		ids++
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			linearClient(t, i, cl, g.GroupId, h, stop)
+			linearClient(t, id, cl, g.GroupId, h, stop)
 		}()
 	}
+	for _, cl := range clients {
+		run(cl)
+	}
 	c.waitFor("operations before the crash", func() bool { return h.len() >= 150 })
-	c.crash(c.leader(c.nodes[0].shardOf(g.GroupId)))
-	before := h.len()
-	c.waitFor("operations after the crash", func() bool { return h.len() >= before+150 })
+	for round := 1; round <= *clusterRounds; round++ {
+		began := time.Now()
+		victim := c.leader(c.nodes[0].shardOf(g.GroupId))
+		c.crash(victim)
+		before := h.len()
+		c.waitFor("operations after the crash", func() bool { return h.len() >= before+150 })
+		holdLoad(began)
+		if round == *clusterRounds {
+			break
+		}
+		// The victim's clients ended with it; new ones take their place.
+		c.start(victim)
+		c.waitVoters(3)
+		for i := victim; i < 2*len(c.nodes); i += len(c.nodes) {
+			cl := dial(t, c.nodes[victim].ClientAddr(), false)
+			must(cl.Login(ctxFor(t), fmt.Sprintf("u%d", i), fmt.Sprintf("pw-u%d", i)))(t)
+			go drain(cl)
+			run(cl)
+		}
+	}
 	close(stop)
 	wg.Wait()
 
 	end := h.now()
-	for i := range h.ops {
-		if h.ops[i].Return == math.MaxInt64 {
-			h.ops[i].Return = end + 1
-		}
+	c.waitConverged()
+	stored := make(map[string]uint64)
+	for _, m := range storedMessages(t, c.running()[0], g.GroupId) {
+		stored[m.ClientMsgId] = m.Seq
 	}
-	res, info := porcupine.CheckOperationsVerbose(model, h.ops, time.Minute)
+	h.ops = resolveUnknown(h.ops, stored, end+1)
+	res, info := porcupine.CheckOperationsVerbose(model, h.ops,
+		time.Duration(*clusterRounds)*time.Minute)
 	if res != porcupine.Ok {
 		file := filepath.Join(os.TempDir(), fmt.Sprintf("schat-linearizability-%d.html", time.Now().UnixNano()))
 		if err := porcupine.VisualizePath(model, info, file); err == nil {
@@ -143,9 +173,11 @@ func TestCluster_Linearizable(t *testing.T) {
 }
 
 // linearClient alternates sends and linearizable reads of gid through cl
-// until stop closes or its connection ends, recording each in h.
+// until stop closes or its connection ends, recording each in h. The reads
+// are histories and syncs in turn.
 func linearClient(t *testing.T, id int, cl *transport.Client, gid uint64, h *opHistory,
 	stop <-chan struct{}) {
+	var seen uint64 // the newest seq this client was told of
 	for i := 0; ; i++ {
 		select {
 		case <-stop:
@@ -155,16 +187,20 @@ func linearClient(t *testing.T, id int, cl *transport.Client, gid uint64, h *opH
 		op := porcupine.Operation{ClientId: id, Call: h.now()}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		var err error
-		if i%2 == 0 {
+		switch i % 4 {
+		case 0, 2:
 			err = linearSend(ctx, cl, gid, fmt.Sprintf("c%d-%d", id, i), &op)
-		} else {
+		case 1:
 			err = linearRead(ctx, cl, gid, &op)
+		case 3:
+			err = linearSync(ctx, cl, gid, seen, &op)
 		}
 		cancel()
 		switch {
 		case err == nil:
 			op.Return = h.now()
 			h.add(op)
+			seen = max(seen, op.Output.(logOutput).seq)
 		case errors.Is(err, pb.ErrCode(pb.Code_UNAVAILABLE)):
 			// Not carried out: nothing to record.
 		case op.Input.(logInput).send && unknownOutcome(err):
@@ -180,6 +216,30 @@ func linearClient(t *testing.T, id int, cl *transport.Client, gid uint64, h *opH
 			return
 		}
 	}
+}
+
+// resolveUnknown settles the sends whose senders never learned their
+// outcome, using what the group stores once the load is over. One that is
+// stored took effect at some point after its call, at the seq it is
+// stored at. One that is not stored is left out: an unknown send
+// constrains nothing and may always be placed after every other
+// operation, and no read saw it, or it would be stored. Without this the
+// checker tries every place for every such send and may not finish.
+// Unknown sends are open until end.
+func resolveUnknown(ops []porcupine.Operation, stored map[string]uint64,
+	end int64) []porcupine.Operation {
+	out := ops[:0]
+	for _, op := range ops {
+		if o := op.Output.(logOutput); o.unknown {
+			seq, ok := stored[op.Input.(logInput).id]
+			if !ok {
+				continue
+			}
+			op.Output, op.Return = logOutput{seq: seq}, end
+		}
+		out = append(out, op)
+	}
+	return out
 }
 
 func unknownOutcome(err error) bool {
@@ -205,6 +265,24 @@ func linearRead(ctx context.Context, cl *transport.Client, gid uint64,
 		return err
 	}
 	out := logOutput{seq: page.LastSeq}
+	if n := len(page.Messages); n > 0 {
+		out.last = page.Messages[n-1].ClientMsgId
+	}
+	op.Output = out
+	return nil
+}
+
+// linearSync reads the newest message of gid with a linearizable sync
+// from just before seen, the newest seq the client knows of: the page then
+// holds the newest message unless more than a page came after seen.
+func linearSync(ctx context.Context, cl *transport.Client, gid, seen uint64,
+	op *porcupine.Operation) error {
+	op.Input = logInput{}
+	page, err := cl.Sync(ctx, gid, max(seen, 1)-1, 200, false, transport.Linearizable())
+	if err != nil {
+		return err
+	}
+	out := logOutput{seq: page.LastSeq, lastUnknown: page.More}
 	if n := len(page.Messages); n > 0 {
 		out.last = page.Messages[n-1].ClientMsgId
 	}

@@ -101,6 +101,9 @@ func (n *Node) openMux() error {
 // to bootstrap shards that have no state with.
 func (n *Node) openShards(servers []raft.Server) error {
 	for id := uint32(0); id <= uint32(n.info.Shards); id++ {
+		if err := n.failAt(fmt.Sprintf("open shard %d", id)); err != nil {
+			return err
+		}
 		sh, err := openShard(shardConfig{id: id, dataDir: n.cfg.DataDir, nodeID: n.cfg.NodeID,
 			tuning: n.cfg.Raft, mux: n.mux, publish: n.hub.publish, bootstrap: servers,
 			applyTimeout: n.cfg.ApplyTimeout, forward: n.forwarder(id), logger: n.log})

@@ -50,15 +50,22 @@ var errPeerUnreachable = errors.New("node: peer unreachable")
 // wrapping errPeerUnreachable means nothing was sent; any other error
 // leaves the outcome unknown.
 func (p *peers) call(addr string, req *pb.NodeRequest) (*pb.NodeResponse, error) {
+	return p.callWithin(addr, req, p.timeout)
+}
+
+// callWithin is call with its own bound on connecting and on the round
+// trip.
+func (p *peers) callWithin(addr string, req *pb.NodeRequest,
+	timeout time.Duration) (*pb.NodeResponse, error) {
 	b, err := proto.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-	pc, err := p.get(addr)
+	pc, err := p.get(addr, min(timeout, peerDialTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", errPeerUnreachable, addr, err)
 	}
-	pc.c.SetDeadline(time.Now().Add(p.timeout))
+	pc.c.SetDeadline(time.Now().Add(timeout))
 	resp, err := pc.roundTrip(b)
 	if err != nil {
 		pc.c.Close()
@@ -86,7 +93,7 @@ func (pc *peerConn) roundTrip(b []byte) (*pb.NodeResponse, error) {
 	return resp, proto.Unmarshal(payload, resp)
 }
 
-func (p *peers) get(addr string) (*peerConn, error) {
+func (p *peers) get(addr string, dialTimeout time.Duration) (*peerConn, error) {
 	p.mu.Lock()
 	if list := p.idle[addr]; len(list) > 0 {
 		pc := list[len(list)-1]
@@ -95,7 +102,7 @@ func (p *peers) get(addr string) (*peerConn, error) {
 		return pc, nil
 	}
 	p.mu.Unlock()
-	c, err := p.mux.Dial(addr, transport.ChannelService, 0, peerDialTimeout)
+	c, err := p.mux.Dial(addr, transport.ChannelService, 0, dialTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -106,6 +106,8 @@ func (n *Node) handlePeer(req *pb.NodeRequest) *pb.NodeResponse {
 		var idx uint64
 		idx, err = n.localReadIndex(b.ReadIndex.Shard)
 		resp.Body = &pb.NodeResponse_ReadIndex{ReadIndex: &pb.ReadIndexResponse{Index: idx}}
+	case *pb.NodeRequest_Status:
+		resp.Body = &pb.NodeResponse_Status{Status: n.replicaStatus()}
 	case *pb.NodeRequest_Forward:
 		var fr *pb.ForwardResponse
 		fr, err = n.serveForward(b.Forward)

@@ -66,7 +66,23 @@ func (s *service) Serve(c *transport.Conn, f *pb.ClientFrame) transport.Reply {
 	if uid, _ := ss.identity(); uid == 0 && !openRequests[name] {
 		return now(s.fail(pb.Errf(pb.Code_UNAUTHENTICATED, "log in first")))
 	}
-	return h(s, ss, f)
+	return namingWrites(ss, h(s, ss, f))
+}
+
+// namingWrites makes a reply's response name the raft indexes of the
+// writes its request made. Writes are awaited only in Wait funcs, which
+// the connection runs one at a time in request order.
+func namingWrites(ss *session, r transport.Reply) transport.Reply {
+	if r.Wait == nil {
+		return r
+	}
+	wait := r.Wait
+	r.Wait = func() *pb.Response {
+		resp := wait()
+		resp.Writes = ss.takeWrites()
+		return resp
+	}
+	return r
 }
 
 // endSession logs the connection out and stops its events.

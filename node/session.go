@@ -25,7 +25,11 @@ type session struct {
 	expires time.Time
 	timer   *time.Timer // ends the connection at expires
 	gen     uint64      // counts logins and logouts; a stale timer sees it moved
+	// written holds, per shard, the raft index of the latest write
+	// acknowledged to this connection or named by its resume; reads wait
+	// for it. fresh holds the writes of the request being answered.
 	written []uint64
+	fresh   []*pb.ShardIndex
 }
 
 // newSession is the state of connection c; ended is called, on a timer's
@@ -145,14 +149,42 @@ func (s *session) expired(now time.Time) bool {
 	return s.user != 0 && !now.Before(s.expires)
 }
 
-// wrote records the raft index of the session's latest write to a shard,
-// so reads on that shard can wait until the local state has it.
+// wrote records the raft index of a write the session made to a shard,
+// so reads on that shard can wait until the local state has it, and so
+// the response names it.
 func (s *session) wrote(shard uint32, index uint64) {
 	s.mu.Lock()
-	if index > s.written[shard] {
-		s.written[shard] = index
+	defer s.mu.Unlock()
+	s.written[shard] = max(s.written[shard], index)
+	for _, w := range s.fresh {
+		if w.Shard == shard {
+			w.Index = max(w.Index, index)
+			return
+		}
 	}
-	s.mu.Unlock()
+	s.fresh = append(s.fresh, &pb.ShardIndex{Shard: shard, Index: index})
+}
+
+// wroteElsewhere records the index of a write the client made through
+// another node, which this one must hold before the session reads the
+// shard. Shards this node does not have are ignored.
+func (s *session) wroteElsewhere(shard uint32, index uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if int(shard) < len(s.written) {
+		s.written[shard] = max(s.written[shard], index)
+	}
+}
+
+// takeWrites returns the writes recorded since the last call. Requests
+// are answered one at a time on the connection's reply goroutine, so they
+// are the writes of the request just answered.
+func (s *session) takeWrites() []*pb.ShardIndex {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.fresh
+	s.fresh = nil
+	return w
 }
 
 func (s *session) lastWrite(shard uint32) uint64 {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -22,10 +23,13 @@ type shard struct {
 	fsm   *fsm.FSM
 	raft  *raft.Raft
 	logs  *raftboltdb.BoltStore
-	cache *logCache
+	cache *logCache // the log as raft reads it, recent entries from memory
 	trans *raft.NetworkTransport
 	prop  *proposer
 	log   *slog.Logger
+	// readyTerm is the latest term in which this node, leading, committed
+	// a barrier: from then on its commit index covers every earlier write.
+	readyTerm atomic.Uint64
 }
 
 // shardConfig is what openShard needs from the node.

@@ -456,7 +456,7 @@ func (x SystemNote_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SystemNote_Kind.Descriptor instead.
 func (SystemNote_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{52, 0}
+	return file_schat_proto_rawDescGZIP(), []int{53, 0}
 }
 
 type MemberChanged_Change int32
@@ -505,7 +505,7 @@ func (x MemberChanged_Change) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MemberChanged_Change.Descriptor instead.
 func (MemberChanged_Change) EnumDescriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{54, 0}
+	return file_schat_proto_rawDescGZIP(), []int{55, 0}
 }
 
 type ApplicationDecided_Reason int32
@@ -551,7 +551,7 @@ func (x ApplicationDecided_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ApplicationDecided_Reason.Descriptor instead.
 func (ApplicationDecided_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{56, 0}
+	return file_schat_proto_rawDescGZIP(), []int{57, 0}
 }
 
 // ClientFrame is what a client sends. A request carries a non-zero id that
@@ -1206,6 +1206,10 @@ type Response struct {
 	Id     uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	Code   Code                   `protobuf:"varint,2,opt,name=code,proto3,enum=schat.v1.Code" json:"code,omitempty"`
 	Detail string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	// writes names, for each shard the request wrote to, the raft index of
+	// its entry. A client that sends them back with resume on another node
+	// of the cluster reads its own writes there too.
+	Writes []*ShardIndex `protobuf:"bytes,4,rep,name=writes,proto3" json:"writes,omitempty"`
 	// Types that are valid to be assigned to Body:
 	//
 	//	*Response_Register
@@ -1277,6 +1281,13 @@ func (x *Response) GetDetail() string {
 		return x.Detail
 	}
 	return ""
+}
+
+func (x *Response) GetWrites() []*ShardIndex {
+	if x != nil {
+		return x.Writes
+	}
+	return nil
 }
 
 func (x *Response) GetBody() isResponse_Body {
@@ -1714,8 +1725,12 @@ func (x *LoginRequest) GetDevice() string {
 
 // ResumeRequest logs a reconnecting client in with its session token.
 type ResumeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// after lists the highest raft index of this client's acknowledged
+	// writes per shard, as Response.writes named them on any node. The
+	// resumed session's reads wait until this node has applied them.
+	After         []*ShardIndex `protobuf:"bytes,2,rep,name=after,proto3" json:"after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1757,6 +1772,67 @@ func (x *ResumeRequest) GetToken() string {
 	return ""
 }
 
+func (x *ResumeRequest) GetAfter() []*ShardIndex {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// ShardIndex is a raft index of one shard; indexes are the same on every
+// node of the cluster.
+type ShardIndex struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shard         uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShardIndex) Reset() {
+	*x = ShardIndex{}
+	mi := &file_schat_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardIndex) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardIndex) ProtoMessage() {}
+
+func (x *ShardIndex) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardIndex.ProtoReflect.Descriptor instead.
+func (*ShardIndex) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ShardIndex) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *ShardIndex) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 // LoginResponse carries everything a client needs to start: who it is,
 // its groups with unread counts, the applications awaiting it as an owner,
 // and notices (decisions, kicks, dissolutions) it has not acknowledged.
@@ -1792,7 +1868,7 @@ type LoginResponse struct {
 
 func (x *LoginResponse) Reset() {
 	*x = LoginResponse{}
-	mi := &file_schat_proto_msgTypes[8]
+	mi := &file_schat_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +1880,7 @@ func (x *LoginResponse) String() string {
 func (*LoginResponse) ProtoMessage() {}
 
 func (x *LoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[8]
+	mi := &file_schat_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +1893,7 @@ func (x *LoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
 func (*LoginResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{8}
+	return file_schat_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LoginResponse) GetToken() string {
@@ -1925,7 +2001,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_schat_proto_msgTypes[9]
+	mi := &file_schat_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1937,7 +2013,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[9]
+	mi := &file_schat_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1950,7 +2026,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{9}
+	return file_schat_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Limits) GetMaxName() uint32 {
@@ -2031,7 +2107,7 @@ type LogoutRequest struct {
 
 func (x *LogoutRequest) Reset() {
 	*x = LogoutRequest{}
-	mi := &file_schat_proto_msgTypes[10]
+	mi := &file_schat_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2119,7 @@ func (x *LogoutRequest) String() string {
 func (*LogoutRequest) ProtoMessage() {}
 
 func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[10]
+	mi := &file_schat_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2132,7 @@ func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutRequest.ProtoReflect.Descriptor instead.
 func (*LogoutRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{10}
+	return file_schat_proto_rawDescGZIP(), []int{11}
 }
 
 type PingRequest struct {
@@ -2068,7 +2144,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_schat_proto_msgTypes[11]
+	mi := &file_schat_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2080,7 +2156,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[11]
+	mi := &file_schat_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2093,7 +2169,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{11}
+	return file_schat_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PingRequest) GetClientTimeMs() int64 {
@@ -2113,7 +2189,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_schat_proto_msgTypes[12]
+	mi := &file_schat_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2125,7 +2201,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[12]
+	mi := &file_schat_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2138,7 +2214,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{12}
+	return file_schat_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PingResponse) GetClientTimeMs() int64 {
@@ -2165,7 +2241,7 @@ type ChangePasswordRequest struct {
 
 func (x *ChangePasswordRequest) Reset() {
 	*x = ChangePasswordRequest{}
-	mi := &file_schat_proto_msgTypes[13]
+	mi := &file_schat_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2253,7 @@ func (x *ChangePasswordRequest) String() string {
 func (*ChangePasswordRequest) ProtoMessage() {}
 
 func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[13]
+	mi := &file_schat_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2266,7 @@ func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
 func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{13}
+	return file_schat_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ChangePasswordRequest) GetOldPassword() string {
@@ -2219,7 +2295,7 @@ type ChangePasswordResponse struct {
 
 func (x *ChangePasswordResponse) Reset() {
 	*x = ChangePasswordResponse{}
-	mi := &file_schat_proto_msgTypes[14]
+	mi := &file_schat_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2231,7 +2307,7 @@ func (x *ChangePasswordResponse) String() string {
 func (*ChangePasswordResponse) ProtoMessage() {}
 
 func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[14]
+	mi := &file_schat_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2244,7 +2320,7 @@ func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordResponse.ProtoReflect.Descriptor instead.
 func (*ChangePasswordResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{14}
+	return file_schat_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ChangePasswordResponse) GetToken() string {
@@ -2275,7 +2351,7 @@ type UpdateProfileRequest struct {
 
 func (x *UpdateProfileRequest) Reset() {
 	*x = UpdateProfileRequest{}
-	mi := &file_schat_proto_msgTypes[15]
+	mi := &file_schat_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2287,7 +2363,7 @@ func (x *UpdateProfileRequest) String() string {
 func (*UpdateProfileRequest) ProtoMessage() {}
 
 func (x *UpdateProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[15]
+	mi := &file_schat_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2300,7 +2376,7 @@ func (x *UpdateProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProfileRequest.ProtoReflect.Descriptor instead.
 func (*UpdateProfileRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{15}
+	return file_schat_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateProfileRequest) GetDisplayName() string {
@@ -2347,7 +2423,7 @@ type GetProfilesRequest struct {
 
 func (x *GetProfilesRequest) Reset() {
 	*x = GetProfilesRequest{}
-	mi := &file_schat_proto_msgTypes[16]
+	mi := &file_schat_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2359,7 +2435,7 @@ func (x *GetProfilesRequest) String() string {
 func (*GetProfilesRequest) ProtoMessage() {}
 
 func (x *GetProfilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[16]
+	mi := &file_schat_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2372,7 +2448,7 @@ func (x *GetProfilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfilesRequest.ProtoReflect.Descriptor instead.
 func (*GetProfilesRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{16}
+	return file_schat_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetProfilesRequest) GetUserIds() []uint64 {
@@ -2391,7 +2467,7 @@ type GetProfilesResponse struct {
 
 func (x *GetProfilesResponse) Reset() {
 	*x = GetProfilesResponse{}
-	mi := &file_schat_proto_msgTypes[17]
+	mi := &file_schat_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2403,7 +2479,7 @@ func (x *GetProfilesResponse) String() string {
 func (*GetProfilesResponse) ProtoMessage() {}
 
 func (x *GetProfilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[17]
+	mi := &file_schat_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2416,7 +2492,7 @@ func (x *GetProfilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfilesResponse.ProtoReflect.Descriptor instead.
 func (*GetProfilesResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{17}
+	return file_schat_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetProfilesResponse) GetProfiles() []*UserProfile {
@@ -2444,7 +2520,7 @@ type UserProfile struct {
 
 func (x *UserProfile) Reset() {
 	*x = UserProfile{}
-	mi := &file_schat_proto_msgTypes[18]
+	mi := &file_schat_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2456,7 +2532,7 @@ func (x *UserProfile) String() string {
 func (*UserProfile) ProtoMessage() {}
 
 func (x *UserProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[18]
+	mi := &file_schat_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2469,7 +2545,7 @@ func (x *UserProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserProfile.ProtoReflect.Descriptor instead.
 func (*UserProfile) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{18}
+	return file_schat_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UserProfile) GetUserId() uint64 {
@@ -2541,7 +2617,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_schat_proto_msgTypes[19]
+	mi := &file_schat_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2553,7 +2629,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[19]
+	mi := &file_schat_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2566,7 +2642,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{19}
+	return file_schat_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateGroupRequest) GetName() string {
@@ -2615,7 +2691,7 @@ type ApplyGroupRequest struct {
 
 func (x *ApplyGroupRequest) Reset() {
 	*x = ApplyGroupRequest{}
-	mi := &file_schat_proto_msgTypes[20]
+	mi := &file_schat_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2627,7 +2703,7 @@ func (x *ApplyGroupRequest) String() string {
 func (*ApplyGroupRequest) ProtoMessage() {}
 
 func (x *ApplyGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[20]
+	mi := &file_schat_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2640,7 +2716,7 @@ func (x *ApplyGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyGroupRequest.ProtoReflect.Descriptor instead.
 func (*ApplyGroupRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{20}
+	return file_schat_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ApplyGroupRequest) GetGroupId() uint64 {
@@ -2674,7 +2750,7 @@ type ApplyGroupResponse struct {
 
 func (x *ApplyGroupResponse) Reset() {
 	*x = ApplyGroupResponse{}
-	mi := &file_schat_proto_msgTypes[21]
+	mi := &file_schat_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +2762,7 @@ func (x *ApplyGroupResponse) String() string {
 func (*ApplyGroupResponse) ProtoMessage() {}
 
 func (x *ApplyGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[21]
+	mi := &file_schat_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +2775,7 @@ func (x *ApplyGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyGroupResponse.ProtoReflect.Descriptor instead.
 func (*ApplyGroupResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{21}
+	return file_schat_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ApplyGroupResponse) GetGroupId() uint64 {
@@ -2729,7 +2805,7 @@ type DecideApplicationRequest struct {
 
 func (x *DecideApplicationRequest) Reset() {
 	*x = DecideApplicationRequest{}
-	mi := &file_schat_proto_msgTypes[22]
+	mi := &file_schat_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2741,7 +2817,7 @@ func (x *DecideApplicationRequest) String() string {
 func (*DecideApplicationRequest) ProtoMessage() {}
 
 func (x *DecideApplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[22]
+	mi := &file_schat_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2754,7 +2830,7 @@ func (x *DecideApplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideApplicationRequest.ProtoReflect.Descriptor instead.
 func (*DecideApplicationRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{22}
+	return file_schat_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DecideApplicationRequest) GetGroupId() uint64 {
@@ -2793,7 +2869,7 @@ type ListApplicationsRequest struct {
 
 func (x *ListApplicationsRequest) Reset() {
 	*x = ListApplicationsRequest{}
-	mi := &file_schat_proto_msgTypes[23]
+	mi := &file_schat_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2805,7 +2881,7 @@ func (x *ListApplicationsRequest) String() string {
 func (*ListApplicationsRequest) ProtoMessage() {}
 
 func (x *ListApplicationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[23]
+	mi := &file_schat_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2818,7 +2894,7 @@ func (x *ListApplicationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApplicationsRequest.ProtoReflect.Descriptor instead.
 func (*ListApplicationsRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{23}
+	return file_schat_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListApplicationsRequest) GetGroupId() uint64 {
@@ -2859,7 +2935,7 @@ type ListApplicationsResponse struct {
 
 func (x *ListApplicationsResponse) Reset() {
 	*x = ListApplicationsResponse{}
-	mi := &file_schat_proto_msgTypes[24]
+	mi := &file_schat_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2871,7 +2947,7 @@ func (x *ListApplicationsResponse) String() string {
 func (*ListApplicationsResponse) ProtoMessage() {}
 
 func (x *ListApplicationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[24]
+	mi := &file_schat_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2884,7 +2960,7 @@ func (x *ListApplicationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApplicationsResponse.ProtoReflect.Descriptor instead.
 func (*ListApplicationsResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{24}
+	return file_schat_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListApplicationsResponse) GetApplications() []*Application {
@@ -2915,7 +2991,7 @@ type Application struct {
 
 func (x *Application) Reset() {
 	*x = Application{}
-	mi := &file_schat_proto_msgTypes[25]
+	mi := &file_schat_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2927,7 +3003,7 @@ func (x *Application) String() string {
 func (*Application) ProtoMessage() {}
 
 func (x *Application) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[25]
+	mi := &file_schat_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2940,7 +3016,7 @@ func (x *Application) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Application.ProtoReflect.Descriptor instead.
 func (*Application) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{25}
+	return file_schat_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Application) GetGroupId() uint64 {
@@ -2994,7 +3070,7 @@ type QuitGroupRequest struct {
 
 func (x *QuitGroupRequest) Reset() {
 	*x = QuitGroupRequest{}
-	mi := &file_schat_proto_msgTypes[26]
+	mi := &file_schat_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3006,7 +3082,7 @@ func (x *QuitGroupRequest) String() string {
 func (*QuitGroupRequest) ProtoMessage() {}
 
 func (x *QuitGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[26]
+	mi := &file_schat_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3019,7 +3095,7 @@ func (x *QuitGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuitGroupRequest.ProtoReflect.Descriptor instead.
 func (*QuitGroupRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{26}
+	return file_schat_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *QuitGroupRequest) GetGroupId() uint64 {
@@ -3039,7 +3115,7 @@ type KickMemberRequest struct {
 
 func (x *KickMemberRequest) Reset() {
 	*x = KickMemberRequest{}
-	mi := &file_schat_proto_msgTypes[27]
+	mi := &file_schat_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3051,7 +3127,7 @@ func (x *KickMemberRequest) String() string {
 func (*KickMemberRequest) ProtoMessage() {}
 
 func (x *KickMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[27]
+	mi := &file_schat_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3064,7 +3140,7 @@ func (x *KickMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickMemberRequest.ProtoReflect.Descriptor instead.
 func (*KickMemberRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{27}
+	return file_schat_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KickMemberRequest) GetGroupId() uint64 {
@@ -3090,7 +3166,7 @@ type DissolveGroupRequest struct {
 
 func (x *DissolveGroupRequest) Reset() {
 	*x = DissolveGroupRequest{}
-	mi := &file_schat_proto_msgTypes[28]
+	mi := &file_schat_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3102,7 +3178,7 @@ func (x *DissolveGroupRequest) String() string {
 func (*DissolveGroupRequest) ProtoMessage() {}
 
 func (x *DissolveGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[28]
+	mi := &file_schat_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3115,7 +3191,7 @@ func (x *DissolveGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DissolveGroupRequest.ProtoReflect.Descriptor instead.
 func (*DissolveGroupRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{28}
+	return file_schat_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DissolveGroupRequest) GetGroupId() uint64 {
@@ -3135,7 +3211,7 @@ type TransferOwnershipRequest struct {
 
 func (x *TransferOwnershipRequest) Reset() {
 	*x = TransferOwnershipRequest{}
-	mi := &file_schat_proto_msgTypes[29]
+	mi := &file_schat_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3147,7 +3223,7 @@ func (x *TransferOwnershipRequest) String() string {
 func (*TransferOwnershipRequest) ProtoMessage() {}
 
 func (x *TransferOwnershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[29]
+	mi := &file_schat_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3160,7 +3236,7 @@ func (x *TransferOwnershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferOwnershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferOwnershipRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{29}
+	return file_schat_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TransferOwnershipRequest) GetGroupId() uint64 {
@@ -3186,7 +3262,7 @@ type GroupInfoRequest struct {
 
 func (x *GroupInfoRequest) Reset() {
 	*x = GroupInfoRequest{}
-	mi := &file_schat_proto_msgTypes[30]
+	mi := &file_schat_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3198,7 +3274,7 @@ func (x *GroupInfoRequest) String() string {
 func (*GroupInfoRequest) ProtoMessage() {}
 
 func (x *GroupInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[30]
+	mi := &file_schat_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3211,7 +3287,7 @@ func (x *GroupInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupInfoRequest.ProtoReflect.Descriptor instead.
 func (*GroupInfoRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{30}
+	return file_schat_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GroupInfoRequest) GetGroupId() uint64 {
@@ -3231,7 +3307,7 @@ type ListPublicGroupsRequest struct {
 
 func (x *ListPublicGroupsRequest) Reset() {
 	*x = ListPublicGroupsRequest{}
-	mi := &file_schat_proto_msgTypes[31]
+	mi := &file_schat_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3243,7 +3319,7 @@ func (x *ListPublicGroupsRequest) String() string {
 func (*ListPublicGroupsRequest) ProtoMessage() {}
 
 func (x *ListPublicGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[31]
+	mi := &file_schat_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3256,7 +3332,7 @@ func (x *ListPublicGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPublicGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListPublicGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{31}
+	return file_schat_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListPublicGroupsRequest) GetAfterGroupId() uint64 {
@@ -3283,7 +3359,7 @@ type ListPublicGroupsResponse struct {
 
 func (x *ListPublicGroupsResponse) Reset() {
 	*x = ListPublicGroupsResponse{}
-	mi := &file_schat_proto_msgTypes[32]
+	mi := &file_schat_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3295,7 +3371,7 @@ func (x *ListPublicGroupsResponse) String() string {
 func (*ListPublicGroupsResponse) ProtoMessage() {}
 
 func (x *ListPublicGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[32]
+	mi := &file_schat_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3308,7 +3384,7 @@ func (x *ListPublicGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPublicGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListPublicGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{32}
+	return file_schat_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListPublicGroupsResponse) GetGroups() []*GroupInfo {
@@ -3340,7 +3416,7 @@ type UpdateGroupRequest struct {
 
 func (x *UpdateGroupRequest) Reset() {
 	*x = UpdateGroupRequest{}
-	mi := &file_schat_proto_msgTypes[33]
+	mi := &file_schat_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3352,7 +3428,7 @@ func (x *UpdateGroupRequest) String() string {
 func (*UpdateGroupRequest) ProtoMessage() {}
 
 func (x *UpdateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[33]
+	mi := &file_schat_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3365,7 +3441,7 @@ func (x *UpdateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGroupRequest.ProtoReflect.Descriptor instead.
 func (*UpdateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{33}
+	return file_schat_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UpdateGroupRequest) GetGroupId() uint64 {
@@ -3418,7 +3494,7 @@ type ListMyGroupsRequest struct {
 
 func (x *ListMyGroupsRequest) Reset() {
 	*x = ListMyGroupsRequest{}
-	mi := &file_schat_proto_msgTypes[34]
+	mi := &file_schat_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3430,7 +3506,7 @@ func (x *ListMyGroupsRequest) String() string {
 func (*ListMyGroupsRequest) ProtoMessage() {}
 
 func (x *ListMyGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[34]
+	mi := &file_schat_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3443,7 +3519,7 @@ func (x *ListMyGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListMyGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{34}
+	return file_schat_proto_rawDescGZIP(), []int{35}
 }
 
 type ListMyGroupsResponse struct {
@@ -3455,7 +3531,7 @@ type ListMyGroupsResponse struct {
 
 func (x *ListMyGroupsResponse) Reset() {
 	*x = ListMyGroupsResponse{}
-	mi := &file_schat_proto_msgTypes[35]
+	mi := &file_schat_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3467,7 +3543,7 @@ func (x *ListMyGroupsResponse) String() string {
 func (*ListMyGroupsResponse) ProtoMessage() {}
 
 func (x *ListMyGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[35]
+	mi := &file_schat_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3480,7 +3556,7 @@ func (x *ListMyGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListMyGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{35}
+	return file_schat_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListMyGroupsResponse) GetGroups() []*GroupSummary {
@@ -3499,7 +3575,7 @@ type AckNoticesRequest struct {
 
 func (x *AckNoticesRequest) Reset() {
 	*x = AckNoticesRequest{}
-	mi := &file_schat_proto_msgTypes[36]
+	mi := &file_schat_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3511,7 +3587,7 @@ func (x *AckNoticesRequest) String() string {
 func (*AckNoticesRequest) ProtoMessage() {}
 
 func (x *AckNoticesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[36]
+	mi := &file_schat_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3524,7 +3600,7 @@ func (x *AckNoticesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckNoticesRequest.ProtoReflect.Descriptor instead.
 func (*AckNoticesRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{36}
+	return file_schat_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AckNoticesRequest) GetNoticeIds() []uint64 {
@@ -3547,7 +3623,7 @@ type ListNoticesRequest struct {
 
 func (x *ListNoticesRequest) Reset() {
 	*x = ListNoticesRequest{}
-	mi := &file_schat_proto_msgTypes[37]
+	mi := &file_schat_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3559,7 +3635,7 @@ func (x *ListNoticesRequest) String() string {
 func (*ListNoticesRequest) ProtoMessage() {}
 
 func (x *ListNoticesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[37]
+	mi := &file_schat_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3572,7 +3648,7 @@ func (x *ListNoticesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNoticesRequest.ProtoReflect.Descriptor instead.
 func (*ListNoticesRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{37}
+	return file_schat_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListNoticesRequest) GetAfterId() uint64 {
@@ -3599,7 +3675,7 @@ type ListNoticesResponse struct {
 
 func (x *ListNoticesResponse) Reset() {
 	*x = ListNoticesResponse{}
-	mi := &file_schat_proto_msgTypes[38]
+	mi := &file_schat_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3611,7 +3687,7 @@ func (x *ListNoticesResponse) String() string {
 func (*ListNoticesResponse) ProtoMessage() {}
 
 func (x *ListNoticesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[38]
+	mi := &file_schat_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3624,7 +3700,7 @@ func (x *ListNoticesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNoticesResponse.ProtoReflect.Descriptor instead.
 func (*ListNoticesResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{38}
+	return file_schat_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListNoticesResponse) GetNotices() []*Notice {
@@ -3661,7 +3737,7 @@ type GroupInfo struct {
 
 func (x *GroupInfo) Reset() {
 	*x = GroupInfo{}
-	mi := &file_schat_proto_msgTypes[39]
+	mi := &file_schat_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3673,7 +3749,7 @@ func (x *GroupInfo) String() string {
 func (*GroupInfo) ProtoMessage() {}
 
 func (x *GroupInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[39]
+	mi := &file_schat_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3686,7 +3762,7 @@ func (x *GroupInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupInfo.ProtoReflect.Descriptor instead.
 func (*GroupInfo) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{39}
+	return file_schat_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GroupInfo) GetGroupId() uint64 {
@@ -3778,7 +3854,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_schat_proto_msgTypes[40]
+	mi := &file_schat_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3790,7 +3866,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[40]
+	mi := &file_schat_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3803,7 +3879,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{40}
+	return file_schat_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Member) GetUserId() uint64 {
@@ -3854,7 +3930,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_schat_proto_msgTypes[41]
+	mi := &file_schat_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3866,7 +3942,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[41]
+	mi := &file_schat_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3879,7 +3955,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{41}
+	return file_schat_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GroupSummary) GetGroupId() uint64 {
@@ -3944,7 +4020,7 @@ type SendMessageRequest struct {
 
 func (x *SendMessageRequest) Reset() {
 	*x = SendMessageRequest{}
-	mi := &file_schat_proto_msgTypes[42]
+	mi := &file_schat_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3956,7 +4032,7 @@ func (x *SendMessageRequest) String() string {
 func (*SendMessageRequest) ProtoMessage() {}
 
 func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[42]
+	mi := &file_schat_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3969,7 +4045,7 @@ func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageRequest.ProtoReflect.Descriptor instead.
 func (*SendMessageRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{42}
+	return file_schat_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SendMessageRequest) GetGroupId() uint64 {
@@ -4017,7 +4093,7 @@ type RecallMessageRequest struct {
 
 func (x *RecallMessageRequest) Reset() {
 	*x = RecallMessageRequest{}
-	mi := &file_schat_proto_msgTypes[43]
+	mi := &file_schat_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4029,7 +4105,7 @@ func (x *RecallMessageRequest) String() string {
 func (*RecallMessageRequest) ProtoMessage() {}
 
 func (x *RecallMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[43]
+	mi := &file_schat_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4042,7 +4118,7 @@ func (x *RecallMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallMessageRequest.ProtoReflect.Descriptor instead.
 func (*RecallMessageRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{43}
+	return file_schat_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RecallMessageRequest) GetGroupId() uint64 {
@@ -4079,7 +4155,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_schat_proto_msgTypes[44]
+	mi := &file_schat_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4091,7 +4167,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[44]
+	mi := &file_schat_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4104,7 +4180,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{44}
+	return file_schat_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *HistoryRequest) GetGroupId() uint64 {
@@ -4157,7 +4233,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_schat_proto_msgTypes[45]
+	mi := &file_schat_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4169,7 +4245,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[45]
+	mi := &file_schat_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4182,7 +4258,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{45}
+	return file_schat_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SyncRequest) GetGroupId() uint64 {
@@ -4235,7 +4311,7 @@ type MessagePage struct {
 
 func (x *MessagePage) Reset() {
 	*x = MessagePage{}
-	mi := &file_schat_proto_msgTypes[46]
+	mi := &file_schat_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4247,7 +4323,7 @@ func (x *MessagePage) String() string {
 func (*MessagePage) ProtoMessage() {}
 
 func (x *MessagePage) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[46]
+	mi := &file_schat_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4260,7 +4336,7 @@ func (x *MessagePage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessagePage.ProtoReflect.Descriptor instead.
 func (*MessagePage) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{46}
+	return file_schat_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MessagePage) GetGroupId() uint64 {
@@ -4309,7 +4385,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_schat_proto_msgTypes[47]
+	mi := &file_schat_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4321,7 +4397,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[47]
+	mi := &file_schat_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4334,7 +4410,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{47}
+	return file_schat_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MarkReadRequest) GetGroupId() uint64 {
@@ -4361,7 +4437,7 @@ type MarkReadResponse struct {
 
 func (x *MarkReadResponse) Reset() {
 	*x = MarkReadResponse{}
-	mi := &file_schat_proto_msgTypes[48]
+	mi := &file_schat_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4373,7 +4449,7 @@ func (x *MarkReadResponse) String() string {
 func (*MarkReadResponse) ProtoMessage() {}
 
 func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[48]
+	mi := &file_schat_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4386,7 +4462,7 @@ func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
 func (*MarkReadResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{48}
+	return file_schat_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MarkReadResponse) GetReadSeq() uint64 {
@@ -4424,7 +4500,7 @@ type ChatMessage struct {
 
 func (x *ChatMessage) Reset() {
 	*x = ChatMessage{}
-	mi := &file_schat_proto_msgTypes[49]
+	mi := &file_schat_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4436,7 +4512,7 @@ func (x *ChatMessage) String() string {
 func (*ChatMessage) ProtoMessage() {}
 
 func (x *ChatMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[49]
+	mi := &file_schat_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4449,7 +4525,7 @@ func (x *ChatMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
 func (*ChatMessage) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{49}
+	return file_schat_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ChatMessage) GetGroupId() uint64 {
@@ -4563,7 +4639,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_schat_proto_msgTypes[50]
+	mi := &file_schat_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4575,7 +4651,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[50]
+	mi := &file_schat_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4588,7 +4664,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{50}
+	return file_schat_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *FileInfo) GetFileId() string {
@@ -4695,7 +4771,7 @@ type FileLink struct {
 
 func (x *FileLink) Reset() {
 	*x = FileLink{}
-	mi := &file_schat_proto_msgTypes[51]
+	mi := &file_schat_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4707,7 +4783,7 @@ func (x *FileLink) String() string {
 func (*FileLink) ProtoMessage() {}
 
 func (x *FileLink) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[51]
+	mi := &file_schat_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4720,7 +4796,7 @@ func (x *FileLink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileLink.ProtoReflect.Descriptor instead.
 func (*FileLink) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{51}
+	return file_schat_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *FileLink) GetUrl() string {
@@ -4756,7 +4832,7 @@ type SystemNote struct {
 
 func (x *SystemNote) Reset() {
 	*x = SystemNote{}
-	mi := &file_schat_proto_msgTypes[52]
+	mi := &file_schat_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4768,7 +4844,7 @@ func (x *SystemNote) String() string {
 func (*SystemNote) ProtoMessage() {}
 
 func (x *SystemNote) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[52]
+	mi := &file_schat_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4781,7 +4857,7 @@ func (x *SystemNote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SystemNote.ProtoReflect.Descriptor instead.
 func (*SystemNote) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{52}
+	return file_schat_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SystemNote) GetKind() SystemNote_Kind {
@@ -4827,7 +4903,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_schat_proto_msgTypes[53]
+	mi := &file_schat_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4839,7 +4915,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[53]
+	mi := &file_schat_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4852,7 +4928,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{53}
+	return file_schat_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Event) GetBody() isEvent_Body {
@@ -5020,7 +5096,7 @@ type MemberChanged struct {
 
 func (x *MemberChanged) Reset() {
 	*x = MemberChanged{}
-	mi := &file_schat_proto_msgTypes[54]
+	mi := &file_schat_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5032,7 +5108,7 @@ func (x *MemberChanged) String() string {
 func (*MemberChanged) ProtoMessage() {}
 
 func (x *MemberChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[54]
+	mi := &file_schat_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5045,7 +5121,7 @@ func (x *MemberChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberChanged.ProtoReflect.Descriptor instead.
 func (*MemberChanged) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{54}
+	return file_schat_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MemberChanged) GetGroupId() uint64 {
@@ -5087,7 +5163,7 @@ type GroupDissolved struct {
 
 func (x *GroupDissolved) Reset() {
 	*x = GroupDissolved{}
-	mi := &file_schat_proto_msgTypes[55]
+	mi := &file_schat_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5099,7 +5175,7 @@ func (x *GroupDissolved) String() string {
 func (*GroupDissolved) ProtoMessage() {}
 
 func (x *GroupDissolved) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[55]
+	mi := &file_schat_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5112,7 +5188,7 @@ func (x *GroupDissolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupDissolved.ProtoReflect.Descriptor instead.
 func (*GroupDissolved) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{55}
+	return file_schat_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GroupDissolved) GetGroupId() uint64 {
@@ -5148,7 +5224,7 @@ type ApplicationDecided struct {
 
 func (x *ApplicationDecided) Reset() {
 	*x = ApplicationDecided{}
-	mi := &file_schat_proto_msgTypes[56]
+	mi := &file_schat_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5160,7 +5236,7 @@ func (x *ApplicationDecided) String() string {
 func (*ApplicationDecided) ProtoMessage() {}
 
 func (x *ApplicationDecided) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[56]
+	mi := &file_schat_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5173,7 +5249,7 @@ func (x *ApplicationDecided) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplicationDecided.ProtoReflect.Descriptor instead.
 func (*ApplicationDecided) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{56}
+	return file_schat_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ApplicationDecided) GetGroupId() uint64 {
@@ -5215,7 +5291,7 @@ type MessageRecalled struct {
 
 func (x *MessageRecalled) Reset() {
 	*x = MessageRecalled{}
-	mi := &file_schat_proto_msgTypes[57]
+	mi := &file_schat_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5227,7 +5303,7 @@ func (x *MessageRecalled) String() string {
 func (*MessageRecalled) ProtoMessage() {}
 
 func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[57]
+	mi := &file_schat_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5240,7 +5316,7 @@ func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRecalled.ProtoReflect.Descriptor instead.
 func (*MessageRecalled) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{57}
+	return file_schat_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MessageRecalled) GetGroupId() uint64 {
@@ -5275,7 +5351,7 @@ type ReadReceipt struct {
 
 func (x *ReadReceipt) Reset() {
 	*x = ReadReceipt{}
-	mi := &file_schat_proto_msgTypes[58]
+	mi := &file_schat_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5287,7 +5363,7 @@ func (x *ReadReceipt) String() string {
 func (*ReadReceipt) ProtoMessage() {}
 
 func (x *ReadReceipt) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[58]
+	mi := &file_schat_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5300,7 +5376,7 @@ func (x *ReadReceipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadReceipt.ProtoReflect.Descriptor instead.
 func (*ReadReceipt) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{58}
+	return file_schat_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ReadReceipt) GetGroupId() uint64 {
@@ -5333,7 +5409,7 @@ type SessionEnded struct {
 
 func (x *SessionEnded) Reset() {
 	*x = SessionEnded{}
-	mi := &file_schat_proto_msgTypes[59]
+	mi := &file_schat_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5345,7 +5421,7 @@ func (x *SessionEnded) String() string {
 func (*SessionEnded) ProtoMessage() {}
 
 func (x *SessionEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[59]
+	mi := &file_schat_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5358,7 +5434,7 @@ func (x *SessionEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEnded.ProtoReflect.Descriptor instead.
 func (*SessionEnded) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{59}
+	return file_schat_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SessionEnded) GetReason() string {
@@ -5381,7 +5457,7 @@ type Notice struct {
 
 func (x *Notice) Reset() {
 	*x = Notice{}
-	mi := &file_schat_proto_msgTypes[60]
+	mi := &file_schat_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5393,7 +5469,7 @@ func (x *Notice) String() string {
 func (*Notice) ProtoMessage() {}
 
 func (x *Notice) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[60]
+	mi := &file_schat_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5406,7 +5482,7 @@ func (x *Notice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notice.ProtoReflect.Descriptor instead.
 func (*Notice) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{60}
+	return file_schat_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Notice) GetId() uint64 {
@@ -5470,7 +5546,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_schat_proto_msgTypes[61]
+	mi := &file_schat_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5482,7 +5558,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[61]
+	mi := &file_schat_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5495,7 +5571,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{61}
+	return file_schat_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Command) GetTimeMs() int64 {
@@ -5953,7 +6029,7 @@ type CommandBatch struct {
 
 func (x *CommandBatch) Reset() {
 	*x = CommandBatch{}
-	mi := &file_schat_proto_msgTypes[62]
+	mi := &file_schat_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5965,7 +6041,7 @@ func (x *CommandBatch) String() string {
 func (*CommandBatch) ProtoMessage() {}
 
 func (x *CommandBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[62]
+	mi := &file_schat_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5978,7 +6054,7 @@ func (x *CommandBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
 func (*CommandBatch) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{62}
+	return file_schat_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CommandBatch) GetCommands() []*Command {
@@ -6002,7 +6078,7 @@ type RegisterCmd struct {
 
 func (x *RegisterCmd) Reset() {
 	*x = RegisterCmd{}
-	mi := &file_schat_proto_msgTypes[63]
+	mi := &file_schat_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6014,7 +6090,7 @@ func (x *RegisterCmd) String() string {
 func (*RegisterCmd) ProtoMessage() {}
 
 func (x *RegisterCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[63]
+	mi := &file_schat_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6027,7 +6103,7 @@ func (x *RegisterCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterCmd.ProtoReflect.Descriptor instead.
 func (*RegisterCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{63}
+	return file_schat_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RegisterCmd) GetLoginName() string {
@@ -6087,7 +6163,7 @@ type CreateSessionCmd struct {
 
 func (x *CreateSessionCmd) Reset() {
 	*x = CreateSessionCmd{}
-	mi := &file_schat_proto_msgTypes[64]
+	mi := &file_schat_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6099,7 +6175,7 @@ func (x *CreateSessionCmd) String() string {
 func (*CreateSessionCmd) ProtoMessage() {}
 
 func (x *CreateSessionCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[64]
+	mi := &file_schat_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6112,7 +6188,7 @@ func (x *CreateSessionCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionCmd.ProtoReflect.Descriptor instead.
 func (*CreateSessionCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{64}
+	return file_schat_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CreateSessionCmd) GetUserId() uint64 {
@@ -6152,7 +6228,7 @@ type DeleteSessionCmd struct {
 
 func (x *DeleteSessionCmd) Reset() {
 	*x = DeleteSessionCmd{}
-	mi := &file_schat_proto_msgTypes[65]
+	mi := &file_schat_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6164,7 +6240,7 @@ func (x *DeleteSessionCmd) String() string {
 func (*DeleteSessionCmd) ProtoMessage() {}
 
 func (x *DeleteSessionCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[65]
+	mi := &file_schat_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6177,7 +6253,7 @@ func (x *DeleteSessionCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSessionCmd.ProtoReflect.Descriptor instead.
 func (*DeleteSessionCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{65}
+	return file_schat_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *DeleteSessionCmd) GetTokenHash() []byte {
@@ -6200,7 +6276,7 @@ type ChangePasswordCmd struct {
 
 func (x *ChangePasswordCmd) Reset() {
 	*x = ChangePasswordCmd{}
-	mi := &file_schat_proto_msgTypes[66]
+	mi := &file_schat_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6212,7 +6288,7 @@ func (x *ChangePasswordCmd) String() string {
 func (*ChangePasswordCmd) ProtoMessage() {}
 
 func (x *ChangePasswordCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[66]
+	mi := &file_schat_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6225,7 +6301,7 @@ func (x *ChangePasswordCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordCmd.ProtoReflect.Descriptor instead.
 func (*ChangePasswordCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{66}
+	return file_schat_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ChangePasswordCmd) GetUserId() uint64 {
@@ -6277,7 +6353,7 @@ type UpdateProfileCmd struct {
 
 func (x *UpdateProfileCmd) Reset() {
 	*x = UpdateProfileCmd{}
-	mi := &file_schat_proto_msgTypes[67]
+	mi := &file_schat_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6289,7 +6365,7 @@ func (x *UpdateProfileCmd) String() string {
 func (*UpdateProfileCmd) ProtoMessage() {}
 
 func (x *UpdateProfileCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[67]
+	mi := &file_schat_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6302,7 +6378,7 @@ func (x *UpdateProfileCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProfileCmd.ProtoReflect.Descriptor instead.
 func (*UpdateProfileCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{67}
+	return file_schat_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *UpdateProfileCmd) GetUserId() uint64 {
@@ -6360,7 +6436,7 @@ type ReserveGroupCmd struct {
 
 func (x *ReserveGroupCmd) Reset() {
 	*x = ReserveGroupCmd{}
-	mi := &file_schat_proto_msgTypes[68]
+	mi := &file_schat_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6372,7 +6448,7 @@ func (x *ReserveGroupCmd) String() string {
 func (*ReserveGroupCmd) ProtoMessage() {}
 
 func (x *ReserveGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[68]
+	mi := &file_schat_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6385,7 +6461,7 @@ func (x *ReserveGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveGroupCmd.ProtoReflect.Descriptor instead.
 func (*ReserveGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{68}
+	return file_schat_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ReserveGroupCmd) GetOwnerId() uint64 {
@@ -6421,7 +6497,7 @@ type ReleaseGroupCmd struct {
 
 func (x *ReleaseGroupCmd) Reset() {
 	*x = ReleaseGroupCmd{}
-	mi := &file_schat_proto_msgTypes[69]
+	mi := &file_schat_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6433,7 +6509,7 @@ func (x *ReleaseGroupCmd) String() string {
 func (*ReleaseGroupCmd) ProtoMessage() {}
 
 func (x *ReleaseGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[69]
+	mi := &file_schat_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6446,7 +6522,7 @@ func (x *ReleaseGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseGroupCmd.ProtoReflect.Descriptor instead.
 func (*ReleaseGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{69}
+	return file_schat_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ReleaseGroupCmd) GetOwnerId() uint64 {
@@ -6476,7 +6552,7 @@ type MoveOwnershipCmd struct {
 
 func (x *MoveOwnershipCmd) Reset() {
 	*x = MoveOwnershipCmd{}
-	mi := &file_schat_proto_msgTypes[70]
+	mi := &file_schat_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6488,7 +6564,7 @@ func (x *MoveOwnershipCmd) String() string {
 func (*MoveOwnershipCmd) ProtoMessage() {}
 
 func (x *MoveOwnershipCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[70]
+	mi := &file_schat_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6501,7 +6577,7 @@ func (x *MoveOwnershipCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveOwnershipCmd.ProtoReflect.Descriptor instead.
 func (*MoveOwnershipCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{70}
+	return file_schat_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *MoveOwnershipCmd) GetFromId() uint64 {
@@ -6540,7 +6616,7 @@ type PruneSessionsCmd struct {
 
 func (x *PruneSessionsCmd) Reset() {
 	*x = PruneSessionsCmd{}
-	mi := &file_schat_proto_msgTypes[71]
+	mi := &file_schat_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6552,7 +6628,7 @@ func (x *PruneSessionsCmd) String() string {
 func (*PruneSessionsCmd) ProtoMessage() {}
 
 func (x *PruneSessionsCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[71]
+	mi := &file_schat_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6565,7 +6641,7 @@ func (x *PruneSessionsCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneSessionsCmd.ProtoReflect.Descriptor instead.
 func (*PruneSessionsCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{71}
+	return file_schat_proto_rawDescGZIP(), []int{72}
 }
 
 // ReconcileOwnedCmd corrects the meta shard's record of who owns which
@@ -6583,7 +6659,7 @@ type ReconcileOwnedCmd struct {
 
 func (x *ReconcileOwnedCmd) Reset() {
 	*x = ReconcileOwnedCmd{}
-	mi := &file_schat_proto_msgTypes[72]
+	mi := &file_schat_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6595,7 +6671,7 @@ func (x *ReconcileOwnedCmd) String() string {
 func (*ReconcileOwnedCmd) ProtoMessage() {}
 
 func (x *ReconcileOwnedCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[72]
+	mi := &file_schat_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6608,7 +6684,7 @@ func (x *ReconcileOwnedCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileOwnedCmd.ProtoReflect.Descriptor instead.
 func (*ReconcileOwnedCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{72}
+	return file_schat_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ReconcileOwnedCmd) GetGraceMs() int64 {
@@ -6638,7 +6714,7 @@ type OwnedFix struct {
 
 func (x *OwnedFix) Reset() {
 	*x = OwnedFix{}
-	mi := &file_schat_proto_msgTypes[73]
+	mi := &file_schat_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6650,7 +6726,7 @@ func (x *OwnedFix) String() string {
 func (*OwnedFix) ProtoMessage() {}
 
 func (x *OwnedFix) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[73]
+	mi := &file_schat_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6663,7 +6739,7 @@ func (x *OwnedFix) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnedFix.ProtoReflect.Descriptor instead.
 func (*OwnedFix) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{73}
+	return file_schat_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *OwnedFix) GetGroupId() uint64 {
@@ -6699,7 +6775,7 @@ type OwnedEntry struct {
 
 func (x *OwnedEntry) Reset() {
 	*x = OwnedEntry{}
-	mi := &file_schat_proto_msgTypes[74]
+	mi := &file_schat_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6711,7 +6787,7 @@ func (x *OwnedEntry) String() string {
 func (*OwnedEntry) ProtoMessage() {}
 
 func (x *OwnedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[74]
+	mi := &file_schat_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6724,7 +6800,7 @@ func (x *OwnedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnedEntry.ProtoReflect.Descriptor instead.
 func (*OwnedEntry) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{74}
+	return file_schat_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *OwnedEntry) GetOwnerId() uint64 {
@@ -6760,7 +6836,7 @@ type GroupLimits struct {
 
 func (x *GroupLimits) Reset() {
 	*x = GroupLimits{}
-	mi := &file_schat_proto_msgTypes[75]
+	mi := &file_schat_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6772,7 +6848,7 @@ func (x *GroupLimits) String() string {
 func (*GroupLimits) ProtoMessage() {}
 
 func (x *GroupLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[75]
+	mi := &file_schat_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6785,7 +6861,7 @@ func (x *GroupLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupLimits.ProtoReflect.Descriptor instead.
 func (*GroupLimits) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{75}
+	return file_schat_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *GroupLimits) GetMaxMembers() uint32 {
@@ -6817,7 +6893,7 @@ type CreateGroupCmd struct {
 
 func (x *CreateGroupCmd) Reset() {
 	*x = CreateGroupCmd{}
-	mi := &file_schat_proto_msgTypes[76]
+	mi := &file_schat_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6829,7 +6905,7 @@ func (x *CreateGroupCmd) String() string {
 func (*CreateGroupCmd) ProtoMessage() {}
 
 func (x *CreateGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[76]
+	mi := &file_schat_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6842,7 +6918,7 @@ func (x *CreateGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupCmd.ProtoReflect.Descriptor instead.
 func (*CreateGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{76}
+	return file_schat_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *CreateGroupCmd) GetGroupId() uint64 {
@@ -6910,7 +6986,7 @@ type ApplyCmd struct {
 
 func (x *ApplyCmd) Reset() {
 	*x = ApplyCmd{}
-	mi := &file_schat_proto_msgTypes[77]
+	mi := &file_schat_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6922,7 +6998,7 @@ func (x *ApplyCmd) String() string {
 func (*ApplyCmd) ProtoMessage() {}
 
 func (x *ApplyCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[77]
+	mi := &file_schat_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6935,7 +7011,7 @@ func (x *ApplyCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCmd.ProtoReflect.Descriptor instead.
 func (*ApplyCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{77}
+	return file_schat_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ApplyCmd) GetGroupId() uint64 {
@@ -6994,7 +7070,7 @@ type DecideCmd struct {
 
 func (x *DecideCmd) Reset() {
 	*x = DecideCmd{}
-	mi := &file_schat_proto_msgTypes[78]
+	mi := &file_schat_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7006,7 +7082,7 @@ func (x *DecideCmd) String() string {
 func (*DecideCmd) ProtoMessage() {}
 
 func (x *DecideCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[78]
+	mi := &file_schat_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7019,7 +7095,7 @@ func (x *DecideCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideCmd.ProtoReflect.Descriptor instead.
 func (*DecideCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{78}
+	return file_schat_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *DecideCmd) GetGroupId() uint64 {
@@ -7078,7 +7154,7 @@ type LeaveCmd struct {
 
 func (x *LeaveCmd) Reset() {
 	*x = LeaveCmd{}
-	mi := &file_schat_proto_msgTypes[79]
+	mi := &file_schat_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7090,7 +7166,7 @@ func (x *LeaveCmd) String() string {
 func (*LeaveCmd) ProtoMessage() {}
 
 func (x *LeaveCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[79]
+	mi := &file_schat_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7103,7 +7179,7 @@ func (x *LeaveCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveCmd.ProtoReflect.Descriptor instead.
 func (*LeaveCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{79}
+	return file_schat_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *LeaveCmd) GetGroupId() uint64 {
@@ -7144,7 +7220,7 @@ type DissolveCmd struct {
 
 func (x *DissolveCmd) Reset() {
 	*x = DissolveCmd{}
-	mi := &file_schat_proto_msgTypes[80]
+	mi := &file_schat_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7156,7 +7232,7 @@ func (x *DissolveCmd) String() string {
 func (*DissolveCmd) ProtoMessage() {}
 
 func (x *DissolveCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[80]
+	mi := &file_schat_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7169,7 +7245,7 @@ func (x *DissolveCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DissolveCmd.ProtoReflect.Descriptor instead.
 func (*DissolveCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{80}
+	return file_schat_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *DissolveCmd) GetGroupId() uint64 {
@@ -7198,7 +7274,7 @@ type TransferCmd struct {
 
 func (x *TransferCmd) Reset() {
 	*x = TransferCmd{}
-	mi := &file_schat_proto_msgTypes[81]
+	mi := &file_schat_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7210,7 +7286,7 @@ func (x *TransferCmd) String() string {
 func (*TransferCmd) ProtoMessage() {}
 
 func (x *TransferCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[81]
+	mi := &file_schat_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7223,7 +7299,7 @@ func (x *TransferCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferCmd.ProtoReflect.Descriptor instead.
 func (*TransferCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{81}
+	return file_schat_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *TransferCmd) GetGroupId() uint64 {
@@ -7269,7 +7345,7 @@ type UpdateGroupCmd struct {
 
 func (x *UpdateGroupCmd) Reset() {
 	*x = UpdateGroupCmd{}
-	mi := &file_schat_proto_msgTypes[82]
+	mi := &file_schat_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7281,7 +7357,7 @@ func (x *UpdateGroupCmd) String() string {
 func (*UpdateGroupCmd) ProtoMessage() {}
 
 func (x *UpdateGroupCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[82]
+	mi := &file_schat_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7294,7 +7370,7 @@ func (x *UpdateGroupCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateGroupCmd.ProtoReflect.Descriptor instead.
 func (*UpdateGroupCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{82}
+	return file_schat_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *UpdateGroupCmd) GetGroupId() uint64 {
@@ -7361,7 +7437,7 @@ type SendCmd struct {
 
 func (x *SendCmd) Reset() {
 	*x = SendCmd{}
-	mi := &file_schat_proto_msgTypes[83]
+	mi := &file_schat_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7373,7 +7449,7 @@ func (x *SendCmd) String() string {
 func (*SendCmd) ProtoMessage() {}
 
 func (x *SendCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[83]
+	mi := &file_schat_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7386,7 +7462,7 @@ func (x *SendCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendCmd.ProtoReflect.Descriptor instead.
 func (*SendCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{83}
+	return file_schat_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *SendCmd) GetGroupId() uint64 {
@@ -7450,7 +7526,7 @@ type RecallCmd struct {
 
 func (x *RecallCmd) Reset() {
 	*x = RecallCmd{}
-	mi := &file_schat_proto_msgTypes[84]
+	mi := &file_schat_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7462,7 +7538,7 @@ func (x *RecallCmd) String() string {
 func (*RecallCmd) ProtoMessage() {}
 
 func (x *RecallCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[84]
+	mi := &file_schat_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7475,7 +7551,7 @@ func (x *RecallCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallCmd.ProtoReflect.Descriptor instead.
 func (*RecallCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{84}
+	return file_schat_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *RecallCmd) GetGroupId() uint64 {
@@ -7517,7 +7593,7 @@ type MarkReadCmd struct {
 
 func (x *MarkReadCmd) Reset() {
 	*x = MarkReadCmd{}
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7529,7 +7605,7 @@ func (x *MarkReadCmd) String() string {
 func (*MarkReadCmd) ProtoMessage() {}
 
 func (x *MarkReadCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[85]
+	mi := &file_schat_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7542,7 +7618,7 @@ func (x *MarkReadCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadCmd.ProtoReflect.Descriptor instead.
 func (*MarkReadCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{85}
+	return file_schat_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *MarkReadCmd) GetGroupId() uint64 {
@@ -7576,7 +7652,7 @@ type AckNoticesCmd struct {
 
 func (x *AckNoticesCmd) Reset() {
 	*x = AckNoticesCmd{}
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7588,7 +7664,7 @@ func (x *AckNoticesCmd) String() string {
 func (*AckNoticesCmd) ProtoMessage() {}
 
 func (x *AckNoticesCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[86]
+	mi := &file_schat_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7601,7 +7677,7 @@ func (x *AckNoticesCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckNoticesCmd.ProtoReflect.Descriptor instead.
 func (*AckNoticesCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{86}
+	return file_schat_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *AckNoticesCmd) GetUserId() uint64 {
@@ -7636,7 +7712,7 @@ type TrimCmd struct {
 
 func (x *TrimCmd) Reset() {
 	*x = TrimCmd{}
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7648,7 +7724,7 @@ func (x *TrimCmd) String() string {
 func (*TrimCmd) ProtoMessage() {}
 
 func (x *TrimCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[87]
+	mi := &file_schat_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7661,7 +7737,7 @@ func (x *TrimCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrimCmd.ProtoReflect.Descriptor instead.
 func (*TrimCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{87}
+	return file_schat_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *TrimCmd) GetGroupIds() []uint64 {
@@ -7708,7 +7784,7 @@ type FileBeginCmd struct {
 
 func (x *FileBeginCmd) Reset() {
 	*x = FileBeginCmd{}
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7720,7 +7796,7 @@ func (x *FileBeginCmd) String() string {
 func (*FileBeginCmd) ProtoMessage() {}
 
 func (x *FileBeginCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[88]
+	mi := &file_schat_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7733,7 +7809,7 @@ func (x *FileBeginCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileBeginCmd.ProtoReflect.Descriptor instead.
 func (*FileBeginCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{88}
+	return file_schat_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *FileBeginCmd) GetInfo() *FileInfo {
@@ -7785,7 +7861,7 @@ type FileChunkCmd struct {
 
 func (x *FileChunkCmd) Reset() {
 	*x = FileChunkCmd{}
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7797,7 +7873,7 @@ func (x *FileChunkCmd) String() string {
 func (*FileChunkCmd) ProtoMessage() {}
 
 func (x *FileChunkCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[89]
+	mi := &file_schat_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7810,7 +7886,7 @@ func (x *FileChunkCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileChunkCmd.ProtoReflect.Descriptor instead.
 func (*FileChunkCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{89}
+	return file_schat_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *FileChunkCmd) GetFileId() string {
@@ -7844,7 +7920,7 @@ type FileCommitCmd struct {
 
 func (x *FileCommitCmd) Reset() {
 	*x = FileCommitCmd{}
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7856,7 +7932,7 @@ func (x *FileCommitCmd) String() string {
 func (*FileCommitCmd) ProtoMessage() {}
 
 func (x *FileCommitCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[90]
+	mi := &file_schat_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7869,7 +7945,7 @@ func (x *FileCommitCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileCommitCmd.ProtoReflect.Descriptor instead.
 func (*FileCommitCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{90}
+	return file_schat_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *FileCommitCmd) GetFileId() string {
@@ -7889,7 +7965,7 @@ type FileAbortCmd struct {
 
 func (x *FileAbortCmd) Reset() {
 	*x = FileAbortCmd{}
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7901,7 +7977,7 @@ func (x *FileAbortCmd) String() string {
 func (*FileAbortCmd) ProtoMessage() {}
 
 func (x *FileAbortCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[91]
+	mi := &file_schat_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7914,7 +7990,7 @@ func (x *FileAbortCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileAbortCmd.ProtoReflect.Descriptor instead.
 func (*FileAbortCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{91}
+	return file_schat_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *FileAbortCmd) GetFileId() string {
@@ -7936,7 +8012,7 @@ type FileSweepCmd struct {
 
 func (x *FileSweepCmd) Reset() {
 	*x = FileSweepCmd{}
-	mi := &file_schat_proto_msgTypes[92]
+	mi := &file_schat_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7948,7 +8024,7 @@ func (x *FileSweepCmd) String() string {
 func (*FileSweepCmd) ProtoMessage() {}
 
 func (x *FileSweepCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[92]
+	mi := &file_schat_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7961,7 +8037,7 @@ func (x *FileSweepCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSweepCmd.ProtoReflect.Descriptor instead.
 func (*FileSweepCmd) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{92}
+	return file_schat_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *FileSweepCmd) GetUploadTimeoutMs() int64 {
@@ -7996,7 +8072,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_schat_proto_msgTypes[93]
+	mi := &file_schat_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8008,7 +8084,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[93]
+	mi := &file_schat_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8021,7 +8097,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{93}
+	return file_schat_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *User) GetId() uint64 {
@@ -8105,7 +8181,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_schat_proto_msgTypes[94]
+	mi := &file_schat_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8117,7 +8193,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[94]
+	mi := &file_schat_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8130,7 +8206,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{94}
+	return file_schat_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *Session) GetUserId() uint64 {
@@ -8176,7 +8252,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_schat_proto_msgTypes[95]
+	mi := &file_schat_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8188,7 +8264,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[95]
+	mi := &file_schat_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8201,7 +8277,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{95}
+	return file_schat_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *Group) GetId() uint64 {
@@ -8301,7 +8377,7 @@ type StoredFile struct {
 
 func (x *StoredFile) Reset() {
 	*x = StoredFile{}
-	mi := &file_schat_proto_msgTypes[96]
+	mi := &file_schat_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8313,7 +8389,7 @@ func (x *StoredFile) String() string {
 func (*StoredFile) ProtoMessage() {}
 
 func (x *StoredFile) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[96]
+	mi := &file_schat_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8326,7 +8402,7 @@ func (x *StoredFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredFile.ProtoReflect.Descriptor instead.
 func (*StoredFile) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{96}
+	return file_schat_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *StoredFile) GetInfo() *FileInfo {
@@ -8365,7 +8441,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_schat_proto_msgTypes[97]
+	mi := &file_schat_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8377,7 +8453,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[97]
+	mi := &file_schat_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8390,7 +8466,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{97}
+	return file_schat_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *Upload) GetInfo() *FileInfo {
@@ -8444,6 +8520,7 @@ type NodeRequest struct {
 	//	*NodeRequest_Forward
 	//	*NodeRequest_Remove
 	//	*NodeRequest_ReadIndex
+	//	*NodeRequest_Status
 	Body          isNodeRequest_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -8451,7 +8528,7 @@ type NodeRequest struct {
 
 func (x *NodeRequest) Reset() {
 	*x = NodeRequest{}
-	mi := &file_schat_proto_msgTypes[98]
+	mi := &file_schat_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8463,7 +8540,7 @@ func (x *NodeRequest) String() string {
 func (*NodeRequest) ProtoMessage() {}
 
 func (x *NodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[98]
+	mi := &file_schat_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8476,7 +8553,7 @@ func (x *NodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRequest.ProtoReflect.Descriptor instead.
 func (*NodeRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{98}
+	return file_schat_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *NodeRequest) GetBody() isNodeRequest_Body {
@@ -8531,6 +8608,15 @@ func (x *NodeRequest) GetReadIndex() *ReadIndexRequest {
 	return nil
 }
 
+func (x *NodeRequest) GetStatus() *StatusRequest {
+	if x != nil {
+		if x, ok := x.Body.(*NodeRequest_Status); ok {
+			return x.Status
+		}
+	}
+	return nil
+}
+
 type isNodeRequest_Body interface {
 	isNodeRequest_Body()
 }
@@ -8555,6 +8641,10 @@ type NodeRequest_ReadIndex struct {
 	ReadIndex *ReadIndexRequest `protobuf:"bytes,5,opt,name=read_index,json=readIndex,proto3,oneof"`
 }
 
+type NodeRequest_Status struct {
+	Status *StatusRequest `protobuf:"bytes,6,opt,name=status,proto3,oneof"`
+}
+
 func (*NodeRequest_Hello) isNodeRequest_Body() {}
 
 func (*NodeRequest_Join) isNodeRequest_Body() {}
@@ -8565,6 +8655,8 @@ func (*NodeRequest_Remove) isNodeRequest_Body() {}
 
 func (*NodeRequest_ReadIndex) isNodeRequest_Body() {}
 
+func (*NodeRequest_Status) isNodeRequest_Body() {}
+
 type NodeResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Code   Code                   `protobuf:"varint,1,opt,name=code,proto3,enum=schat.v1.Code" json:"code,omitempty"`
@@ -8574,6 +8666,7 @@ type NodeResponse struct {
 	//	*NodeResponse_Hello
 	//	*NodeResponse_Forward
 	//	*NodeResponse_ReadIndex
+	//	*NodeResponse_Status
 	Body          isNodeResponse_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -8581,7 +8674,7 @@ type NodeResponse struct {
 
 func (x *NodeResponse) Reset() {
 	*x = NodeResponse{}
-	mi := &file_schat_proto_msgTypes[99]
+	mi := &file_schat_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8593,7 +8686,7 @@ func (x *NodeResponse) String() string {
 func (*NodeResponse) ProtoMessage() {}
 
 func (x *NodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[99]
+	mi := &file_schat_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8606,7 +8699,7 @@ func (x *NodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeResponse.ProtoReflect.Descriptor instead.
 func (*NodeResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{99}
+	return file_schat_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *NodeResponse) GetCode() Code {
@@ -8657,6 +8750,15 @@ func (x *NodeResponse) GetReadIndex() *ReadIndexResponse {
 	return nil
 }
 
+func (x *NodeResponse) GetStatus() *StatusResponse {
+	if x != nil {
+		if x, ok := x.Body.(*NodeResponse_Status); ok {
+			return x.Status
+		}
+	}
+	return nil
+}
+
 type isNodeResponse_Body interface {
 	isNodeResponse_Body()
 }
@@ -8673,11 +8775,210 @@ type NodeResponse_ReadIndex struct {
 	ReadIndex *ReadIndexResponse `protobuf:"bytes,12,opt,name=read_index,json=readIndex,proto3,oneof"`
 }
 
+type NodeResponse_Status struct {
+	Status *StatusResponse `protobuf:"bytes,13,opt,name=status,proto3,oneof"`
+}
+
 func (*NodeResponse_Hello) isNodeResponse_Body() {}
 
 func (*NodeResponse_Forward) isNodeResponse_Body() {}
 
 func (*NodeResponse_ReadIndex) isNodeResponse_Body() {}
+
+func (*NodeResponse_Status) isNodeResponse_Body() {}
+
+// StatusRequest asks a node for the state of its replica of every shard,
+// for an operator's view of the whole cluster.
+type StatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusRequest) Reset() {
+	*x = StatusRequest{}
+	mi := &file_schat_proto_msgTypes[101]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusRequest) ProtoMessage() {}
+
+func (x *StatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[101]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
+func (*StatusRequest) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{101}
+}
+
+type StatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Shards        []*ReplicaStatus       `protobuf:"bytes,2,rep,name=shards,proto3" json:"shards,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusResponse) Reset() {
+	*x = StatusResponse{}
+	mi := &file_schat_proto_msgTypes[102]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusResponse) ProtoMessage() {}
+
+func (x *StatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[102]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
+func (*StatusResponse) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{102}
+}
+
+func (x *StatusResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetShards() []*ReplicaStatus {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
+// ReplicaStatus is one node's replica of one shard.
+type ReplicaStatus struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Shard        uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	State        string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`                       // Leader, Follower, Candidate or Shutdown
+	LeaderId     string                 `protobuf:"bytes,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"` // the leader it knows of; empty if none
+	Term         uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	LastIndex    uint64                 `protobuf:"varint,5,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"` // the last entry in its log
+	CommitIndex  uint64                 `protobuf:"varint,6,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	AppliedIndex uint64                 `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// last_contact_ms is how long ago it last heard from the leader: 0 on
+	// the leader itself, -1 if never.
+	LastContactMs int64 `protobuf:"varint,8,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaStatus) Reset() {
+	*x = ReplicaStatus{}
+	mi := &file_schat_proto_msgTypes[103]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaStatus) ProtoMessage() {}
+
+func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_schat_proto_msgTypes[103]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
+func (*ReplicaStatus) Descriptor() ([]byte, []int) {
+	return file_schat_proto_rawDescGZIP(), []int{103}
+}
+
+func (x *ReplicaStatus) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ReplicaStatus) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *ReplicaStatus) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetLastIndex() uint64 {
+	if x != nil {
+		return x.LastIndex
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetLastContactMs() int64 {
+	if x != nil {
+		return x.LastContactMs
+	}
+	return 0
+}
 
 // ReadIndexRequest asks a shard's leader for an index that covers every
 // write acknowledged so far: its commit index, once it has confirmed it
@@ -8691,7 +8992,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_schat_proto_msgTypes[100]
+	mi := &file_schat_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8703,7 +9004,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[100]
+	mi := &file_schat_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8716,7 +9017,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{100}
+	return file_schat_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ReadIndexRequest) GetShard() uint32 {
@@ -8735,7 +9036,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_schat_proto_msgTypes[101]
+	mi := &file_schat_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8747,7 +9048,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[101]
+	mi := &file_schat_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8760,7 +9061,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{101}
+	return file_schat_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -8779,7 +9080,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_schat_proto_msgTypes[102]
+	mi := &file_schat_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8791,7 +9092,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[102]
+	mi := &file_schat_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8804,7 +9105,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{102}
+	return file_schat_proto_rawDescGZIP(), []int{106}
 }
 
 type HelloResponse struct {
@@ -8820,7 +9121,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_schat_proto_msgTypes[103]
+	mi := &file_schat_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8832,7 +9133,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[103]
+	mi := &file_schat_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8845,7 +9146,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{103}
+	return file_schat_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *HelloResponse) GetNodeId() string {
@@ -8897,7 +9198,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_schat_proto_msgTypes[104]
+	mi := &file_schat_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8909,7 +9210,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[104]
+	mi := &file_schat_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8922,7 +9223,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{104}
+	return file_schat_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -8965,7 +9266,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_schat_proto_msgTypes[105]
+	mi := &file_schat_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8977,7 +9278,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[105]
+	mi := &file_schat_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8990,7 +9291,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{105}
+	return file_schat_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *ForwardRequest) GetShard() uint32 {
@@ -9020,7 +9321,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_schat_proto_msgTypes[106]
+	mi := &file_schat_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9032,7 +9333,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[106]
+	mi := &file_schat_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9045,7 +9346,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{106}
+	return file_schat_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *ForwardResponse) GetIndex() uint64 {
@@ -9090,7 +9391,7 @@ type ApplyResult struct {
 
 func (x *ApplyResult) Reset() {
 	*x = ApplyResult{}
-	mi := &file_schat_proto_msgTypes[107]
+	mi := &file_schat_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9102,7 +9403,7 @@ func (x *ApplyResult) String() string {
 func (*ApplyResult) ProtoMessage() {}
 
 func (x *ApplyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[107]
+	mi := &file_schat_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9115,7 +9416,7 @@ func (x *ApplyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResult.ProtoReflect.Descriptor instead.
 func (*ApplyResult) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{107}
+	return file_schat_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *ApplyResult) GetCode() Code {
@@ -9214,7 +9515,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_schat_proto_msgTypes[108]
+	mi := &file_schat_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -9226,7 +9527,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_schat_proto_msgTypes[108]
+	mi := &file_schat_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -9239,7 +9540,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_schat_proto_rawDescGZIP(), []int{108}
+	return file_schat_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *RemoveRequest) GetNodeId() string {
@@ -9310,11 +9611,12 @@ const file_schat_proto_rawDesc = "" +
 	"\x05event\x18\x02 \x01(\v2\x0f.schat.v1.EventH\x00R\x05event\x123\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x13.schat.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
 	"\x04body\"\v\n" +
-	"\tHeartbeat\"\xcc\a\n" +
+	"\tHeartbeat\"\xfa\a\n" +
 	"\bResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\"\n" +
 	"\x04code\x18\x02 \x01(\x0e2\x0e.schat.v1.CodeR\x04code\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\x128\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x12,\n" +
+	"\x06writes\x18\x04 \x03(\v2\x14.schat.v1.ShardIndexR\x06writes\x128\n" +
 	"\bregister\x18\n" +
 	" \x01(\v2\x1a.schat.v1.RegisterResponseH\x00R\bregister\x12/\n" +
 	"\x05login\x18\v \x01(\v2\x17.schat.v1.LoginResponseH\x00R\x05login\x12,\n" +
@@ -9349,9 +9651,14 @@ const file_schat_proto_rawDesc = "" +
 	"\n" +
 	"login_name\x18\x01 \x01(\tR\tloginName\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x16\n" +
-	"\x06device\x18\x03 \x01(\tR\x06device\"%\n" +
+	"\x06device\x18\x03 \x01(\tR\x06device\"Q\n" +
 	"\rResumeRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"\x86\x04\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12*\n" +
+	"\x05after\x18\x02 \x03(\v2\x14.schat.v1.ShardIndexR\x05after\"8\n" +
+	"\n" +
+	"ShardIndex\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x86\x04\n" +
 	"\rLoginResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12(\n" +
 	"\x10token_expires_ms\x18\x02 \x01(\x03R\x0etokenExpiresMs\x12)\n" +
@@ -9918,15 +10225,16 @@ const file_schat_proto_rawDesc = "" +
 	"\n" +
 	"updated_ms\x18\x05 \x01(\x03R\tupdatedMs\x12\x1d\n" +
 	"\n" +
-	"chunk_size\x18\x06 \x01(\rR\tchunkSize\"\x98\x02\n" +
+	"chunk_size\x18\x06 \x01(\rR\tchunkSize\"\xcb\x02\n" +
 	"\vNodeRequest\x12.\n" +
 	"\x05hello\x18\x01 \x01(\v2\x16.schat.v1.HelloRequestH\x00R\x05hello\x12+\n" +
 	"\x04join\x18\x02 \x01(\v2\x15.schat.v1.JoinRequestH\x00R\x04join\x124\n" +
 	"\aforward\x18\x03 \x01(\v2\x18.schat.v1.ForwardRequestH\x00R\aforward\x121\n" +
 	"\x06remove\x18\x04 \x01(\v2\x17.schat.v1.RemoveRequestH\x00R\x06remove\x12;\n" +
 	"\n" +
-	"read_index\x18\x05 \x01(\v2\x1a.schat.v1.ReadIndexRequestH\x00R\treadIndexB\x06\n" +
-	"\x04body\"\xf8\x01\n" +
+	"read_index\x18\x05 \x01(\v2\x1a.schat.v1.ReadIndexRequestH\x00R\treadIndex\x121\n" +
+	"\x06status\x18\x06 \x01(\v2\x17.schat.v1.StatusRequestH\x00R\x06statusB\x06\n" +
+	"\x04body\"\xac\x02\n" +
 	"\fNodeResponse\x12\"\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x0e.schat.v1.CodeR\x04code\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12/\n" +
@@ -9934,8 +10242,23 @@ const file_schat_proto_rawDesc = "" +
 	" \x01(\v2\x17.schat.v1.HelloResponseH\x00R\x05hello\x125\n" +
 	"\aforward\x18\v \x01(\v2\x19.schat.v1.ForwardResponseH\x00R\aforward\x12<\n" +
 	"\n" +
-	"read_index\x18\f \x01(\v2\x1b.schat.v1.ReadIndexResponseH\x00R\treadIndexB\x06\n" +
-	"\x04body\"(\n" +
+	"read_index\x18\f \x01(\v2\x1b.schat.v1.ReadIndexResponseH\x00R\treadIndex\x122\n" +
+	"\x06status\x18\r \x01(\v2\x18.schat.v1.StatusResponseH\x00R\x06statusB\x06\n" +
+	"\x04body\"\x0f\n" +
+	"\rStatusRequest\"Z\n" +
+	"\x0eStatusResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12/\n" +
+	"\x06shards\x18\x02 \x03(\v2\x17.schat.v1.ReplicaStatusR\x06shards\"\xfb\x01\n" +
+	"\rReplicaStatus\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
+	"\tleader_id\x18\x03 \x01(\tR\bleaderId\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\x12\x1d\n" +
+	"\n" +
+	"last_index\x18\x05 \x01(\x04R\tlastIndex\x12!\n" +
+	"\fcommit_index\x18\x06 \x01(\x04R\vcommitIndex\x12#\n" +
+	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\x12&\n" +
+	"\x0flast_contact_ms\x18\b \x01(\x03R\rlastContactMs\"(\n" +
 	"\x10ReadIndexRequest\x12\x14\n" +
 	"\x05shard\x18\x01 \x01(\rR\x05shard\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
@@ -10044,7 +10367,7 @@ func file_schat_proto_rawDescGZIP() []byte {
 }
 
 var file_schat_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 109)
+var file_schat_proto_msgTypes = make([]protoimpl.MessageInfo, 113)
 var file_schat_proto_goTypes = []any{
 	(Code)(0),                        // 0: schat.v1.Code
 	(Sex)(0),                         // 1: schat.v1.Sex
@@ -10063,252 +10386,261 @@ var file_schat_proto_goTypes = []any{
 	(*RegisterResponse)(nil),         // 14: schat.v1.RegisterResponse
 	(*LoginRequest)(nil),             // 15: schat.v1.LoginRequest
 	(*ResumeRequest)(nil),            // 16: schat.v1.ResumeRequest
-	(*LoginResponse)(nil),            // 17: schat.v1.LoginResponse
-	(*Limits)(nil),                   // 18: schat.v1.Limits
-	(*LogoutRequest)(nil),            // 19: schat.v1.LogoutRequest
-	(*PingRequest)(nil),              // 20: schat.v1.PingRequest
-	(*PingResponse)(nil),             // 21: schat.v1.PingResponse
-	(*ChangePasswordRequest)(nil),    // 22: schat.v1.ChangePasswordRequest
-	(*ChangePasswordResponse)(nil),   // 23: schat.v1.ChangePasswordResponse
-	(*UpdateProfileRequest)(nil),     // 24: schat.v1.UpdateProfileRequest
-	(*GetProfilesRequest)(nil),       // 25: schat.v1.GetProfilesRequest
-	(*GetProfilesResponse)(nil),      // 26: schat.v1.GetProfilesResponse
-	(*UserProfile)(nil),              // 27: schat.v1.UserProfile
-	(*CreateGroupRequest)(nil),       // 28: schat.v1.CreateGroupRequest
-	(*ApplyGroupRequest)(nil),        // 29: schat.v1.ApplyGroupRequest
-	(*ApplyGroupResponse)(nil),       // 30: schat.v1.ApplyGroupResponse
-	(*DecideApplicationRequest)(nil), // 31: schat.v1.DecideApplicationRequest
-	(*ListApplicationsRequest)(nil),  // 32: schat.v1.ListApplicationsRequest
-	(*ListApplicationsResponse)(nil), // 33: schat.v1.ListApplicationsResponse
-	(*Application)(nil),              // 34: schat.v1.Application
-	(*QuitGroupRequest)(nil),         // 35: schat.v1.QuitGroupRequest
-	(*KickMemberRequest)(nil),        // 36: schat.v1.KickMemberRequest
-	(*DissolveGroupRequest)(nil),     // 37: schat.v1.DissolveGroupRequest
-	(*TransferOwnershipRequest)(nil), // 38: schat.v1.TransferOwnershipRequest
-	(*GroupInfoRequest)(nil),         // 39: schat.v1.GroupInfoRequest
-	(*ListPublicGroupsRequest)(nil),  // 40: schat.v1.ListPublicGroupsRequest
-	(*ListPublicGroupsResponse)(nil), // 41: schat.v1.ListPublicGroupsResponse
-	(*UpdateGroupRequest)(nil),       // 42: schat.v1.UpdateGroupRequest
-	(*ListMyGroupsRequest)(nil),      // 43: schat.v1.ListMyGroupsRequest
-	(*ListMyGroupsResponse)(nil),     // 44: schat.v1.ListMyGroupsResponse
-	(*AckNoticesRequest)(nil),        // 45: schat.v1.AckNoticesRequest
-	(*ListNoticesRequest)(nil),       // 46: schat.v1.ListNoticesRequest
-	(*ListNoticesResponse)(nil),      // 47: schat.v1.ListNoticesResponse
-	(*GroupInfo)(nil),                // 48: schat.v1.GroupInfo
-	(*Member)(nil),                   // 49: schat.v1.Member
-	(*GroupSummary)(nil),             // 50: schat.v1.GroupSummary
-	(*SendMessageRequest)(nil),       // 51: schat.v1.SendMessageRequest
-	(*RecallMessageRequest)(nil),     // 52: schat.v1.RecallMessageRequest
-	(*HistoryRequest)(nil),           // 53: schat.v1.HistoryRequest
-	(*SyncRequest)(nil),              // 54: schat.v1.SyncRequest
-	(*MessagePage)(nil),              // 55: schat.v1.MessagePage
-	(*MarkReadRequest)(nil),          // 56: schat.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),         // 57: schat.v1.MarkReadResponse
-	(*ChatMessage)(nil),              // 58: schat.v1.ChatMessage
-	(*FileInfo)(nil),                 // 59: schat.v1.FileInfo
-	(*FileLink)(nil),                 // 60: schat.v1.FileLink
-	(*SystemNote)(nil),               // 61: schat.v1.SystemNote
-	(*Event)(nil),                    // 62: schat.v1.Event
-	(*MemberChanged)(nil),            // 63: schat.v1.MemberChanged
-	(*GroupDissolved)(nil),           // 64: schat.v1.GroupDissolved
-	(*ApplicationDecided)(nil),       // 65: schat.v1.ApplicationDecided
-	(*MessageRecalled)(nil),          // 66: schat.v1.MessageRecalled
-	(*ReadReceipt)(nil),              // 67: schat.v1.ReadReceipt
-	(*SessionEnded)(nil),             // 68: schat.v1.SessionEnded
-	(*Notice)(nil),                   // 69: schat.v1.Notice
-	(*Command)(nil),                  // 70: schat.v1.Command
-	(*CommandBatch)(nil),             // 71: schat.v1.CommandBatch
-	(*RegisterCmd)(nil),              // 72: schat.v1.RegisterCmd
-	(*CreateSessionCmd)(nil),         // 73: schat.v1.CreateSessionCmd
-	(*DeleteSessionCmd)(nil),         // 74: schat.v1.DeleteSessionCmd
-	(*ChangePasswordCmd)(nil),        // 75: schat.v1.ChangePasswordCmd
-	(*UpdateProfileCmd)(nil),         // 76: schat.v1.UpdateProfileCmd
-	(*ReserveGroupCmd)(nil),          // 77: schat.v1.ReserveGroupCmd
-	(*ReleaseGroupCmd)(nil),          // 78: schat.v1.ReleaseGroupCmd
-	(*MoveOwnershipCmd)(nil),         // 79: schat.v1.MoveOwnershipCmd
-	(*PruneSessionsCmd)(nil),         // 80: schat.v1.PruneSessionsCmd
-	(*ReconcileOwnedCmd)(nil),        // 81: schat.v1.ReconcileOwnedCmd
-	(*OwnedFix)(nil),                 // 82: schat.v1.OwnedFix
-	(*OwnedEntry)(nil),               // 83: schat.v1.OwnedEntry
-	(*GroupLimits)(nil),              // 84: schat.v1.GroupLimits
-	(*CreateGroupCmd)(nil),           // 85: schat.v1.CreateGroupCmd
-	(*ApplyCmd)(nil),                 // 86: schat.v1.ApplyCmd
-	(*DecideCmd)(nil),                // 87: schat.v1.DecideCmd
-	(*LeaveCmd)(nil),                 // 88: schat.v1.LeaveCmd
-	(*DissolveCmd)(nil),              // 89: schat.v1.DissolveCmd
-	(*TransferCmd)(nil),              // 90: schat.v1.TransferCmd
-	(*UpdateGroupCmd)(nil),           // 91: schat.v1.UpdateGroupCmd
-	(*SendCmd)(nil),                  // 92: schat.v1.SendCmd
-	(*RecallCmd)(nil),                // 93: schat.v1.RecallCmd
-	(*MarkReadCmd)(nil),              // 94: schat.v1.MarkReadCmd
-	(*AckNoticesCmd)(nil),            // 95: schat.v1.AckNoticesCmd
-	(*TrimCmd)(nil),                  // 96: schat.v1.TrimCmd
-	(*FileBeginCmd)(nil),             // 97: schat.v1.FileBeginCmd
-	(*FileChunkCmd)(nil),             // 98: schat.v1.FileChunkCmd
-	(*FileCommitCmd)(nil),            // 99: schat.v1.FileCommitCmd
-	(*FileAbortCmd)(nil),             // 100: schat.v1.FileAbortCmd
-	(*FileSweepCmd)(nil),             // 101: schat.v1.FileSweepCmd
-	(*User)(nil),                     // 102: schat.v1.User
-	(*Session)(nil),                  // 103: schat.v1.Session
-	(*Group)(nil),                    // 104: schat.v1.Group
-	(*StoredFile)(nil),               // 105: schat.v1.StoredFile
-	(*Upload)(nil),                   // 106: schat.v1.Upload
-	(*NodeRequest)(nil),              // 107: schat.v1.NodeRequest
-	(*NodeResponse)(nil),             // 108: schat.v1.NodeResponse
-	(*ReadIndexRequest)(nil),         // 109: schat.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),        // 110: schat.v1.ReadIndexResponse
-	(*HelloRequest)(nil),             // 111: schat.v1.HelloRequest
-	(*HelloResponse)(nil),            // 112: schat.v1.HelloResponse
-	(*JoinRequest)(nil),              // 113: schat.v1.JoinRequest
-	(*ForwardRequest)(nil),           // 114: schat.v1.ForwardRequest
-	(*ForwardResponse)(nil),          // 115: schat.v1.ForwardResponse
-	(*ApplyResult)(nil),              // 116: schat.v1.ApplyResult
-	(*RemoveRequest)(nil),            // 117: schat.v1.RemoveRequest
+	(*ShardIndex)(nil),               // 17: schat.v1.ShardIndex
+	(*LoginResponse)(nil),            // 18: schat.v1.LoginResponse
+	(*Limits)(nil),                   // 19: schat.v1.Limits
+	(*LogoutRequest)(nil),            // 20: schat.v1.LogoutRequest
+	(*PingRequest)(nil),              // 21: schat.v1.PingRequest
+	(*PingResponse)(nil),             // 22: schat.v1.PingResponse
+	(*ChangePasswordRequest)(nil),    // 23: schat.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),   // 24: schat.v1.ChangePasswordResponse
+	(*UpdateProfileRequest)(nil),     // 25: schat.v1.UpdateProfileRequest
+	(*GetProfilesRequest)(nil),       // 26: schat.v1.GetProfilesRequest
+	(*GetProfilesResponse)(nil),      // 27: schat.v1.GetProfilesResponse
+	(*UserProfile)(nil),              // 28: schat.v1.UserProfile
+	(*CreateGroupRequest)(nil),       // 29: schat.v1.CreateGroupRequest
+	(*ApplyGroupRequest)(nil),        // 30: schat.v1.ApplyGroupRequest
+	(*ApplyGroupResponse)(nil),       // 31: schat.v1.ApplyGroupResponse
+	(*DecideApplicationRequest)(nil), // 32: schat.v1.DecideApplicationRequest
+	(*ListApplicationsRequest)(nil),  // 33: schat.v1.ListApplicationsRequest
+	(*ListApplicationsResponse)(nil), // 34: schat.v1.ListApplicationsResponse
+	(*Application)(nil),              // 35: schat.v1.Application
+	(*QuitGroupRequest)(nil),         // 36: schat.v1.QuitGroupRequest
+	(*KickMemberRequest)(nil),        // 37: schat.v1.KickMemberRequest
+	(*DissolveGroupRequest)(nil),     // 38: schat.v1.DissolveGroupRequest
+	(*TransferOwnershipRequest)(nil), // 39: schat.v1.TransferOwnershipRequest
+	(*GroupInfoRequest)(nil),         // 40: schat.v1.GroupInfoRequest
+	(*ListPublicGroupsRequest)(nil),  // 41: schat.v1.ListPublicGroupsRequest
+	(*ListPublicGroupsResponse)(nil), // 42: schat.v1.ListPublicGroupsResponse
+	(*UpdateGroupRequest)(nil),       // 43: schat.v1.UpdateGroupRequest
+	(*ListMyGroupsRequest)(nil),      // 44: schat.v1.ListMyGroupsRequest
+	(*ListMyGroupsResponse)(nil),     // 45: schat.v1.ListMyGroupsResponse
+	(*AckNoticesRequest)(nil),        // 46: schat.v1.AckNoticesRequest
+	(*ListNoticesRequest)(nil),       // 47: schat.v1.ListNoticesRequest
+	(*ListNoticesResponse)(nil),      // 48: schat.v1.ListNoticesResponse
+	(*GroupInfo)(nil),                // 49: schat.v1.GroupInfo
+	(*Member)(nil),                   // 50: schat.v1.Member
+	(*GroupSummary)(nil),             // 51: schat.v1.GroupSummary
+	(*SendMessageRequest)(nil),       // 52: schat.v1.SendMessageRequest
+	(*RecallMessageRequest)(nil),     // 53: schat.v1.RecallMessageRequest
+	(*HistoryRequest)(nil),           // 54: schat.v1.HistoryRequest
+	(*SyncRequest)(nil),              // 55: schat.v1.SyncRequest
+	(*MessagePage)(nil),              // 56: schat.v1.MessagePage
+	(*MarkReadRequest)(nil),          // 57: schat.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),         // 58: schat.v1.MarkReadResponse
+	(*ChatMessage)(nil),              // 59: schat.v1.ChatMessage
+	(*FileInfo)(nil),                 // 60: schat.v1.FileInfo
+	(*FileLink)(nil),                 // 61: schat.v1.FileLink
+	(*SystemNote)(nil),               // 62: schat.v1.SystemNote
+	(*Event)(nil),                    // 63: schat.v1.Event
+	(*MemberChanged)(nil),            // 64: schat.v1.MemberChanged
+	(*GroupDissolved)(nil),           // 65: schat.v1.GroupDissolved
+	(*ApplicationDecided)(nil),       // 66: schat.v1.ApplicationDecided
+	(*MessageRecalled)(nil),          // 67: schat.v1.MessageRecalled
+	(*ReadReceipt)(nil),              // 68: schat.v1.ReadReceipt
+	(*SessionEnded)(nil),             // 69: schat.v1.SessionEnded
+	(*Notice)(nil),                   // 70: schat.v1.Notice
+	(*Command)(nil),                  // 71: schat.v1.Command
+	(*CommandBatch)(nil),             // 72: schat.v1.CommandBatch
+	(*RegisterCmd)(nil),              // 73: schat.v1.RegisterCmd
+	(*CreateSessionCmd)(nil),         // 74: schat.v1.CreateSessionCmd
+	(*DeleteSessionCmd)(nil),         // 75: schat.v1.DeleteSessionCmd
+	(*ChangePasswordCmd)(nil),        // 76: schat.v1.ChangePasswordCmd
+	(*UpdateProfileCmd)(nil),         // 77: schat.v1.UpdateProfileCmd
+	(*ReserveGroupCmd)(nil),          // 78: schat.v1.ReserveGroupCmd
+	(*ReleaseGroupCmd)(nil),          // 79: schat.v1.ReleaseGroupCmd
+	(*MoveOwnershipCmd)(nil),         // 80: schat.v1.MoveOwnershipCmd
+	(*PruneSessionsCmd)(nil),         // 81: schat.v1.PruneSessionsCmd
+	(*ReconcileOwnedCmd)(nil),        // 82: schat.v1.ReconcileOwnedCmd
+	(*OwnedFix)(nil),                 // 83: schat.v1.OwnedFix
+	(*OwnedEntry)(nil),               // 84: schat.v1.OwnedEntry
+	(*GroupLimits)(nil),              // 85: schat.v1.GroupLimits
+	(*CreateGroupCmd)(nil),           // 86: schat.v1.CreateGroupCmd
+	(*ApplyCmd)(nil),                 // 87: schat.v1.ApplyCmd
+	(*DecideCmd)(nil),                // 88: schat.v1.DecideCmd
+	(*LeaveCmd)(nil),                 // 89: schat.v1.LeaveCmd
+	(*DissolveCmd)(nil),              // 90: schat.v1.DissolveCmd
+	(*TransferCmd)(nil),              // 91: schat.v1.TransferCmd
+	(*UpdateGroupCmd)(nil),           // 92: schat.v1.UpdateGroupCmd
+	(*SendCmd)(nil),                  // 93: schat.v1.SendCmd
+	(*RecallCmd)(nil),                // 94: schat.v1.RecallCmd
+	(*MarkReadCmd)(nil),              // 95: schat.v1.MarkReadCmd
+	(*AckNoticesCmd)(nil),            // 96: schat.v1.AckNoticesCmd
+	(*TrimCmd)(nil),                  // 97: schat.v1.TrimCmd
+	(*FileBeginCmd)(nil),             // 98: schat.v1.FileBeginCmd
+	(*FileChunkCmd)(nil),             // 99: schat.v1.FileChunkCmd
+	(*FileCommitCmd)(nil),            // 100: schat.v1.FileCommitCmd
+	(*FileAbortCmd)(nil),             // 101: schat.v1.FileAbortCmd
+	(*FileSweepCmd)(nil),             // 102: schat.v1.FileSweepCmd
+	(*User)(nil),                     // 103: schat.v1.User
+	(*Session)(nil),                  // 104: schat.v1.Session
+	(*Group)(nil),                    // 105: schat.v1.Group
+	(*StoredFile)(nil),               // 106: schat.v1.StoredFile
+	(*Upload)(nil),                   // 107: schat.v1.Upload
+	(*NodeRequest)(nil),              // 108: schat.v1.NodeRequest
+	(*NodeResponse)(nil),             // 109: schat.v1.NodeResponse
+	(*StatusRequest)(nil),            // 110: schat.v1.StatusRequest
+	(*StatusResponse)(nil),           // 111: schat.v1.StatusResponse
+	(*ReplicaStatus)(nil),            // 112: schat.v1.ReplicaStatus
+	(*ReadIndexRequest)(nil),         // 113: schat.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),        // 114: schat.v1.ReadIndexResponse
+	(*HelloRequest)(nil),             // 115: schat.v1.HelloRequest
+	(*HelloResponse)(nil),            // 116: schat.v1.HelloResponse
+	(*JoinRequest)(nil),              // 117: schat.v1.JoinRequest
+	(*ForwardRequest)(nil),           // 118: schat.v1.ForwardRequest
+	(*ForwardResponse)(nil),          // 119: schat.v1.ForwardResponse
+	(*ApplyResult)(nil),              // 120: schat.v1.ApplyResult
+	(*RemoveRequest)(nil),            // 121: schat.v1.RemoveRequest
 }
 var file_schat_proto_depIdxs = []int32{
 	11,  // 0: schat.v1.ClientFrame.heartbeat:type_name -> schat.v1.Heartbeat
 	13,  // 1: schat.v1.ClientFrame.register:type_name -> schat.v1.RegisterRequest
 	15,  // 2: schat.v1.ClientFrame.login:type_name -> schat.v1.LoginRequest
 	16,  // 3: schat.v1.ClientFrame.resume:type_name -> schat.v1.ResumeRequest
-	19,  // 4: schat.v1.ClientFrame.logout:type_name -> schat.v1.LogoutRequest
-	20,  // 5: schat.v1.ClientFrame.ping:type_name -> schat.v1.PingRequest
-	22,  // 6: schat.v1.ClientFrame.change_password:type_name -> schat.v1.ChangePasswordRequest
-	24,  // 7: schat.v1.ClientFrame.update_profile:type_name -> schat.v1.UpdateProfileRequest
-	25,  // 8: schat.v1.ClientFrame.get_profiles:type_name -> schat.v1.GetProfilesRequest
-	28,  // 9: schat.v1.ClientFrame.create_group:type_name -> schat.v1.CreateGroupRequest
-	29,  // 10: schat.v1.ClientFrame.apply_group:type_name -> schat.v1.ApplyGroupRequest
-	31,  // 11: schat.v1.ClientFrame.decide_application:type_name -> schat.v1.DecideApplicationRequest
-	32,  // 12: schat.v1.ClientFrame.list_applications:type_name -> schat.v1.ListApplicationsRequest
-	35,  // 13: schat.v1.ClientFrame.quit_group:type_name -> schat.v1.QuitGroupRequest
-	36,  // 14: schat.v1.ClientFrame.kick_member:type_name -> schat.v1.KickMemberRequest
-	37,  // 15: schat.v1.ClientFrame.dissolve_group:type_name -> schat.v1.DissolveGroupRequest
-	38,  // 16: schat.v1.ClientFrame.transfer_ownership:type_name -> schat.v1.TransferOwnershipRequest
-	39,  // 17: schat.v1.ClientFrame.group_info:type_name -> schat.v1.GroupInfoRequest
-	40,  // 18: schat.v1.ClientFrame.list_public_groups:type_name -> schat.v1.ListPublicGroupsRequest
-	42,  // 19: schat.v1.ClientFrame.update_group:type_name -> schat.v1.UpdateGroupRequest
-	43,  // 20: schat.v1.ClientFrame.list_my_groups:type_name -> schat.v1.ListMyGroupsRequest
-	45,  // 21: schat.v1.ClientFrame.ack_notices:type_name -> schat.v1.AckNoticesRequest
-	46,  // 22: schat.v1.ClientFrame.list_notices:type_name -> schat.v1.ListNoticesRequest
-	51,  // 23: schat.v1.ClientFrame.send_message:type_name -> schat.v1.SendMessageRequest
-	52,  // 24: schat.v1.ClientFrame.recall_message:type_name -> schat.v1.RecallMessageRequest
-	53,  // 25: schat.v1.ClientFrame.history:type_name -> schat.v1.HistoryRequest
-	54,  // 26: schat.v1.ClientFrame.sync:type_name -> schat.v1.SyncRequest
-	56,  // 27: schat.v1.ClientFrame.mark_read:type_name -> schat.v1.MarkReadRequest
+	20,  // 4: schat.v1.ClientFrame.logout:type_name -> schat.v1.LogoutRequest
+	21,  // 5: schat.v1.ClientFrame.ping:type_name -> schat.v1.PingRequest
+	23,  // 6: schat.v1.ClientFrame.change_password:type_name -> schat.v1.ChangePasswordRequest
+	25,  // 7: schat.v1.ClientFrame.update_profile:type_name -> schat.v1.UpdateProfileRequest
+	26,  // 8: schat.v1.ClientFrame.get_profiles:type_name -> schat.v1.GetProfilesRequest
+	29,  // 9: schat.v1.ClientFrame.create_group:type_name -> schat.v1.CreateGroupRequest
+	30,  // 10: schat.v1.ClientFrame.apply_group:type_name -> schat.v1.ApplyGroupRequest
+	32,  // 11: schat.v1.ClientFrame.decide_application:type_name -> schat.v1.DecideApplicationRequest
+	33,  // 12: schat.v1.ClientFrame.list_applications:type_name -> schat.v1.ListApplicationsRequest
+	36,  // 13: schat.v1.ClientFrame.quit_group:type_name -> schat.v1.QuitGroupRequest
+	37,  // 14: schat.v1.ClientFrame.kick_member:type_name -> schat.v1.KickMemberRequest
+	38,  // 15: schat.v1.ClientFrame.dissolve_group:type_name -> schat.v1.DissolveGroupRequest
+	39,  // 16: schat.v1.ClientFrame.transfer_ownership:type_name -> schat.v1.TransferOwnershipRequest
+	40,  // 17: schat.v1.ClientFrame.group_info:type_name -> schat.v1.GroupInfoRequest
+	41,  // 18: schat.v1.ClientFrame.list_public_groups:type_name -> schat.v1.ListPublicGroupsRequest
+	43,  // 19: schat.v1.ClientFrame.update_group:type_name -> schat.v1.UpdateGroupRequest
+	44,  // 20: schat.v1.ClientFrame.list_my_groups:type_name -> schat.v1.ListMyGroupsRequest
+	46,  // 21: schat.v1.ClientFrame.ack_notices:type_name -> schat.v1.AckNoticesRequest
+	47,  // 22: schat.v1.ClientFrame.list_notices:type_name -> schat.v1.ListNoticesRequest
+	52,  // 23: schat.v1.ClientFrame.send_message:type_name -> schat.v1.SendMessageRequest
+	53,  // 24: schat.v1.ClientFrame.recall_message:type_name -> schat.v1.RecallMessageRequest
+	54,  // 25: schat.v1.ClientFrame.history:type_name -> schat.v1.HistoryRequest
+	55,  // 26: schat.v1.ClientFrame.sync:type_name -> schat.v1.SyncRequest
+	57,  // 27: schat.v1.ClientFrame.mark_read:type_name -> schat.v1.MarkReadRequest
 	12,  // 28: schat.v1.ServerFrame.response:type_name -> schat.v1.Response
-	62,  // 29: schat.v1.ServerFrame.event:type_name -> schat.v1.Event
+	63,  // 29: schat.v1.ServerFrame.event:type_name -> schat.v1.Event
 	11,  // 30: schat.v1.ServerFrame.heartbeat:type_name -> schat.v1.Heartbeat
 	0,   // 31: schat.v1.Response.code:type_name -> schat.v1.Code
-	14,  // 32: schat.v1.Response.register:type_name -> schat.v1.RegisterResponse
-	17,  // 33: schat.v1.Response.login:type_name -> schat.v1.LoginResponse
-	21,  // 34: schat.v1.Response.ping:type_name -> schat.v1.PingResponse
-	23,  // 35: schat.v1.Response.change_password:type_name -> schat.v1.ChangePasswordResponse
-	27,  // 36: schat.v1.Response.profile:type_name -> schat.v1.UserProfile
-	26,  // 37: schat.v1.Response.profiles:type_name -> schat.v1.GetProfilesResponse
-	48,  // 38: schat.v1.Response.group:type_name -> schat.v1.GroupInfo
-	30,  // 39: schat.v1.Response.apply_group:type_name -> schat.v1.ApplyGroupResponse
-	33,  // 40: schat.v1.Response.applications:type_name -> schat.v1.ListApplicationsResponse
-	41,  // 41: schat.v1.Response.public_groups:type_name -> schat.v1.ListPublicGroupsResponse
-	44,  // 42: schat.v1.Response.my_groups:type_name -> schat.v1.ListMyGroupsResponse
-	47,  // 43: schat.v1.Response.notices:type_name -> schat.v1.ListNoticesResponse
-	58,  // 44: schat.v1.Response.message:type_name -> schat.v1.ChatMessage
-	55,  // 45: schat.v1.Response.page:type_name -> schat.v1.MessagePage
-	57,  // 46: schat.v1.Response.mark_read:type_name -> schat.v1.MarkReadResponse
-	1,   // 47: schat.v1.RegisterRequest.sex:type_name -> schat.v1.Sex
-	27,  // 48: schat.v1.LoginResponse.user:type_name -> schat.v1.UserProfile
-	50,  // 49: schat.v1.LoginResponse.groups:type_name -> schat.v1.GroupSummary
-	34,  // 50: schat.v1.LoginResponse.applications:type_name -> schat.v1.Application
-	69,  // 51: schat.v1.LoginResponse.notices:type_name -> schat.v1.Notice
-	18,  // 52: schat.v1.LoginResponse.limits:type_name -> schat.v1.Limits
-	1,   // 53: schat.v1.UpdateProfileRequest.sex:type_name -> schat.v1.Sex
-	27,  // 54: schat.v1.GetProfilesResponse.profiles:type_name -> schat.v1.UserProfile
-	1,   // 55: schat.v1.UserProfile.sex:type_name -> schat.v1.Sex
-	34,  // 56: schat.v1.ListApplicationsResponse.applications:type_name -> schat.v1.Application
-	48,  // 57: schat.v1.ListPublicGroupsResponse.groups:type_name -> schat.v1.GroupInfo
-	50,  // 58: schat.v1.ListMyGroupsResponse.groups:type_name -> schat.v1.GroupSummary
-	69,  // 59: schat.v1.ListNoticesResponse.notices:type_name -> schat.v1.Notice
-	49,  // 60: schat.v1.GroupInfo.members:type_name -> schat.v1.Member
-	3,   // 61: schat.v1.Member.role:type_name -> schat.v1.Role
-	3,   // 62: schat.v1.GroupSummary.role:type_name -> schat.v1.Role
-	2,   // 63: schat.v1.SendMessageRequest.type:type_name -> schat.v1.MessageType
-	58,  // 64: schat.v1.MessagePage.messages:type_name -> schat.v1.ChatMessage
-	2,   // 65: schat.v1.ChatMessage.type:type_name -> schat.v1.MessageType
-	61,  // 66: schat.v1.ChatMessage.system:type_name -> schat.v1.SystemNote
-	59,  // 67: schat.v1.ChatMessage.file:type_name -> schat.v1.FileInfo
-	4,   // 68: schat.v1.FileInfo.kind:type_name -> schat.v1.FileKind
-	5,   // 69: schat.v1.FileInfo.purpose:type_name -> schat.v1.FilePurpose
-	6,   // 70: schat.v1.SystemNote.kind:type_name -> schat.v1.SystemNote.Kind
-	58,  // 71: schat.v1.Event.message:type_name -> schat.v1.ChatMessage
-	63,  // 72: schat.v1.Event.member:type_name -> schat.v1.MemberChanged
-	48,  // 73: schat.v1.Event.group_changed:type_name -> schat.v1.GroupInfo
-	64,  // 74: schat.v1.Event.dissolved:type_name -> schat.v1.GroupDissolved
-	34,  // 75: schat.v1.Event.application:type_name -> schat.v1.Application
-	65,  // 76: schat.v1.Event.decided:type_name -> schat.v1.ApplicationDecided
-	66,  // 77: schat.v1.Event.recalled:type_name -> schat.v1.MessageRecalled
-	67,  // 78: schat.v1.Event.read:type_name -> schat.v1.ReadReceipt
-	68,  // 79: schat.v1.Event.session_ended:type_name -> schat.v1.SessionEnded
-	7,   // 80: schat.v1.MemberChanged.change:type_name -> schat.v1.MemberChanged.Change
-	8,   // 81: schat.v1.ApplicationDecided.reason:type_name -> schat.v1.ApplicationDecided.Reason
-	62,  // 82: schat.v1.Notice.event:type_name -> schat.v1.Event
-	72,  // 83: schat.v1.Command.register:type_name -> schat.v1.RegisterCmd
-	73,  // 84: schat.v1.Command.create_session:type_name -> schat.v1.CreateSessionCmd
-	74,  // 85: schat.v1.Command.delete_session:type_name -> schat.v1.DeleteSessionCmd
-	75,  // 86: schat.v1.Command.change_password:type_name -> schat.v1.ChangePasswordCmd
-	76,  // 87: schat.v1.Command.update_profile:type_name -> schat.v1.UpdateProfileCmd
-	77,  // 88: schat.v1.Command.reserve_group:type_name -> schat.v1.ReserveGroupCmd
-	78,  // 89: schat.v1.Command.release_group:type_name -> schat.v1.ReleaseGroupCmd
-	79,  // 90: schat.v1.Command.move_ownership:type_name -> schat.v1.MoveOwnershipCmd
-	80,  // 91: schat.v1.Command.prune_sessions:type_name -> schat.v1.PruneSessionsCmd
-	81,  // 92: schat.v1.Command.reconcile_owned:type_name -> schat.v1.ReconcileOwnedCmd
-	85,  // 93: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
-	86,  // 94: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
-	87,  // 95: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
-	88,  // 96: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
-	89,  // 97: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
-	90,  // 98: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
-	91,  // 99: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
-	92,  // 100: schat.v1.Command.send:type_name -> schat.v1.SendCmd
-	93,  // 101: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
-	94,  // 102: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
-	95,  // 103: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
-	96,  // 104: schat.v1.Command.trim:type_name -> schat.v1.TrimCmd
-	97,  // 105: schat.v1.Command.file_begin:type_name -> schat.v1.FileBeginCmd
-	98,  // 106: schat.v1.Command.file_chunk:type_name -> schat.v1.FileChunkCmd
-	99,  // 107: schat.v1.Command.file_commit:type_name -> schat.v1.FileCommitCmd
-	100, // 108: schat.v1.Command.file_abort:type_name -> schat.v1.FileAbortCmd
-	101, // 109: schat.v1.Command.file_sweep:type_name -> schat.v1.FileSweepCmd
-	71,  // 110: schat.v1.Command.batch:type_name -> schat.v1.CommandBatch
-	70,  // 111: schat.v1.CommandBatch.commands:type_name -> schat.v1.Command
-	1,   // 112: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
-	1,   // 113: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
-	82,  // 114: schat.v1.ReconcileOwnedCmd.fixes:type_name -> schat.v1.OwnedFix
-	83,  // 115: schat.v1.OwnedFix.seen:type_name -> schat.v1.OwnedEntry
-	84,  // 116: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
-	2,   // 117: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
-	84,  // 118: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
-	59,  // 119: schat.v1.FileBeginCmd.info:type_name -> schat.v1.FileInfo
-	1,   // 120: schat.v1.User.sex:type_name -> schat.v1.Sex
-	59,  // 121: schat.v1.StoredFile.info:type_name -> schat.v1.FileInfo
-	59,  // 122: schat.v1.Upload.info:type_name -> schat.v1.FileInfo
-	111, // 123: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
-	113, // 124: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
-	114, // 125: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
-	117, // 126: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
-	109, // 127: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
-	0,   // 128: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
-	112, // 129: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
-	115, // 130: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
-	110, // 131: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
-	116, // 132: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
-	0,   // 133: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
-	102, // 134: schat.v1.ApplyResult.user:type_name -> schat.v1.User
-	104, // 135: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
-	58,  // 136: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
-	59,  // 137: schat.v1.ApplyResult.file:type_name -> schat.v1.FileInfo
-	138, // [138:138] is the sub-list for method output_type
-	138, // [138:138] is the sub-list for method input_type
-	138, // [138:138] is the sub-list for extension type_name
-	138, // [138:138] is the sub-list for extension extendee
-	0,   // [0:138] is the sub-list for field type_name
+	17,  // 32: schat.v1.Response.writes:type_name -> schat.v1.ShardIndex
+	14,  // 33: schat.v1.Response.register:type_name -> schat.v1.RegisterResponse
+	18,  // 34: schat.v1.Response.login:type_name -> schat.v1.LoginResponse
+	22,  // 35: schat.v1.Response.ping:type_name -> schat.v1.PingResponse
+	24,  // 36: schat.v1.Response.change_password:type_name -> schat.v1.ChangePasswordResponse
+	28,  // 37: schat.v1.Response.profile:type_name -> schat.v1.UserProfile
+	27,  // 38: schat.v1.Response.profiles:type_name -> schat.v1.GetProfilesResponse
+	49,  // 39: schat.v1.Response.group:type_name -> schat.v1.GroupInfo
+	31,  // 40: schat.v1.Response.apply_group:type_name -> schat.v1.ApplyGroupResponse
+	34,  // 41: schat.v1.Response.applications:type_name -> schat.v1.ListApplicationsResponse
+	42,  // 42: schat.v1.Response.public_groups:type_name -> schat.v1.ListPublicGroupsResponse
+	45,  // 43: schat.v1.Response.my_groups:type_name -> schat.v1.ListMyGroupsResponse
+	48,  // 44: schat.v1.Response.notices:type_name -> schat.v1.ListNoticesResponse
+	59,  // 45: schat.v1.Response.message:type_name -> schat.v1.ChatMessage
+	56,  // 46: schat.v1.Response.page:type_name -> schat.v1.MessagePage
+	58,  // 47: schat.v1.Response.mark_read:type_name -> schat.v1.MarkReadResponse
+	1,   // 48: schat.v1.RegisterRequest.sex:type_name -> schat.v1.Sex
+	17,  // 49: schat.v1.ResumeRequest.after:type_name -> schat.v1.ShardIndex
+	28,  // 50: schat.v1.LoginResponse.user:type_name -> schat.v1.UserProfile
+	51,  // 51: schat.v1.LoginResponse.groups:type_name -> schat.v1.GroupSummary
+	35,  // 52: schat.v1.LoginResponse.applications:type_name -> schat.v1.Application
+	70,  // 53: schat.v1.LoginResponse.notices:type_name -> schat.v1.Notice
+	19,  // 54: schat.v1.LoginResponse.limits:type_name -> schat.v1.Limits
+	1,   // 55: schat.v1.UpdateProfileRequest.sex:type_name -> schat.v1.Sex
+	28,  // 56: schat.v1.GetProfilesResponse.profiles:type_name -> schat.v1.UserProfile
+	1,   // 57: schat.v1.UserProfile.sex:type_name -> schat.v1.Sex
+	35,  // 58: schat.v1.ListApplicationsResponse.applications:type_name -> schat.v1.Application
+	49,  // 59: schat.v1.ListPublicGroupsResponse.groups:type_name -> schat.v1.GroupInfo
+	51,  // 60: schat.v1.ListMyGroupsResponse.groups:type_name -> schat.v1.GroupSummary
+	70,  // 61: schat.v1.ListNoticesResponse.notices:type_name -> schat.v1.Notice
+	50,  // 62: schat.v1.GroupInfo.members:type_name -> schat.v1.Member
+	3,   // 63: schat.v1.Member.role:type_name -> schat.v1.Role
+	3,   // 64: schat.v1.GroupSummary.role:type_name -> schat.v1.Role
+	2,   // 65: schat.v1.SendMessageRequest.type:type_name -> schat.v1.MessageType
+	59,  // 66: schat.v1.MessagePage.messages:type_name -> schat.v1.ChatMessage
+	2,   // 67: schat.v1.ChatMessage.type:type_name -> schat.v1.MessageType
+	62,  // 68: schat.v1.ChatMessage.system:type_name -> schat.v1.SystemNote
+	60,  // 69: schat.v1.ChatMessage.file:type_name -> schat.v1.FileInfo
+	4,   // 70: schat.v1.FileInfo.kind:type_name -> schat.v1.FileKind
+	5,   // 71: schat.v1.FileInfo.purpose:type_name -> schat.v1.FilePurpose
+	6,   // 72: schat.v1.SystemNote.kind:type_name -> schat.v1.SystemNote.Kind
+	59,  // 73: schat.v1.Event.message:type_name -> schat.v1.ChatMessage
+	64,  // 74: schat.v1.Event.member:type_name -> schat.v1.MemberChanged
+	49,  // 75: schat.v1.Event.group_changed:type_name -> schat.v1.GroupInfo
+	65,  // 76: schat.v1.Event.dissolved:type_name -> schat.v1.GroupDissolved
+	35,  // 77: schat.v1.Event.application:type_name -> schat.v1.Application
+	66,  // 78: schat.v1.Event.decided:type_name -> schat.v1.ApplicationDecided
+	67,  // 79: schat.v1.Event.recalled:type_name -> schat.v1.MessageRecalled
+	68,  // 80: schat.v1.Event.read:type_name -> schat.v1.ReadReceipt
+	69,  // 81: schat.v1.Event.session_ended:type_name -> schat.v1.SessionEnded
+	7,   // 82: schat.v1.MemberChanged.change:type_name -> schat.v1.MemberChanged.Change
+	8,   // 83: schat.v1.ApplicationDecided.reason:type_name -> schat.v1.ApplicationDecided.Reason
+	63,  // 84: schat.v1.Notice.event:type_name -> schat.v1.Event
+	73,  // 85: schat.v1.Command.register:type_name -> schat.v1.RegisterCmd
+	74,  // 86: schat.v1.Command.create_session:type_name -> schat.v1.CreateSessionCmd
+	75,  // 87: schat.v1.Command.delete_session:type_name -> schat.v1.DeleteSessionCmd
+	76,  // 88: schat.v1.Command.change_password:type_name -> schat.v1.ChangePasswordCmd
+	77,  // 89: schat.v1.Command.update_profile:type_name -> schat.v1.UpdateProfileCmd
+	78,  // 90: schat.v1.Command.reserve_group:type_name -> schat.v1.ReserveGroupCmd
+	79,  // 91: schat.v1.Command.release_group:type_name -> schat.v1.ReleaseGroupCmd
+	80,  // 92: schat.v1.Command.move_ownership:type_name -> schat.v1.MoveOwnershipCmd
+	81,  // 93: schat.v1.Command.prune_sessions:type_name -> schat.v1.PruneSessionsCmd
+	82,  // 94: schat.v1.Command.reconcile_owned:type_name -> schat.v1.ReconcileOwnedCmd
+	86,  // 95: schat.v1.Command.create_group:type_name -> schat.v1.CreateGroupCmd
+	87,  // 96: schat.v1.Command.apply:type_name -> schat.v1.ApplyCmd
+	88,  // 97: schat.v1.Command.decide:type_name -> schat.v1.DecideCmd
+	89,  // 98: schat.v1.Command.leave:type_name -> schat.v1.LeaveCmd
+	90,  // 99: schat.v1.Command.dissolve:type_name -> schat.v1.DissolveCmd
+	91,  // 100: schat.v1.Command.transfer:type_name -> schat.v1.TransferCmd
+	92,  // 101: schat.v1.Command.update_group:type_name -> schat.v1.UpdateGroupCmd
+	93,  // 102: schat.v1.Command.send:type_name -> schat.v1.SendCmd
+	94,  // 103: schat.v1.Command.recall:type_name -> schat.v1.RecallCmd
+	95,  // 104: schat.v1.Command.mark_read:type_name -> schat.v1.MarkReadCmd
+	96,  // 105: schat.v1.Command.ack_notices:type_name -> schat.v1.AckNoticesCmd
+	97,  // 106: schat.v1.Command.trim:type_name -> schat.v1.TrimCmd
+	98,  // 107: schat.v1.Command.file_begin:type_name -> schat.v1.FileBeginCmd
+	99,  // 108: schat.v1.Command.file_chunk:type_name -> schat.v1.FileChunkCmd
+	100, // 109: schat.v1.Command.file_commit:type_name -> schat.v1.FileCommitCmd
+	101, // 110: schat.v1.Command.file_abort:type_name -> schat.v1.FileAbortCmd
+	102, // 111: schat.v1.Command.file_sweep:type_name -> schat.v1.FileSweepCmd
+	72,  // 112: schat.v1.Command.batch:type_name -> schat.v1.CommandBatch
+	71,  // 113: schat.v1.CommandBatch.commands:type_name -> schat.v1.Command
+	1,   // 114: schat.v1.RegisterCmd.sex:type_name -> schat.v1.Sex
+	1,   // 115: schat.v1.UpdateProfileCmd.sex:type_name -> schat.v1.Sex
+	83,  // 116: schat.v1.ReconcileOwnedCmd.fixes:type_name -> schat.v1.OwnedFix
+	84,  // 117: schat.v1.OwnedFix.seen:type_name -> schat.v1.OwnedEntry
+	85,  // 118: schat.v1.DecideCmd.limits:type_name -> schat.v1.GroupLimits
+	2,   // 119: schat.v1.SendCmd.type:type_name -> schat.v1.MessageType
+	85,  // 120: schat.v1.RecallCmd.limits:type_name -> schat.v1.GroupLimits
+	60,  // 121: schat.v1.FileBeginCmd.info:type_name -> schat.v1.FileInfo
+	1,   // 122: schat.v1.User.sex:type_name -> schat.v1.Sex
+	60,  // 123: schat.v1.StoredFile.info:type_name -> schat.v1.FileInfo
+	60,  // 124: schat.v1.Upload.info:type_name -> schat.v1.FileInfo
+	115, // 125: schat.v1.NodeRequest.hello:type_name -> schat.v1.HelloRequest
+	117, // 126: schat.v1.NodeRequest.join:type_name -> schat.v1.JoinRequest
+	118, // 127: schat.v1.NodeRequest.forward:type_name -> schat.v1.ForwardRequest
+	121, // 128: schat.v1.NodeRequest.remove:type_name -> schat.v1.RemoveRequest
+	113, // 129: schat.v1.NodeRequest.read_index:type_name -> schat.v1.ReadIndexRequest
+	110, // 130: schat.v1.NodeRequest.status:type_name -> schat.v1.StatusRequest
+	0,   // 131: schat.v1.NodeResponse.code:type_name -> schat.v1.Code
+	116, // 132: schat.v1.NodeResponse.hello:type_name -> schat.v1.HelloResponse
+	119, // 133: schat.v1.NodeResponse.forward:type_name -> schat.v1.ForwardResponse
+	114, // 134: schat.v1.NodeResponse.read_index:type_name -> schat.v1.ReadIndexResponse
+	111, // 135: schat.v1.NodeResponse.status:type_name -> schat.v1.StatusResponse
+	112, // 136: schat.v1.StatusResponse.shards:type_name -> schat.v1.ReplicaStatus
+	120, // 137: schat.v1.ForwardResponse.results:type_name -> schat.v1.ApplyResult
+	0,   // 138: schat.v1.ApplyResult.code:type_name -> schat.v1.Code
+	103, // 139: schat.v1.ApplyResult.user:type_name -> schat.v1.User
+	105, // 140: schat.v1.ApplyResult.group:type_name -> schat.v1.Group
+	59,  // 141: schat.v1.ApplyResult.message:type_name -> schat.v1.ChatMessage
+	60,  // 142: schat.v1.ApplyResult.file:type_name -> schat.v1.FileInfo
+	143, // [143:143] is the sub-list for method output_type
+	143, // [143:143] is the sub-list for method input_type
+	143, // [143:143] is the sub-list for extension type_name
+	143, // [143:143] is the sub-list for extension extendee
+	0,   // [0:143] is the sub-list for field type_name
 }
 
 func init() { file_schat_proto_init() }
@@ -10368,9 +10700,9 @@ func file_schat_proto_init() {
 		(*Response_Page)(nil),
 		(*Response_MarkRead)(nil),
 	}
-	file_schat_proto_msgTypes[15].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[33].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[53].OneofWrappers = []any{
+	file_schat_proto_msgTypes[16].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[34].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[54].OneofWrappers = []any{
 		(*Event_Message)(nil),
 		(*Event_Member)(nil),
 		(*Event_GroupChanged)(nil),
@@ -10381,7 +10713,7 @@ func file_schat_proto_init() {
 		(*Event_Read)(nil),
 		(*Event_SessionEnded)(nil),
 	}
-	file_schat_proto_msgTypes[61].OneofWrappers = []any{
+	file_schat_proto_msgTypes[62].OneofWrappers = []any{
 		(*Command_Register)(nil),
 		(*Command_CreateSession)(nil),
 		(*Command_DeleteSession)(nil),
@@ -10411,19 +10743,21 @@ func file_schat_proto_init() {
 		(*Command_FileSweep)(nil),
 		(*Command_Batch)(nil),
 	}
-	file_schat_proto_msgTypes[67].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[82].OneofWrappers = []any{}
-	file_schat_proto_msgTypes[98].OneofWrappers = []any{
+	file_schat_proto_msgTypes[68].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[83].OneofWrappers = []any{}
+	file_schat_proto_msgTypes[99].OneofWrappers = []any{
 		(*NodeRequest_Hello)(nil),
 		(*NodeRequest_Join)(nil),
 		(*NodeRequest_Forward)(nil),
 		(*NodeRequest_Remove)(nil),
 		(*NodeRequest_ReadIndex)(nil),
+		(*NodeRequest_Status)(nil),
 	}
-	file_schat_proto_msgTypes[99].OneofWrappers = []any{
+	file_schat_proto_msgTypes[100].OneofWrappers = []any{
 		(*NodeResponse_Hello)(nil),
 		(*NodeResponse_Forward)(nil),
 		(*NodeResponse_ReadIndex)(nil),
+		(*NodeResponse_Status)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -10431,7 +10765,7 @@ func file_schat_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_schat_proto_rawDesc), len(file_schat_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   109,
+			NumMessages:   113,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

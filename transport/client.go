@@ -54,6 +54,10 @@ type ClientConfig struct {
 
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+
+	// written, when set, is shared with other connections (a Session's);
+	// otherwise each Client keeps its own.
+	written *writeIndexes
 }
 
 // DefaultClientConfig returns the defaults. Addr must still be set.
@@ -128,6 +132,9 @@ type Client struct {
 	nextID atomic.Uint64
 	out    chan []byte // encoded requests for the writer
 	events chan *pb.Event
+	// written is raised by the reader to the writes each response names,
+	// before the response is handed over; Resume sends it.
+	written *writeIndexes
 
 	mu      sync.Mutex
 	pending map[uint64]chan *pb.Response // nil once done
@@ -169,6 +176,10 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		events:  make(chan *pb.Event, cfg.EventBuffer),
 		pending: make(map[uint64]chan *pb.Response),
 		done:    make(chan struct{}),
+		written: cfg.written,
+	}
+	if c.written == nil {
+		c.written = newWriteIndexes()
 	}
 	c.wg.Add(2)
 	go c.readLoop()
@@ -351,8 +362,10 @@ func (c *Client) readLoop() {
 	}
 }
 
-// deliver hands r to the Do awaiting it, if any still is.
+// deliver hands r to the Do awaiting it, if any still is. The writes it
+// names are noted first, even when nobody waits: they were acknowledged.
 func (c *Client) deliver(r *pb.Response) {
+	c.written.note(r.Writes)
 	c.mu.Lock()
 	ch := c.pending[r.Id]
 	delete(c.pending, r.Id)

@@ -56,9 +56,14 @@ func (c *Client) Login(ctx context.Context, name, password string) (*pb.LoginRes
 	return body(ctx, c, f, (*pb.Response).GetLogin)
 }
 
-// Resume logs this connection in with an existing session token.
+// Resume logs this connection in with an existing session token. It names
+// the raft indexes of the writes acknowledged to this Client (and, for a
+// Session's connection, to the Session's earlier ones), so that the
+// server's answers from then on include those writes, whichever node of
+// the cluster acknowledged them.
 func (c *Client) Resume(ctx context.Context, token string) (*pb.LoginResponse, error) {
-	f := &pb.ClientFrame{Body: &pb.ClientFrame_Resume{Resume: &pb.ResumeRequest{Token: token}}}
+	f := &pb.ClientFrame{Body: &pb.ClientFrame_Resume{Resume: &pb.ResumeRequest{Token: token,
+		After: c.written.list()}}}
 	return body(ctx, c, f, (*pb.Response).GetLogin)
 }
 

@@ -134,6 +134,12 @@ type Reconnect struct {
 // SharedMark) and forgets groups it is no longer in before catching up,
 // and reports Rewound.
 //
+// Each response names the raft indexes of the writes it acknowledged, and
+// the Session keeps the highest per shard across its connections; every
+// resume sends them, and the new node serves the resumed login only once
+// it holds those writes. So the caller reads its own acknowledged writes
+// on whichever node it is moved to, even one that was behind.
+//
 // Only messages are caught up: member changes, recalls, read receipts and
 // applications pushed while no connection was up are lost, and the
 // Reconnect value carries the resume response for the caller to compare
@@ -186,6 +192,9 @@ func NewSession(ctx context.Context, cfg SessionConfig) (*Session, error) {
 		ready:      make(chan struct{}),
 		marks:      make(map[uint64]uint64),
 	}
+	// Every connection notes acknowledged writes in one place, so that
+	// each resume names the writes made through the ones before it.
+	s.cfg.Client.written = newWriteIndexes()
 	s.ctx, s.cancel = context.WithCancelCause(ctx)
 	var errs []error
 	for i, addr := range cfg.Addrs {
