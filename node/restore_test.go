@@ -156,8 +156,11 @@ func TestBackup_Scheduled(t *testing.T) {
 			return m.Counts.Groups == uint64(i+1) && g.GroupId != 0
 		})
 	}
-	if files := backups(t, n); len(files) != 2 {
-		t.Fatalf("got %d backup files, want Keep=2", len(files))
+	// A new file is in place a moment before the oldest is pruned.
+	waitUntil(t, "Keep=2 backup files", func() bool { return len(backups(t, n)) == 2 })
+	files := backups(t, n)
+	if m := verifyFile(t, files[len(files)-1]); m.Counts.Groups != 3 {
+		t.Fatalf("newest backup holds %d groups, want 3", m.Counts.Groups)
 	}
 }
 
