@@ -107,10 +107,14 @@ func (h *hub) leave(gid, uid uint64) {
 	}
 }
 
-// publish delivers a batch of committed events in order.
-func (h *hub) publish(events []fsm.Event) {
+// publish delivers a batch of committed events in order. visible marks
+// them seen (fsm.Config.Publish): it is called under the hub's lock, which
+// attach holds while it reads the state, so that attach never waits for a
+// batch that waits for the lock.
+func (h *hub) publish(events []fsm.Event, visible func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	visible()
 	for i := range events {
 		h.handle(&events[i])
 	}

@@ -34,7 +34,7 @@ type shardConfig struct {
 	nodeID       string
 	tuning       RaftTuning
 	mux          *transport.Mux
-	publish      func([]fsm.Event)
+	publish      func(events []fsm.Event, visible func())
 	bootstrap    []raft.Server // the configuration to start a shard with no state
 	applyTimeout time.Duration
 	forward      forwardFunc
