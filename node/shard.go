@@ -66,7 +66,7 @@ func openShard(sc shardConfig) (*shard, error) {
 }
 
 func (s *shard) startRaft(sc shardConfig, dir string) error {
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	logs, err := OpenRaftLog(filepath.Join(dir, "raft.db"))
 	if err != nil {
 		return err
 	}
