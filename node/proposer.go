@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -34,6 +35,10 @@ type proposer struct {
 	done   chan struct{}
 	once   sync.Once
 	wg     sync.WaitGroup
+
+	// entries and commands count the entries formed and the commands in
+	// them, for the node's metrics.
+	entries, commands atomic.Uint64
 }
 
 // proposal is one submitted command awaiting its outcome.
@@ -111,6 +116,8 @@ func (p *proposer) run() {
 		}
 		batch := p.gather(first)
 		entry := encodeBatch(batch)
+		p.entries.Add(1)
+		p.commands.Add(uint64(len(batch)))
 		if p.raft.State() != raft.Leader {
 			p.elsewhere(batch, entry)
 			continue
