@@ -59,6 +59,6 @@ func recoverShard(dataDir, nodeID string, id uint32, servers []raft.Server, logg
 		return err
 	}
 	_, trans := raft.NewInmemTransport(raft.ServerAddress(nodeID))
-	rc := raftConfig(nodeID, DefaultConfig().Raft, hlog)
+	rc := RaftConfig(nodeID, DefaultConfig().Raft, hlog)
 	return raft.RecoverCluster(rc, f, logs, logs, snaps, trans, raft.Configuration{Servers: servers})
 }

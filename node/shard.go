@@ -86,7 +86,7 @@ func (s *shard) startRaft(sc shardConfig, dir string) error {
 	}
 	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog})
-	rc := raftConfig(sc.nodeID, sc.tuning, hlog)
+	rc := RaftConfig(sc.nodeID, sc.tuning, hlog)
 	if len(sc.bootstrap) > 0 {
 		if err := bootstrap(rc, cached, logs, snaps, s.trans, sc.bootstrap); err != nil {
 			return err
@@ -100,7 +100,9 @@ func (s *shard) startRaft(sc shardConfig, dir string) error {
 	return nil
 }
 
-func raftConfig(nodeID string, t RaftTuning, hlog hclog.Logger) *raft.Config {
+// RaftConfig is the raft configuration of a shard on node nodeID with
+// tuning t; the load generator's ceiling runs its raft with it too.
+func RaftConfig(nodeID string, t RaftTuning, hlog hclog.Logger) *raft.Config {
 	c := raft.DefaultConfig()
 	c.LocalID = raft.ServerID(nodeID)
 	c.Logger = hlog
