@@ -49,9 +49,18 @@ type Config struct {
 	// goes into the low bits of the notice IDs a shard hands out, so that
 	// an ID names the shard that holds the notice.
 	Shard uint32
-	// Publish, if set, receives the events of each applied batch after it
-	// commits, in log order, on raft's FSM goroutine. It must not block.
-	Publish func([]Event)
+	// Publish, if set, receives the events of each applied batch in log
+	// order, on raft's FSM goroutine; it must not block. It is called as
+	// soon as the batch is applied, while its transaction commits to disk
+	// next: the batch's entries are committed in the raft log already, so
+	// what the events tell survives a crash (the entries are applied again
+	// on restart, with the same outcome). Publish must call visible before
+	// any of the events can be seen, holding any lock that a caller of View
+	// may hold: from then on View waits for the commit, so that whoever saw
+	// an event reads a state that holds it. A batch that
+	// revokes sessions is published only once committed, so that a revoked
+	// token is refused as soon as its connections end.
+	Publish func(events []Event, visible func())
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -91,6 +100,10 @@ type FSM struct {
 	largestBatch atomic.Int64 // bytes of entry data in the largest batch applied
 	waitMu       sync.Mutex
 	waitCh       chan struct{} // closed and replaced whenever applied moves
+
+	// published is the raft index of the last batch whose events may have
+	// been seen; above applied while that batch commits.
+	published atomic.Uint64
 }
 
 // Open opens the state file named in cfg.
@@ -157,8 +170,13 @@ func (f *FSM) Close() error {
 	return f.db.Close()
 }
 
-// View runs fn in a read transaction over the current state.
+// View runs fn in a read transaction over the current state, once it
+// holds every batch whose events were published.
 func (f *FSM) View(fn func(*bolt.Tx) error) error {
+	if p := f.published.Load(); p > f.applied.Load() {
+		// A commit in progress always ends: it succeeds, or the node stops.
+		f.WaitApplied(context.Background(), p)
+	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.db.View(fn)
@@ -217,57 +235,110 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 
 // ApplyBatch applies a batch of committed entries in one transaction and
 // returns, for each command entry, a *Result, or a []*Result for an entry
-// holding a CommandBatch (nil for entries skipped or not commands).
+// holding a CommandBatch (nil for entries skipped or not commands). The
+// batch's events are published before the transaction commits (see
+// Config.Publish); the results are returned after.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.noteBatch(logs)
 	out := make([]interface{}, len(logs))
-	var events []Event
-	var last *raft.Log
-	var doomed [][]byte
 	fx := newFileEffects(f.files)
 	defer fx.chunks.Close()
-	f.mu.RLock()
-	err := f.db.Update(func(tx *bolt.Tx) error {
-		applied, _ := storage.Applied(tx)
-		for i, l := range logs {
-			if l.Index <= applied {
-				continue
-			}
-			last = l
-			if l.Type != raft.LogCommand {
-				continue
-			}
-			a := &applyCtx{tx: tx, index: l.Index, fx: fx}
-			out[i] = f.applyEntry(a, l)
-			events = append(events, a.events...)
-		}
-		if last == nil {
-			return nil
-		}
-		// Chunks written by the batch are durable before the state that
-		// counts them commits.
-		if err := fx.chunks.Sync(); err != nil {
-			return err
-		}
-		doomed = fx.doomed(tx)
-		return storage.SetApplied(tx, last.Index, last.Term)
-	})
-	f.mu.RUnlock()
+	last, events, early, doomed, err := f.commitBatch(logs, out, fx)
 	if err != nil {
 		// The state can no longer follow the log; continuing would let
 		// replicas diverge.
 		panic(fmt.Sprintf("fsm: commit batch ending at %d: %v", logs[len(logs)-1].Index, err))
 	}
+	if last == nil {
+		return out
+	}
 	if err := fx.finish(doomed); err != nil {
 		f.log.Warn("file cleanup after commit", "err", err)
 	}
-	if last != nil {
-		f.setApplied(last.Index)
-	}
-	if len(events) > 0 && f.cfg.Publish != nil {
-		f.cfg.Publish(events)
+	f.setApplied(last.Index)
+	if !early {
+		f.publish(last.Index, events)
 	}
 	return out
+}
+
+// commitBatch applies logs in one transaction and commits it, publishing
+// the events before the commit unless they revoke sessions (early). It
+// returns the last entry applied (nil if none was new), the events, and the
+// file contents to delete now that the transaction has committed.
+func (f *FSM) commitBatch(logs []*raft.Log, out []interface{}, fx *fileEffects) (
+	last *raft.Log, events []Event, early bool, doomed [][]byte, err error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	tx, err := f.db.Begin(true)
+	if err != nil {
+		return nil, nil, false, nil, err
+	}
+	defer func() {
+		if tx.DB() != nil { // not committed: an error, or a panic on the way
+			tx.Rollback()
+		}
+	}()
+	if last, events, doomed, err = f.applyLogs(tx, logs, out, fx); err != nil || last == nil {
+		return nil, nil, false, nil, err
+	}
+	if early = !revokes(events); early {
+		f.publish(last.Index, events)
+	}
+	return last, events, early, doomed, tx.Commit()
+}
+
+// applyLogs applies the entries of logs above the applied index in tx and
+// records the last one as applied. It returns that entry (nil if none was
+// new), the events to publish and the file contents to delete once tx
+// commits.
+func (f *FSM) applyLogs(tx *bolt.Tx, logs []*raft.Log, out []interface{},
+	fx *fileEffects) (last *raft.Log, events []Event, doomed [][]byte, err error) {
+	applied, _ := storage.Applied(tx)
+	for i, l := range logs {
+		if l.Index <= applied {
+			continue
+		}
+		last = l
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		a := &applyCtx{tx: tx, index: l.Index, fx: fx}
+		out[i] = f.applyEntry(a, l)
+		events = append(events, a.events...)
+	}
+	if last == nil {
+		return nil, nil, nil, nil
+	}
+	// Chunks written by the batch are durable before the state that
+	// counts them commits.
+	if err := fx.chunks.Sync(); err != nil {
+		return nil, nil, nil, err
+	}
+	doomed = fx.doomed(tx)
+	return last, events, doomed, storage.SetApplied(tx, last.Index, last.Term)
+}
+
+// publish hands the events of the batch ending at index to Publish.
+func (f *FSM) publish(index uint64, events []Event) {
+	if len(events) == 0 || f.cfg.Publish == nil {
+		return
+	}
+	f.cfg.Publish(events, func() {
+		if index > f.published.Load() {
+			f.published.Store(index)
+		}
+	})
+}
+
+// revokes reports whether events end sessions.
+func revokes(events []Event) bool {
+	for _, e := range events {
+		if e.Revoke {
+			return true
+		}
+	}
+	return false
 }
 
 // applyEntry decodes and applies one log entry: a command, whose result

@@ -47,11 +47,14 @@ func newFSM(t testing.TB, kind Kind) *harness {
 func (h *harness) open(t testing.TB) {
 	t.Helper()
 	f, err := Open(Config{
-		Path:    h.path,
-		Kind:    h.kind,
-		Shard:   testShard,
-		Publish: func(evs []Event) { h.events = append(h.events, evs...) },
-		Logger:  slog.New(slog.DiscardHandler),
+		Path:  h.path,
+		Kind:  h.kind,
+		Shard: testShard,
+		Publish: func(evs []Event, visible func()) {
+			visible()
+			h.events = append(h.events, evs...)
+		},
+		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatalf("open fsm: %v", err)

@@ -24,16 +24,23 @@ type hub struct {
 
 	// queued holds each session's events of the batch being published, in
 	// order, and sessions the order in which they first got one: a batch
-	// is handed to each connection in one go, so that its writer finds the
-	// whole batch queued and sends it in one write.
+	// is handed to each connection in one push, so that its writer finds
+	// the whole batch queued and sends it in one write.
 	queued   map[*session][]*transport.Message
 	sessions []*session
+
+	// push hands a session its events of a batch: its connection's
+	// SendAll, which tests replace.
+	push func(s *session, ms []*transport.Message) bool
 }
 
 func newHub() *hub {
 	return &hub{users: make(map[uint64]map[*session]struct{}),
 		groups: make(map[uint64]map[uint64]struct{}),
-		queued: make(map[*session][]*transport.Message)}
+		queued: make(map[*session][]*transport.Message),
+		push: func(s *session, ms []*transport.Message) bool {
+			return s.conn.SendAll(ms)
+		}}
 }
 
 // attach registers an authenticated session. groups is called under the
@@ -100,10 +107,14 @@ func (h *hub) leave(gid, uid uint64) {
 	}
 }
 
-// publish delivers a batch of committed events in order.
-func (h *hub) publish(events []fsm.Event) {
+// publish delivers a batch of committed events in order. visible marks
+// them seen (fsm.Config.Publish): it is called under the hub's lock, which
+// attach holds while it reads the state, so that attach never waits for a
+// batch that waits for the lock.
+func (h *hub) publish(events []fsm.Event, visible func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	visible()
 	for i := range events {
 		h.handle(&events[i])
 	}
@@ -119,14 +130,10 @@ func (h *hub) queue(s *session, m *transport.Message) {
 	h.queued[s] = append(q, m)
 }
 
-// flush sends every session its queued events; h.mu is held.
+// flush hands every session its queued events in one push; h.mu is held.
 func (h *hub) flush() {
 	for _, s := range h.sessions {
-		for _, m := range h.queued[s] {
-			if !s.conn.Send(m) {
-				break
-			}
-		}
+		h.push(s, h.queued[s])
 	}
 	clear(h.queued)
 	clear(h.sessions)

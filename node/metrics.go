@@ -44,6 +44,13 @@ func newMetrics(n *Node) *metrics {
 		m.reg.MustRegister(shardGauge(sh, "schat_shard_log_cache_bytes",
 			"Bytes of raft log entries the shard keeps in memory.",
 			func() float64 { return float64(sh.cache.cached()) }))
+		m.reg.MustRegister(shardCounter(sh, "schat_shard_entries_total",
+			"Raft entries this node's proposer formed for the shard.", func() float64 {
+				return float64(sh.prop.entries.Load())
+			}))
+		m.reg.MustRegister(shardCounter(sh, "schat_shard_commands_total",
+			"Commands in the raft entries this node's proposer formed for the shard.",
+			func() float64 { return float64(sh.prop.commands.Load()) }))
 		m.reg.MustRegister(shardGauge(sh, "schat_shard_is_leader",
 			"1 when this node leads the shard.", func() float64 {
 				if sh.raft.State() == raft.Leader {
@@ -57,6 +64,11 @@ func newMetrics(n *Node) *metrics {
 
 func shardGauge(sh *shard, name, help string, fn func() float64) prometheus.Collector {
 	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help,
+		ConstLabels: prometheus.Labels{"shard": shardLabel(sh.id)}}, fn)
+}
+
+func shardCounter(sh *shard, name, help string, fn func() float64) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help,
 		ConstLabels: prometheus.Labels{"shard": shardLabel(sh.id)}}, fn)
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -20,6 +21,12 @@ import (
 // goroutines blocked in Apply. The proposer instead takes everything
 // queued while raft was busy and proposes it as one CommandBatch entry.
 //
+// At most entriesInFlight entries are on their way through raft at once:
+// one being written to the log while the one before it is applied. What is
+// submitted meanwhile waits in the queue and goes into the next entry, so
+// entries grow with the load instead of the log and the state file each
+// committing as often as they can, contending for the same disk.
+//
 // Commands are proposed in the order they were submitted, so the log keeps
 // one connection's pipelined writes in order.
 type proposer struct {
@@ -30,11 +37,16 @@ type proposer struct {
 	maxBytes int
 
 	queue  chan *proposal
-	carry  *proposal // taken from the queue but left for the next batch; run's own
+	carry  *proposal     // taken from the queue but left for the next batch; run's own
+	slots  chan struct{} // one token per entry in flight
 	flight chan flight
 	done   chan struct{}
 	once   sync.Once
 	wg     sync.WaitGroup
+
+	// entries and commands count the entries formed and the commands in
+	// them, for the node's metrics.
+	entries, commands atomic.Uint64
 }
 
 // proposal is one submitted command awaiting its outcome.
@@ -72,10 +84,19 @@ const (
 	proposalQueue    = 4096
 )
 
+// entriesInFlight bounds the entries proposed and not yet settled. Two
+// keep the log's commit of one entry beside the state file's of the one
+// before it. On two cores and one disk, against 64 in flight, two gave a
+// third to a half of the p99 latency of an open loop at half the send
+// peak and no lower send throughput, on one node and on three;
+// BENCHMARKS.md has the commands to measure it.
+const entriesInFlight = 2
+
 func newProposer(r *raft.Raft, forward forwardFunc, timeout time.Duration) *proposer {
 	p := &proposer{raft: r, forward: forward, timeout: timeout, maxBatch: batchMaxCommands,
 		maxBytes: batchMaxBytes, queue: make(chan *proposal, proposalQueue),
-		flight: make(chan flight, 64), done: make(chan struct{})}
+		slots: make(chan struct{}, entriesInFlight), flight: make(chan flight, entriesInFlight),
+		done: make(chan struct{})}
 	p.wg.Add(2)
 	go p.run()
 	go p.settle()
@@ -100,7 +121,8 @@ func (p *proposer) submit(cmd *pb.Command) *proposal {
 	return pr
 }
 
-// run forms batches from the queue and hands them to raft.
+// run forms batches from the queue and hands them to raft, once an entry
+// may be in flight.
 func (p *proposer) run() {
 	defer p.wg.Done()
 	defer close(p.flight)
@@ -115,10 +137,20 @@ func (p *proposer) run() {
 				return
 			}
 		}
+		select {
+		case p.slots <- struct{}{}:
+		case <-p.done:
+			first.out <- outcome{err: errClosed}
+			p.failQueued()
+			return
+		}
 		batch := p.gather(first)
 		entry := encodeBatch(batch)
+		p.entries.Add(1)
+		p.commands.Add(uint64(len(batch)))
 		if p.raft.State() != raft.Leader {
 			p.elsewhere(batch, entry)
+			<-p.slots
 			continue
 		}
 		p.flight <- flight{fut: p.raft.Apply(entry, p.timeout), batch: batch, entry: entry}
@@ -242,6 +274,7 @@ func (p *proposer) settle() {
 		default:
 			failAll(f.batch, raftError(err))
 		}
+		<-p.slots
 	}
 }
 

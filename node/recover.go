@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/schat/schat/fsm"
 )
@@ -49,7 +48,7 @@ func recoverShard(dataDir, nodeID string, id uint32, servers []raft.Server, logg
 		return err
 	}
 	defer f.Close()
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	logs, err := OpenRaftLog(filepath.Join(dir, "raft.db"))
 	if err != nil {
 		return err
 	}
@@ -60,6 +59,6 @@ func recoverShard(dataDir, nodeID string, id uint32, servers []raft.Server, logg
 		return err
 	}
 	_, trans := raft.NewInmemTransport(raft.ServerAddress(nodeID))
-	rc := raftConfig(nodeID, DefaultConfig().Raft, hlog)
+	rc := RaftConfig(nodeID, DefaultConfig().Raft, hlog)
 	return raft.RecoverCluster(rc, f, logs, logs, snaps, trans, raft.Configuration{Servers: servers})
 }

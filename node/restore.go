@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/schat/schat/fsm"
@@ -286,7 +285,7 @@ var raftKeyCurrentTerm = []byte("CurrentTerm")
 // snapshot store and sets its stable store's term.
 func writeRaftStart(dir string, f *fsm.FSM, index, term uint64, self raft.Server,
 	logger *slog.Logger) error {
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	logs, err := OpenRaftLog(filepath.Join(dir, "raft.db"))
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ type shardConfig struct {
 	nodeID       string
 	tuning       RaftTuning
 	mux          *transport.Mux
-	publish      func([]fsm.Event)
+	publish      func(events []fsm.Event, visible func())
 	bootstrap    []raft.Server // the configuration to start a shard with no state
 	applyTimeout time.Duration
 	forward      forwardFunc
@@ -71,7 +71,7 @@ func openShard(sc shardConfig) (*shard, error) {
 }
 
 func (s *shard) startRaft(sc shardConfig, dir string) error {
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	logs, err := OpenRaftLog(filepath.Join(dir, "raft.db"))
 	if err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func (s *shard) startRaft(sc shardConfig, dir string) error {
 	}
 	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog})
-	rc := raftConfig(sc.nodeID, sc.tuning, hlog)
+	rc := RaftConfig(sc.nodeID, sc.tuning, hlog)
 	if len(sc.bootstrap) > 0 {
 		if err := bootstrap(rc, cached, logs, snaps, s.trans, sc.bootstrap); err != nil {
 			return err
@@ -106,7 +106,9 @@ func (s *shard) startRaft(sc shardConfig, dir string) error {
 	return nil
 }
 
-func raftConfig(nodeID string, t RaftTuning, hlog hclog.Logger) *raft.Config {
+// RaftConfig is the raft configuration of a shard on node nodeID with
+// tuning t; the load generator's ceiling runs its raft with it too.
+func RaftConfig(nodeID string, t RaftTuning, hlog hclog.Logger) *raft.Config {
 	c := raft.DefaultConfig()
 	c.LocalID = raft.ServerID(nodeID)
 	c.Logger = hlog

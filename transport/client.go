@@ -214,7 +214,7 @@ func dialWS(ctx context.Context, cfg ClientConfig) (wire, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport: dial %s: %w", cfg.Addr, err)
 	}
-	w := newWSWire(ws, cfg.MaxFrame, 0, 0)
+	w := newWSWire(ws, nil, cfg.MaxFrame, 0, 0)
 	w.decided = true
 	w.text.Store(cfg.JSON)
 	return w, nil

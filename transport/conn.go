@@ -119,15 +119,23 @@ func (c *Conn) SetSession(v any) {
 // a slow consumer rather than buffering without bound, and Send returns
 // false. It also returns false once the connection is closed.
 func (c *Conn) Send(m *Message) bool {
+	return c.SendAll([]*Message{m})
+}
+
+// SendAll queues every message of ms, in order, in one step: the write
+// goroutine finds them queued together and sends them in one write. It
+// does not keep ms. Like Send it does not block, and a queue without room
+// for all of them closes the connection as a slow consumer.
+func (c *Conn) SendAll(ms []*Message) bool {
 	select {
 	case <-c.done:
 		return false
 	default:
 	}
-	if c.out.tryPush(m) {
+	if c.out.tryPushAll(ms) {
 		return true
 	}
-	c.log.Warn("slow consumer disconnected", "queued", c.out.len())
+	c.log.Warn("slow consumer disconnected", "queued", c.out.len(), "pushed", len(ms))
 	c.closeWith(websocket.StatusPolicyViolation, reasonSlow)
 	return false
 }

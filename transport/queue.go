@@ -29,12 +29,19 @@ func newQueue[T any](max int) *queue[T] {
 
 // tryPush appends v unless the queue is full, and reports whether it did.
 func (q *queue[T]) tryPush(v T) bool {
+	return q.tryPushAll([]T{v})
+}
+
+// tryPushAll appends every item of vs, in order and under one lock, unless
+// they do not all fit; it reports whether it did. A taker sees either all
+// of vs or none of it.
+func (q *queue[T]) tryPushAll(vs []T) bool {
 	q.mu.Lock()
-	if len(q.items) >= q.max {
+	if len(q.items)+len(vs) > q.max {
 		q.mu.Unlock()
 		return false
 	}
-	q.items = append(q.items, v)
+	q.items = append(q.items, vs...)
 	q.mu.Unlock()
 	signal(q.ready)
 	return true

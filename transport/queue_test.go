@@ -77,3 +77,51 @@ func TestQueue_PushClaim_OneTakerAtATime(t *testing.T) {
 		t.Fatal("pushClaim after the taker ended did not ask for another")
 	}
 }
+
+func TestQueue_TryPushAll_AllOrNothing(t *testing.T) {
+	q := newQueue[int](4)
+	if !q.tryPushAll([]int{1, 2, 3}) {
+		t.Fatal("tryPushAll refused three items into an empty queue of four")
+	}
+	if q.tryPushAll([]int{4, 5}) {
+		t.Fatal("tryPushAll accepted two items with room for one")
+	}
+	got, _ := q.takeAll(nil, make(chan struct{}))
+	if !slices.Equal(got, []int{1, 2, 3}) {
+		t.Fatalf("got %v, want [1 2 3]: a refused push must add nothing", got)
+	}
+}
+
+// A taker running beside the pusher only ever finds whole batches: each
+// takeAll returns a run of complete batches, never part of one.
+func TestQueue_TryPushAll_TakerSeesWholeBatches(t *testing.T) {
+	const batches = 2000
+	q := newQueue[int](1 << 20)
+	done := make(chan struct{})
+	go func() {
+		for b := range batches {
+			size := b%7 + 1
+			vs := make([]int, size)
+			for i := range vs {
+				vs[i] = b*8 + i // batch b, item i; item 0 marks its start
+			}
+			q.tryPushAll(vs)
+		}
+	}()
+	next := 0 // the batch expected to start the next take
+	var buf []int
+	for next < batches {
+		var ok bool
+		if buf, ok = q.takeAll(buf, done); !ok {
+			t.Fatal("takeAll ended early")
+		}
+		for i := 0; i < len(buf); {
+			size := next%7 + 1
+			if buf[i] != next*8 || i+size > len(buf) || buf[i+size-1] != next*8+size-1 {
+				t.Fatalf("take %v: batch %d not whole at offset %d", buf, next, i)
+			}
+			i += size
+			next++
+		}
+	}
+}

@@ -43,9 +43,17 @@ type wsWire struct {
 	// progress, which makes the library close the connection.
 	writeCtx    context.Context
 	abortWrites context.CancelFunc
+
+	// cork, on a server wire, holds a burst's messages back until flush;
+	// corked is whether it does now. Writer only.
+	cork   *corkConn
+	corked bool
 }
 
-func newWSWire(ws *websocket.Conn, max int, idle, writeTimeout time.Duration) *wsWire {
+// newWSWire wraps ws; cork is the connection under a server's ws, nil on
+// a client.
+func newWSWire(ws *websocket.Conn, cork *corkConn, max int,
+	idle, writeTimeout time.Duration) *wsWire {
 	ws.SetReadLimit(int64(max))
 	ctx, cancel := context.WithCancel(context.Background())
 	return &wsWire{
@@ -55,6 +63,7 @@ func newWSWire(ws *websocket.Conn, max int, idle, writeTimeout time.Duration) *w
 		writeTimeout: writeTimeout,
 		writeCtx:     ctx,
 		abortWrites:  cancel,
+		cork:         cork,
 	}
 }
 
@@ -128,12 +137,22 @@ func (w *wsWire) writeFrame(payload []byte) error {
 	if w.text.Load() {
 		typ = websocket.MessageText
 	}
+	if w.cork != nil && !w.corked {
+		w.cork.cork()
+		w.corked = true
+	}
 	return w.ws.Write(ctx, typ, payload)
 }
 
-// flush has nothing to do: the library flushes each message as it is
-// written.
-func (w *wsWire) flush() error { return nil }
+// flush sends the messages written since the last flush, in one write on
+// a server wire; a client's library has sent each already.
+func (w *wsWire) flush() error {
+	if !w.corked {
+		return nil
+	}
+	w.corked = false
+	return w.cork.uncork()
+}
 
 // close runs the close handshake. The library bounds it (a few seconds to
 // write the close frame and as long again for the peer's answer); a
@@ -144,6 +163,7 @@ func (w *wsWire) close(code websocket.StatusCode, reason string) {
 		// Cutting may split a rune; the reason must stay valid UTF-8.
 		reason = strings.ToValidUTF8(reason[:maxReason], "")
 	}
+	w.flush() // the close frame must not wait behind held-back messages
 	w.ws.Close(code, reason)
 	w.abortWrites()
 }
@@ -163,7 +183,8 @@ func (s *Server) serveWS(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	ws, err := websocket.Accept(rw, r, &websocket.AcceptOptions{
+	cw := &corkingWriter{ResponseWriter: rw, writeTimeout: s.cfg.WriteTimeout}
+	ws, err := websocket.Accept(cw, r, &websocket.AcceptOptions{
 		OriginPatterns: s.cfg.OriginPatterns,
 	})
 	if err != nil {
@@ -171,7 +192,7 @@ func (s *Server) serveWS(rw http.ResponseWriter, r *http.Request) {
 		s.log.Debug("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	w := newWSWire(ws, s.cfg.MaxFrame, s.cfg.IdleTimeout, s.cfg.WriteTimeout)
+	w := newWSWire(ws, cw.conn, s.cfg.MaxFrame, s.cfg.IdleTimeout, s.cfg.WriteTimeout)
 	s.start(w, peerAddr(r.RemoteAddr))
 }
 

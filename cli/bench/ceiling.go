@@ -2,36 +2,51 @@ package bench
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/schat/schat/fsm"
 	"github.com/schat/schat/node"
 	pb "github.com/schat/schat/proto"
+	"github.com/schat/schat/storage"
 )
 
 // runCeiling measures the machine's raw limits, in this process, against
-// which the other figures are read: how many raft entries the size of a
-// chat message's command a single node commits and applies per second, when
-// Writers goroutines propose at once and the state machine writes each
-// batch in one bbolt transaction (raft, its bbolt log and a bbolt state
-// file, the pipeline of a shard without schat's logic); and how many
-// fsyncs per second the disk under TempDir takes.
+// which the other figures are read.
+//
+// The applies: a one-node raft with a node's raft configuration, its log
+// opened as a node opens it (node.OpenRaftLog) and its state file as a
+// node opens one (storage.OpenState), fed by a node's own proposer
+// (node.Proposer), which gathers the commands queued while raft is busy
+// into one entry, as a shard does. Writers goroutines each keep one
+// command outstanding: by default as many as send keeps in flight, so
+// that entries are as large as under send. Each command is the size of a
+// text message's command. The state machine stores each command of an
+// entry under its own key, all of a raft batch in one bbolt transaction
+// with the applied index, and does nothing else: no decoding, no chat
+// rules, keys in ascending order (the fewest pages a transaction can
+// touch). So the ceiling is what raft and bbolt sustain, fsync for fsync,
+// for the work a send does at least.
+//
+// The disk: how many 4 KiB write + fsync cycles per second the disk under
+// TempDir takes.
 func (r *runner) runCeiling(ctx context.Context, p *progress, m *meter) (Result, error) {
 	cfg := r.cfg
-	entry := ceilingEntry(cfg.MessageSize)
-	res := Result{Params: map[string]any{"writers": cfg.Writers, "entry_bytes": len(entry),
-		"duration_sec": cfg.Duration.Seconds(), "dir": cfg.TempDir}}
+	cmd := ceilingCommand(cfg.MessageSize)
+	res := Result{Params: map[string]any{"writers": cfg.writers(),
+		"command_bytes": proto.Size(cmd), "duration_sec": cfg.Duration.Seconds(),
+		"dir": cfg.TempDir}}
 	dir, err := os.MkdirTemp(cfg.TempDir, "schat-ceiling-")
 	if err != nil {
 		return res, fmt.Errorf("bench: ceiling directory: %w", err)
@@ -39,41 +54,49 @@ func (r *runner) runCeiling(ctx context.Context, p *progress, m *meter) (Result,
 	defer os.RemoveAll(dir)
 
 	p.setPhase("fsync")
-	if res.FsyncsPerSec, err = fsyncRate(filepath.Join(dir, "fsync"), min(cfg.Duration, 2*time.Second)); err != nil {
+	fsyncFor := min(cfg.Duration, 2*time.Second)
+	if res.FsyncsPerSec, err = fsyncRate(filepath.Join(dir, "fsync"), fsyncFor); err != nil {
 		return res, err
 	}
 
 	p.setPhase("starting raft")
-	rf, stop, err := startCeilingRaft(ctx, dir)
+	c, err := startCeiling(ctx, dir)
 	if err != nil {
 		return res, err
 	}
-	defer stop()
+	defer c.stop()
 
 	p.setPhase("applying")
 	lat := newLatencies()
-	elapsed := closedLoop(ctx, cfg.Duration, 1, cfg.Writers, func(_ context.Context, _, j int) error {
-		t := time.Now()
-		if err := rf.Apply(entry, 10*time.Second).Error(); err != nil {
-			return err
-		}
-		lat.record(j, time.Since(t))
-		m.ops.Add(1)
-		return nil
-	}, m)
+	// A command is waited for even past the end: raft must have answered
+	// every entry before it shuts down. Only those done in time count.
+	elapsed := closedLoop(ctx, cfg.Duration, 1, cfg.writers(),
+		func(ctx context.Context, _, j int) error {
+			t := time.Now()
+			if _, err := c.prop.Propose(context.WithoutCancel(ctx), cmd); err != nil {
+				return err
+			}
+			if ctx.Err() == nil {
+				lat.record(j, time.Since(t))
+				m.ops.Add(1)
+			}
+			return nil
+		}, m)
 	res.setRate(m, elapsed)
 	res.setLatency(lat.merged())
+	if cmds, entries, commits := c.state.counts(); entries > 0 {
+		res.Params["commands_per_entry"] = round1(float64(cmds) / float64(entries))
+		res.Params["commands_per_commit"] = round1(float64(cmds) / float64(commits))
+	}
 	r.ceiling = res.OpsPerSec
 	return res, nil
 }
 
-// ceilingEntry is a raft entry as large as the command of a text message
-// of size bytes.
-func ceilingEntry(size int) []byte {
-	b, _ := proto.Marshal(&pb.Command{TimeMs: time.Now().UnixMilli(), Op: &pb.Command_Send{
+// ceilingCommand is a text message's command with a text of size bytes.
+func ceilingCommand(size int) *pb.Command {
+	return &pb.Command{TimeMs: time.Now().UnixMilli(), Op: &pb.Command_Send{
 		Send: &pb.SendCmd{GroupId: 1001, SenderId: 10001, SenderName: "bench user",
-			Type: pb.MessageType_MESSAGE_TYPE_TEXT, Text: strings.Repeat("x", size)}}})
-	return b
+			Type: pb.MessageType_MESSAGE_TYPE_TEXT, Text: strings.Repeat("x", size)}}}
 }
 
 // fsyncRate writes a 4 KiB block to path and fsyncs it, over and over for
@@ -99,110 +122,175 @@ func fsyncRate(path string, d time.Duration) (float64, error) {
 	return float64(n) / time.Since(start).Seconds(), nil
 }
 
-// startCeilingRaft starts a one-node raft in dir, tuned as a schat shard,
-// over a trivial state machine, and waits until it leads. stop shuts it
-// down and closes its files.
-func startCeilingRaft(ctx context.Context, dir string) (*raft.Raft, func(), error) {
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+// ceiling is the raft, state file and proposer of the ceiling.
+type ceiling struct {
+	raft  *raft.Raft
+	state *ceilingFSM
+	prop  *node.Proposer
+	stop  func()
+}
+
+// startCeiling starts a one-node raft in dir, set up as a node's shard,
+// and waits until it leads.
+func startCeiling(ctx context.Context, dir string) (*ceiling, error) {
+	logs, err := node.OpenRaftLog(filepath.Join(dir, "raft.db"))
 	if err != nil {
-		return nil, nil, fmt.Errorf("bench: raft log: %w", err)
+		return nil, fmt.Errorf("bench: raft log: %w", err)
 	}
-	state, err := openBatchFSM(filepath.Join(dir, "state.db"))
+	db, err := storage.OpenState(filepath.Join(dir, "state.db"))
 	if err != nil {
 		logs.Close()
-		return nil, nil, err
+		return nil, fmt.Errorf("bench: state file: %w", err)
 	}
-	stop := func() { logs.Close(); state.db.Close() }
-	cached, _ := raft.NewLogCache(512, logs)
+	c := &ceiling{state: &ceilingFSM{db: db}}
+	c.stop = func() { logs.Close(); db.Close() }
+	cached, err := raft.NewLogCache(512, logs)
+	if err != nil {
+		c.stop()
+		return nil, err
+	}
 	snaps := raft.NewInmemSnapshotStore()
 	_, trans := raft.NewInmemTransport("")
-	rc := ceilingConfig()
-	servers := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr()}}}
-	if err := raft.BootstrapCluster(rc, cached, logs, snaps, trans, servers); err != nil {
-		stop()
-		return nil, nil, fmt.Errorf("bench: bootstrap raft: %w", err)
+	quiet := hclog.New(&hclog.LoggerOptions{Output: io.Discard, Level: hclog.Off})
+	rc := node.RaftConfig("ceiling", node.DefaultConfig().Raft, quiet)
+	self := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID,
+		Address: trans.LocalAddr()}}}
+	if err := raft.BootstrapCluster(rc, cached, logs, snaps, trans, self); err != nil {
+		c.stop()
+		return nil, fmt.Errorf("bench: bootstrap raft: %w", err)
 	}
-	rf, err := raft.NewRaft(rc, state, cached, logs, snaps, trans)
-	if err != nil {
-		stop()
-		return nil, nil, fmt.Errorf("bench: start raft: %w", err)
+	if c.raft, err = raft.NewRaft(rc, c.state, cached, logs, snaps, trans); err != nil {
+		c.stop()
+		return nil, fmt.Errorf("bench: start raft: %w", err)
 	}
-	stop = func() { rf.Shutdown().Error(); logs.Close(); state.db.Close() }
-	for rf.State() != raft.Leader {
+	c.prop = node.NewProposer(c.raft, 10*time.Second)
+	c.stop = func() {
+		c.raft.Shutdown().Error()
+		c.prop.Close()
+		logs.Close()
+		db.Close()
+	}
+	if err := waitLeader(ctx, c.raft); err != nil {
+		c.stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// waitLeader waits until r leads.
+func waitLeader(ctx context.Context, r *raft.Raft) error {
+	for r.State() != raft.Leader {
 		select {
 		case <-ctx.Done():
-			stop()
-			return nil, nil, ctx.Err()
-		case <-rf.LeaderCh():
+			return ctx.Err()
+		case <-r.LeaderCh():
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	return rf, stop, nil
+	return nil
 }
 
-// ceilingConfig is raft's configuration with a schat node's tuning.
-func ceilingConfig() *raft.Config {
-	t := node.DefaultConfig().Raft
-	c := raft.DefaultConfig()
-	c.LocalID = "ceiling"
-	c.Logger = hclog.New(&hclog.LoggerOptions{Output: io.Discard, Level: hclog.Off})
-	c.HeartbeatTimeout, c.ElectionTimeout = t.HeartbeatTimeout, t.ElectionTimeout
-	c.LeaderLeaseTimeout = t.HeartbeatTimeout / 2
-	c.CommitTimeout, c.MaxAppendEntries = t.CommitTimeout, t.MaxAppendEntries
-	c.SnapshotThreshold, c.SnapshotInterval = t.SnapshotThreshold, t.SnapshotInterval
-	c.TrailingLogs = t.TrailingLogs
-	return c
+// ceilingFSM stores every command of a batch of entries under its own key
+// in one bbolt transaction, with the applied index: the least a state
+// machine on bbolt does for schat's entries.
+type ceilingFSM struct {
+	db *bolt.DB
+	// commands, entries and commits count what was stored: commands, the
+	// raft entries holding them and the transactions.
+	commands, entries, commits atomic.Int64
 }
 
-// batchFSM stores every entry of a batch under its index in one bbolt
-// transaction: the least a state machine on bbolt does.
-type batchFSM struct{ db *bolt.DB }
-
-var entriesBucket = []byte("entries")
-
-func openBatchFSM(path string) (*batchFSM, error) {
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		return nil, fmt.Errorf("bench: state file: %w", err)
-	}
-	return &batchFSM{db: db}, nil
+func (f *ceilingFSM) counts() (commands, entries, commits int64) {
+	return f.commands.Load(), f.entries.Load(), f.commits.Load()
 }
 
 // ApplyBatch implements raft.BatchingFSM.
-func (f *batchFSM) ApplyBatch(logs []*raft.Log) []any {
+func (f *ceilingFSM) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	err := f.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(entriesBucket)
-		if err != nil {
-			return err
-		}
-		for _, l := range logs {
+		b := tx.Bucket(storage.Messages)
+		for i, l := range logs {
 			if l.Type != raft.LogCommand {
 				continue
 			}
-			if err := b.Put(binary.BigEndian.AppendUint64(nil, l.Index), l.Data); err != nil {
+			res, n, err := storeCommands(b, l)
+			if err != nil {
 				return err
 			}
+			out[i] = res
+			f.entries.Add(1)
+			f.commands.Add(int64(n))
 		}
-		return nil
+		last := logs[len(logs)-1]
+		return storage.SetApplied(tx, last.Index, last.Term)
 	})
 	if err != nil {
-		for i := range out {
-			out[i] = err
-		}
+		panic(fmt.Sprintf("bench: ceiling commit: %v", err))
 	}
+	f.commits.Add(1)
 	return out
 }
 
+// storeCommands puts each command of entry l under (index, position) and
+// returns the results a node's proposer expects (a []*fsm.Result for an
+// entry holding a CommandBatch, a *fsm.Result for a single command) and
+// how many commands it stored.
+func storeCommands(b *bolt.Bucket, l *raft.Log) (any, int, error) {
+	cmds, batch := splitBatch(l.Data)
+	for i, c := range cmds {
+		if err := b.Put(storage.U64s(l.Index, uint64(i)), c); err != nil {
+			return nil, 0, err
+		}
+	}
+	if !batch {
+		return &fsm.Result{}, len(cmds), nil
+	}
+	res := make([]*fsm.Result, len(cmds))
+	for i := range res {
+		res[i] = &fsm.Result{}
+	}
+	return res, len(cmds), nil
+}
+
+// batchField is the field number of Command.batch.
+var batchField = (&pb.Command{}).ProtoReflect().Descriptor().Fields().ByName("batch").Number()
+
+// splitBatch returns the encoded commands of an entry without decoding
+// them: those of its CommandBatch, or the entry itself when it is one
+// command.
+func splitBatch(entry []byte) (cmds [][]byte, batch bool) {
+	num, typ, n := protowire.ConsumeTag(entry)
+	if n < 0 || num != batchField || typ != protowire.BytesType {
+		return [][]byte{entry}, false
+	}
+	inner, m := protowire.ConsumeBytes(entry[n:])
+	if m < 0 || n+m != len(entry) {
+		return [][]byte{entry}, false
+	}
+	for len(inner) > 0 {
+		_, _, tn := protowire.ConsumeTag(inner)
+		if tn < 0 {
+			break
+		}
+		c, cn := protowire.ConsumeBytes(inner[tn:])
+		if cn < 0 {
+			break
+		}
+		cmds = append(cmds, c)
+		inner = inner[tn+cn:]
+	}
+	return cmds, true
+}
+
 // Apply implements raft.FSM.
-func (f *batchFSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+func (f *ceilingFSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
 // Snapshot implements raft.FSM with an empty snapshot: the ceiling never
 // restores.
-func (f *batchFSM) Snapshot() (raft.FSMSnapshot, error) { return emptySnapshot{}, nil }
+func (f *ceilingFSM) Snapshot() (raft.FSMSnapshot, error) { return emptySnapshot{}, nil }
 
 // Restore implements raft.FSM.
-func (f *batchFSM) Restore(rc io.ReadCloser) error { return rc.Close() }
+func (f *ceilingFSM) Restore(rc io.ReadCloser) error { return rc.Close() }
 
 type emptySnapshot struct{}
 

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"time"
@@ -43,9 +44,11 @@ type Config struct {
 	// Addrs are the servers' TCP client addresses; clients are spread over
 	// them round robin. Required unless only the ceiling runs.
 	Addrs []string
-	// HTTPAddrs are the servers' HTTP addresses, read for /metrics (server
-	// memory) and, with WebSocket, dialled at /ws. Without them memory
-	// figures are zero.
+	// HTTPAddrs are the servers' HTTP addresses, one per address in Addrs
+	// and in the same order, read for /metrics (server memory) and
+	// /debug/pprof, and with WebSocket dialled at /ws. The scenarios that
+	// measure memory (connections, sync) need them; without them the
+	// others report no server memory, and Run warns.
 	HTTPAddrs []string
 	// WebSocket makes the clients connect over WebSocket instead of TCP.
 	WebSocket bool
@@ -84,7 +87,8 @@ type Config struct {
 	SyncGroups int
 	Unread     int
 
-	// Writers is how many goroutines propose to raft at once in ceiling.
+	// Writers is how many commands ceiling keeps outstanding, one per
+	// goroutine. Zero: Clients × InFlight, what send keeps in flight.
 	Writers int
 	// TempDir is where ceiling puts its raft and bbolt files; it should be
 	// on the servers' data disk. Default: the system's temporary directory.
@@ -120,7 +124,6 @@ func DefaultConfig() Config {
 		ConnUsers:   100,
 		SyncGroups:  100,
 		Unread:      1000,
-		Writers:     64,
 		TempDir:     os.TempDir(),
 	}
 }
@@ -133,7 +136,7 @@ func (c Config) withDefaults() Config {
 		{&c.MessageSize, &d.MessageSize}, {&c.Clients, &d.Clients}, {&c.Groups, &d.Groups},
 		{&c.InFlight, &d.InFlight}, {&c.Members, &d.Members}, {&c.Senders, &d.Senders},
 		{&c.Conns, &d.Conns}, {&c.ConnUsers, &d.ConnUsers}, {&c.SyncGroups, &d.SyncGroups},
-		{&c.Unread, &d.Unread}, {&c.Writers, &d.Writers},
+		{&c.Unread, &d.Unread},
 	} {
 		setDefault(p.v, *p.d)
 	}
@@ -144,12 +147,33 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// writers is how many commands ceiling keeps outstanding.
+func (c Config) writers() int {
+	if c.Writers > 0 {
+		return c.Writers
+	}
+	return c.Clients * c.InFlight
+}
+
+// round1 rounds v to one decimal, for figures in Params.
+func round1(v float64) float64 { return math.Round(v*10) / 10 }
+
 func setDefault[T comparable](p *T, d T) {
 	var zero T
 	if *p == zero {
 		*p = d
 	}
 }
+
+// needsServers reports whether any of scenarios drives servers: all but
+// the ceiling do.
+func needsServers(scenarios []string) bool {
+	return slices.ContainsFunc(scenarios, func(s string) bool { return s != Ceiling })
+}
+
+// memoryScenarios are the scenarios whose main figure is the servers'
+// memory, read from their HTTP port.
+var memoryScenarios = []string{Connections, SyncCatchUp}
 
 // Validate reports the first setting that cannot work for scenarios.
 func (c Config) Validate(scenarios []string) error {
@@ -161,8 +185,19 @@ func (c Config) Validate(scenarios []string) error {
 		if s != Ceiling && len(c.Addrs) == 0 {
 			return fmt.Errorf("%w: %s needs a server address", ErrInvalidConfig, s)
 		}
+		if slices.Contains(memoryScenarios, s) && len(c.HTTPAddrs) == 0 {
+			return fmt.Errorf("%w: %s measures server memory and needs the servers' "+
+				"HTTP addresses", ErrInvalidConfig, s)
+		}
 	}
 	switch {
+	case len(c.HTTPAddrs) > 0 && len(c.HTTPAddrs) != len(c.Addrs):
+		return fmt.Errorf("%w: %d HTTP addresses for %d servers: give one per server, "+
+			"in the same order", ErrInvalidConfig, len(c.HTTPAddrs), len(c.Addrs))
+	case needsServers(scenarios) && c.ProfileDir != "" && len(c.HTTPAddrs) > 0 &&
+		c.Secret == "":
+		return fmt.Errorf("%w: the servers' profiles need the cluster secret",
+			ErrInvalidConfig)
 	case c.WebSocket && len(c.HTTPAddrs) == 0:
 		return fmt.Errorf("%w: WebSocket needs the servers' HTTP addresses", ErrInvalidConfig)
 	case c.Duration < 0 || c.MessageSize < 1 || c.Rate < 0:

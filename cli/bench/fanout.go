@@ -17,7 +17,8 @@ import (
 func (r *runner) runFanout(ctx context.Context, p *progress, m *meter) (Result, error) {
 	cfg := r.cfg
 	res := Result{Params: map[string]any{"members": cfg.Members, "senders": cfg.Senders,
-		"in_flight": cfg.InFlight, "size": cfg.MessageSize, "duration_sec": cfg.Duration.Seconds()}}
+		"in_flight": cfg.InFlight, "size": cfg.MessageSize,
+		"duration_sec": cfg.Duration.Seconds()}}
 
 	users, err := r.accounts(ctx, "f", cfg.Members)
 	if err != nil {
@@ -53,6 +54,7 @@ func (r *runner) runFanout(ctx context.Context, p *progress, m *meter) (Result, 
 
 	p.setPhase("sending")
 	defer r.profileCPU(ctx, Fanout, cfg.Duration)()
+	defer r.batching(ctx, res.Params)()
 	start := time.Now()
 	elapsed := closedLoop(ctx, cfg.Duration, cfg.Senders, cfg.InFlight,
 		func(ctx context.Context, i, _ int) error {

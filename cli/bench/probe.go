@@ -17,6 +17,8 @@ type serverStats struct {
 	heap     int64 // go_memstats_heap_inuse_bytes
 	stack    int64 // go_memstats_stack_inuse_bytes
 	sessions int64 // schat_online_sessions
+	entries  int64 // schat_shard_entries_total, all shards
+	commands int64 // schat_shard_commands_total, all shards
 }
 
 // metricNames maps the series read to the fields they fill.
@@ -25,6 +27,8 @@ var metricNames = map[string]func(*serverStats, int64){
 	"go_memstats_heap_inuse_bytes":  func(s *serverStats, v int64) { s.heap += v },
 	"go_memstats_stack_inuse_bytes": func(s *serverStats, v int64) { s.stack += v },
 	"schat_online_sessions":         func(s *serverStats, v int64) { s.sessions += v },
+	"schat_shard_entries_total":     func(s *serverStats, v int64) { s.entries += v },
+	"schat_shard_commands_total":    func(s *serverStats, v int64) { s.commands += v },
 }
 
 // stats reads every server's /metrics. Without HTTP addresses it returns
@@ -57,7 +61,8 @@ func (r *runner) scrape(ctx context.Context, addr string, st *serverStats) error
 	}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		name, val, ok := strings.Cut(sc.Text(), " ")
+		series, val, ok := strings.Cut(sc.Text(), " ")
+		name, _, _ := strings.Cut(series, "{") // the labels are summed over
 		add := metricNames[name]
 		if !ok || add == nil {
 			continue
@@ -69,15 +74,31 @@ func (r *runner) scrape(ctx context.Context, addr string, st *serverStats) error
 	return sc.Err()
 }
 
-// peakRSS samples the servers' resident memory until stop is closed and
-// returns the largest sample.
-func (r *runner) peakRSS(ctx context.Context, stop <-chan struct{}) int64 {
-	var peak int64
-	tick := time.NewTicker(50 * time.Millisecond)
+// batching reads the servers' counts of raft entries and commands, and
+// returns a function that records in params how many commands the entries
+// formed since held on average: the batching the ceiling is compared on.
+func (r *runner) batching(ctx context.Context, params map[string]any) func() {
+	before, err := r.stats(ctx)
+	return func() {
+		after, err2 := r.stats(ctx)
+		if err != nil || err2 != nil || after.entries <= before.entries {
+			return
+		}
+		params["commands_per_entry"] = round1(float64(after.commands-before.commands) /
+			float64(after.entries-before.entries))
+	}
+}
+
+// peaks samples the servers' resident memory and Go heap in use until
+// stop is closed and returns the largest of each (their sums over the
+// nodes, taken at each sample).
+func (r *runner) peaks(ctx context.Context, stop <-chan struct{}) serverStats {
+	var peak serverStats
+	tick := time.NewTicker(peakInterval)
 	defer tick.Stop()
 	for {
 		if st, err := r.stats(ctx); err == nil {
-			peak = max(peak, st.rss)
+			peak.rss, peak.heap = max(peak.rss, st.rss), max(peak.heap, st.heap)
 		}
 		select {
 		case <-stop:
@@ -88,3 +109,7 @@ func (r *runner) peakRSS(ctx context.Context, stop <-chan struct{}) int64 {
 		}
 	}
 }
+
+// peakInterval is how often peaks samples: a peak shorter than it may be
+// missed.
+const peakInterval = 50 * time.Millisecond

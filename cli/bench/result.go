@@ -32,13 +32,16 @@ type Result struct {
 	P999Ms float64 `json:"p999_ms"`
 	MaxMs  float64 `json:"max_ms"`
 
-	// RSSBytes and HeapBytes are the servers' resident and Go heap memory
-	// (summed over the nodes) at the end of the scenario, or at its peak
-	// where PeakRSSBytes is given.
-	RSSBytes       int64 `json:"rss_bytes"`
-	HeapBytes      int64 `json:"heap_bytes,omitempty"`
-	RSSBeforeBytes int64 `json:"rss_before_bytes,omitempty"`
-	PeakRSSBytes   int64 `json:"peak_rss_bytes,omitempty"`
+	// RSSBytes and HeapBytes are the servers' resident memory and Go heap
+	// in use (summed over the nodes) at the end of the scenario, or at its
+	// peak where PeakRSSBytes and PeakHeapBytes are given (sync, sampled
+	// every 50 ms).
+	RSSBytes        int64 `json:"rss_bytes"`
+	HeapBytes       int64 `json:"heap_bytes,omitempty"`
+	RSSBeforeBytes  int64 `json:"rss_before_bytes,omitempty"`
+	PeakRSSBytes    int64 `json:"peak_rss_bytes,omitempty"`
+	HeapBeforeBytes int64 `json:"heap_before_bytes,omitempty"`
+	PeakHeapBytes   int64 `json:"peak_heap_bytes,omitempty"`
 
 	// Connections: server memory per idle connection.
 	RSSPerConnBytes   float64 `json:"rss_per_conn_bytes,omitempty"`
@@ -52,9 +55,19 @@ type Result struct {
 	// Ceiling: the data disk's fsync rate.
 	FsyncsPerSec float64 `json:"fsyncs_per_sec,omitempty"`
 
+	// Latency: the 99th percentile of how late sends left their schedule.
+	// Well above zero, the load generator (or the server's back pressure)
+	// held sends back, and the latency figures include that wait.
+	SendLagP99Ms float64 `json:"send_lag_p99_ms,omitempty"`
+
 	// CeilingRatio is OpsPerSec over the ceiling's applies per second, when
 	// the ceiling ran in the same run and the ratio means something.
 	CeilingRatio float64 `json:"ceiling_ratio,omitempty"`
+
+	// OneNodeRatio is, for send and fanout on a cluster of several nodes,
+	// the headline figure (sends, deliveries per second) over a single
+	// node's in the same run (RunSizes).
+	OneNodeRatio float64 `json:"one_node_ratio,omitempty"`
 
 	// Params are the settings the scenario ran with.
 	Params map[string]any `json:"params"`
@@ -80,7 +93,7 @@ func (r *Result) setRate(m *meter, elapsed time.Duration) {
 // Summary writes the human summary of results.
 func Summary(w io.Writer, results []Result) {
 	for _, r := range results {
-		fmt.Fprintf(w, "%s: %s\n", r.Scenario, headline(r))
+		fmt.Fprintf(w, "%s%s: %s\n", r.Scenario, nodes(r), headline(r))
 		fmt.Fprintf(w, "  latency ms: p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n",
 			r.P50Ms, r.P90Ms, r.P99Ms, r.P999Ms, r.MaxMs)
 		fmt.Fprintf(w, "  server rss %s  heap %s  errors %d  elapsed %.1fs\n",
@@ -94,26 +107,39 @@ func headline(r Result) string {
 	var b strings.Builder
 	switch r.Scenario {
 	case Ceiling:
-		fmt.Fprintf(&b, "%.0f raft applies/s (batched, one bbolt tx per batch); disk %.0f fsyncs/s",
-			r.OpsPerSec, r.FsyncsPerSec)
+		fmt.Fprintf(&b, "%.0f commands/s through raft and bbolt, batched as a node batches; "+
+			"disk %.0f fsyncs/s", r.OpsPerSec, r.FsyncsPerSec)
 	case Send:
 		fmt.Fprintf(&b, "%.0f acknowledged sends/s", r.OpsPerSec)
 	case Latency:
-		fmt.Fprintf(&b, "%.0f messages/s delivered at a fixed rate", r.OpsPerSec)
+		fmt.Fprintf(&b, "%.0f sends/s at a fixed rate, %.0f deliveries/s; send lag p99 %.2f ms",
+			r.OpsPerSec, r.DeliveriesPerSec, r.SendLagP99Ms)
 	case Fanout:
 		fmt.Fprintf(&b, "%.0f deliveries/s (%.0f messages/s)", r.DeliveriesPerSec, r.OpsPerSec)
 	case Connections:
 		fmt.Fprintf(&b, "%d idle connections: %s RSS, %s heap, %s stacks per connection",
 			r.Ops, kib(r.RSSPerConnBytes), kib(r.HeapPerConnBytes), kib(r.StackPerConnBytes))
 	case SyncCatchUp:
-		fmt.Fprintf(&b, "%d messages: first page %.1f ms, all %.0f ms; rss %s before, %s peak",
-			r.Ops, r.FirstPageMs, r.AllMs, mib(float64(r.RSSBeforeBytes)),
-			mib(float64(r.PeakRSSBytes)))
+		fmt.Fprintf(&b, "%d messages: first page %.1f ms, all %.0f ms; rss %s before, %s peak; "+
+			"heap %s before, %s peak", r.Ops, r.FirstPageMs, r.AllMs,
+			mib(float64(r.RSSBeforeBytes)), mib(float64(r.PeakRSSBytes)),
+			mib(float64(r.HeapBeforeBytes)), mib(float64(r.PeakHeapBytes)))
 	}
 	if r.CeilingRatio > 0 {
 		fmt.Fprintf(&b, "  (%.2f of the ceiling)", r.CeilingRatio)
 	}
+	if r.OneNodeRatio > 0 {
+		fmt.Fprintf(&b, "  (%.2f of one node)", r.OneNodeRatio)
+	}
 	return b.String()
+}
+
+// nodes names the cluster size a result was measured on, if several.
+func nodes(r Result) string {
+	if n, _ := r.Params["servers"].(int); n > 1 {
+		return fmt.Sprintf(" (%d nodes)", n)
+	}
+	return ""
 }
 
 func mib(v float64) string { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }

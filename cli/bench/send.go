@@ -17,7 +17,8 @@ import (
 func (r *runner) runSend(ctx context.Context, p *progress, m *meter) (Result, error) {
 	cfg := r.cfg
 	res := Result{Params: map[string]any{"clients": cfg.Clients, "groups": cfg.Groups,
-		"in_flight": cfg.InFlight, "size": cfg.MessageSize, "duration_sec": cfg.Duration.Seconds()}}
+		"in_flight": cfg.InFlight, "size": cfg.MessageSize,
+		"duration_sec": cfg.Duration.Seconds()}}
 
 	clients, gids, err := r.sendSetup(ctx, "s", cfg.Clients, cfg.Groups, nil)
 	defer closeAll(clients)
@@ -27,6 +28,7 @@ func (r *runner) runSend(ctx context.Context, p *progress, m *meter) (Result, er
 
 	p.setPhase("sending")
 	defer r.profileCPU(ctx, Send, cfg.Duration)()
+	defer r.batching(ctx, res.Params)()
 	lat := newLatencies()
 	text := strings.Repeat("x", cfg.MessageSize)
 	elapsed := closedLoop(ctx, cfg.Duration, len(clients), cfg.InFlight,

@@ -16,7 +16,8 @@ import (
 // messages waiting in each logs in and pages through all of them, several
 // groups at a time, marking each group read at its end. It reports the
 // time from dialling to the first page and to the last, and the servers'
-// peak resident memory meanwhile next to it before.
+// peak resident memory and Go heap in use meanwhile next to both before.
+// The peaks are sampled every peakInterval from /metrics.
 func (r *runner) runSync(ctx context.Context, p *progress, m *meter) (Result, error) {
 	cfg := r.cfg
 	res := Result{Params: map[string]any{"groups": cfg.SyncGroups, "unread": cfg.Unread,
@@ -33,8 +34,8 @@ func (r *runner) runSync(ctx context.Context, p *progress, m *meter) (Result, er
 
 	p.setPhase("catching up")
 	stop := make(chan struct{})
-	peak := make(chan int64, 1)
-	go func() { peak <- r.peakRSS(ctx, stop) }()
+	peak := make(chan serverStats, 1)
+	go func() { peak <- r.peaks(ctx, stop) }()
 	lat := newLatencies()
 	first, all, err := r.catchUp(ctx, reader, lat, m)
 	close(stop)
@@ -50,8 +51,10 @@ func (r *runner) runSync(ctx context.Context, p *progress, m *meter) (Result, er
 	res.setLatency(lat.merged())
 	res.FirstPageMs = float64(first.Microseconds()) / 1000
 	res.AllMs = float64(all.Microseconds()) / 1000
-	res.RSSBeforeBytes, res.PeakRSSBytes = before.rss, <-peak
-	res.RSSBytes = res.PeakRSSBytes
+	pk := <-peak
+	res.RSSBeforeBytes, res.PeakRSSBytes = before.rss, pk.rss
+	res.HeapBeforeBytes, res.PeakHeapBytes = before.heap, pk.heap
+	res.RSSBytes, res.HeapBytes = pk.rss, pk.heap
 	return res, nil
 }
 
