@@ -40,9 +40,12 @@ type proposer struct {
 	carry  *proposal     // taken from the queue but left for the next batch; run's own
 	slots  chan struct{} // one token per entry in flight
 	flight chan flight
-	done   chan struct{}
-	once   sync.Once
-	wg     sync.WaitGroup
+	done   chan struct{} // closed by stop: no more proposals are taken
+	exited chan struct{} // closed once run and settle have returned
+
+	mu       sync.Mutex     // orders submit against stop
+	stopped  bool           // under mu
+	entering sync.WaitGroup // submits between their check of stopped and the queue
 
 	// entries and commands count the entries formed and the commands in
 	// them, for the node's metrics.
@@ -96,8 +99,7 @@ func newProposer(r *raft.Raft, forward forwardFunc, timeout time.Duration) *prop
 	p := &proposer{raft: r, forward: forward, timeout: timeout, maxBatch: batchMaxCommands,
 		maxBytes: batchMaxBytes, queue: make(chan *proposal, proposalQueue),
 		slots: make(chan struct{}, entriesInFlight), flight: make(chan flight, entriesInFlight),
-		done: make(chan struct{})}
-	p.wg.Add(2)
+		done: make(chan struct{}), exited: make(chan struct{})}
 	go p.run()
 	go p.settle()
 	return p
@@ -113,6 +115,18 @@ func (p *proposer) submit(cmd *pb.Command) *proposal {
 		return pr
 	}
 	pr.data = data
+	// A submit that finds the proposer running is counted in entering
+	// before stop can close done; run waits for those before it fails what
+	// is queued, so no proposal is left in the queue unanswered.
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		pr.out <- outcome{err: errClosed}
+		return pr
+	}
+	p.entering.Add(1)
+	p.mu.Unlock()
+	defer p.entering.Done()
 	select {
 	case p.queue <- pr:
 	case <-p.done:
@@ -124,7 +138,6 @@ func (p *proposer) submit(cmd *pb.Command) *proposal {
 // run forms batches from the queue and hands them to raft, once an entry
 // may be in flight.
 func (p *proposer) run() {
-	defer p.wg.Done()
 	defer close(p.flight)
 	for {
 		first := p.carry
@@ -260,7 +273,7 @@ func encodeBatch(batch []*proposal) []byte {
 
 // settle waits for each entry in log order and delivers its results.
 func (p *proposer) settle() {
-	defer p.wg.Done()
+	defer close(p.exited)
 	for f := range p.flight {
 		err := f.fut.Error()
 		switch {
@@ -310,6 +323,7 @@ func raftError(err error) error {
 
 // failQueued answers every proposal still queued at shutdown.
 func (p *proposer) failQueued() {
+	p.entering.Wait()
 	for {
 		select {
 		case pr := <-p.queue:
@@ -320,10 +334,33 @@ func (p *proposer) failQueued() {
 	}
 }
 
-// close stops taking proposals and waits until every submitted one has
-// its outcome. Call it after raft has shut down, so that pending futures
-// have ended.
+// stop stops taking proposals: those submitted later, and those queued
+// and not yet proposed, fail with errClosed. Entries in flight go on.
+func (p *proposer) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.stopped {
+		p.stopped = true
+		close(p.done)
+	}
+}
+
+// wait waits up to d for every submitted proposal to have its outcome,
+// and reports whether they all have. raft answers an entry only while it
+// runs: an entry it has committed but not yet applied when it shuts down
+// is never answered, so a shard drains its proposer before raft shuts
+// down.
+func (p *proposer) wait(d time.Duration) bool {
+	select {
+	case <-p.exited:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// close stops the proposer and waits for what is in flight.
 func (p *proposer) close() {
-	p.once.Do(func() { close(p.done) })
-	p.wg.Wait()
+	p.stop()
+	<-p.exited
 }

@@ -37,5 +37,6 @@ func (p *Proposer) Propose(ctx context.Context, cmd *pb.Command) (uint64, error)
 }
 
 // Close stops the proposer once every submitted command has its outcome.
-// Call it after the raft has shut down.
+// Call it before the raft shuts down: raft never answers an entry it has
+// committed but not applied when it stops.
 func (p *Proposer) Close() { p.p.close() }

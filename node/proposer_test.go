@@ -113,3 +113,51 @@ func TestProposer_TwoEntriesInFlight(t *testing.T) {
 		t.Fatalf("entries held %v commands, want %v", f.entries, want)
 	}
 }
+
+// Shutting a shard's raft down drains the proposer first: an entry that
+// raft has committed but not applied when it stops is never answered, so
+// every proposal must have its outcome before raft goes.
+func TestShutdownRaft_AnswersEntriesInFlight(t *testing.T) {
+	f := &gatedFSM{gate: make(chan struct{})}
+	r := startGatedRaft(t, f)
+	p := newProposer(r, nil, 10*time.Second)
+	cmd := &pb.Command{Op: &pb.Command_Send{Send: &pb.SendCmd{GroupId: 1, Text: "x"}}}
+
+	// Entry 1 is held in the state machine; entry 2 is committed behind it.
+	prs := []*proposal{p.submit(cmd)}
+	waitUntil(t, "the first entry", func() bool { return p.entries.Load() == 1 })
+	prs = append(prs, p.submit(cmd))
+	waitUntil(t, "the second entry committed", func() bool {
+		return p.entries.Load() == 2 && r.CommitIndex() == r.LastIndex()
+	})
+	done := make(chan error, 1)
+	go func() { done <- shutdownRaft(p, r, 10*time.Second, testConfig(t).Logger) }()
+	waitUntil(t, "the proposer to stop", func() bool {
+		select {
+		case <-p.done:
+			return true
+		default:
+			return false
+		}
+	})
+	prs = append(prs, p.submit(cmd)) // after stop: refused at once
+	close(f.gate)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("shutdown did not return")
+	}
+	for i, pr := range prs {
+		select {
+		case o := <-pr.out:
+			if want := i == 2; (o.err != nil) != want {
+				t.Fatalf("proposal %d: got error %v, want error %v", i, o.err, want)
+			}
+		default:
+			t.Fatalf("proposal %d has no outcome", i)
+		}
+	}
+}

@@ -149,14 +149,33 @@ var (
 	errUnknownOutcome = errors.New("node: outcome unknown")
 )
 
+// drainWait bounds each wait for a shard's entries in flight at shutdown.
+const drainWait = 5 * time.Second
+
+// shutdownRaft stops p taking proposals, lets r answer the entries p has
+// in flight while it still runs, waiting up to wait, and shuts r down.
+// raft never answers an entry it has committed but not yet applied when
+// it stops, so shutting it down first could leave requests unanswered.
+func shutdownRaft(p *proposer, r *raft.Raft, wait time.Duration, log *slog.Logger) error {
+	if p == nil {
+		return r.Shutdown().Error()
+	}
+	p.stop()
+	p.wait(wait)
+	err := r.Shutdown().Error()
+	if !p.wait(wait) {
+		// The entries are in the log and a restart applies them, but
+		// their requests get no answer.
+		log.Error("raft entries left unanswered at shutdown")
+	}
+	return err
+}
+
 // close shuts raft down and closes the shard's files.
 func (s *shard) close() error {
 	var errs []error
 	if s.raft != nil {
-		errs = append(errs, s.raft.Shutdown().Error())
-	}
-	if s.prop != nil {
-		s.prop.close()
+		errs = append(errs, shutdownRaft(s.prop, s.raft, drainWait, s.log))
 	}
 	if s.trans != nil {
 		errs = append(errs, s.trans.Close())

@@ -165,8 +165,8 @@ func startCeiling(ctx context.Context, dir string) (*ceiling, error) {
 	}
 	c.prop = node.NewProposer(c.raft, 10*time.Second)
 	c.stop = func() {
-		c.raft.Shutdown().Error()
 		c.prop.Close()
+		c.raft.Shutdown().Error()
 		logs.Close()
 		db.Close()
 	}
