@@ -36,7 +36,7 @@ func benchCommand() *cli.Command {
 }
 
 func benchFlags(d bench.Config) []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringSliceFlag{Name: "addr",
 			Usage: "TCP client address of a node (repeat for more)"},
 		&cli.StringSliceFlag{Name: "http-addr", Usage: "HTTP address of each --addr node, " +
@@ -63,14 +63,14 @@ func benchFlags(d bench.Config) []cli.Flag {
 			Usage: "connections: users they log in as"},
 		&cli.IntFlag{Name: "sync-groups", Value: d.SyncGroups, Usage: "sync: groups of the user"},
 		&cli.IntFlag{Name: "unread", Value: d.Unread, Usage: "sync: unread messages per group"},
-		&cli.IntFlag{Name: "writers", Usage: "ceiling: commands outstanding " +
+		&cli.IntFlag{Name: "raw-writers", Value: d.RawWriters,
+			Usage: "ceiling: entries of one command outstanding"},
+		&cli.IntFlag{Name: "writers", Usage: "ceiling, batched: commands outstanding " +
 			"(default: --clients × --in-flight, as send)"},
 		&cli.StringFlag{Name: "profile", Usage: "save CPU profiles of each timed scenario " +
 			"(servers' and the load generator's) and the servers' heap profiles here"},
-		&cli.StringFlag{Name: "cluster-secret", EnvVars: []string{"SCHAT_CLUSTER_SECRET"},
-			Usage: "with --addr and --profile: the cluster secret, to fetch profiles"},
 		&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error"},
-	}
+	}, secretFlags("with --addr and --profile: to fetch the servers' profiles")...)
 }
 
 func runBench(c *cli.Context) error {
@@ -164,8 +164,11 @@ func benchConfig(c *cli.Context) (bench.Config, error) {
 		Rate: c.Float64("rate"), Members: c.Int("members"), Senders: c.Int("senders"),
 		Conns: c.Int("conns"), ConnUsers: c.Int("conn-users"),
 		SyncGroups: c.Int("sync-groups"), Unread: c.Int("unread"), Writers: c.Int("writers"),
-		TempDir: c.String("dir"), ProfileDir: c.String("profile"),
-		Secret: c.String("cluster-secret"), Logger: logger,
+		RawWriters: c.Int("raw-writers"), TempDir: c.String("dir"),
+		ProfileDir: c.String("profile"), Logger: logger,
+	}
+	if cfg.Secret, err = clusterSecret(c); err != nil {
+		return bench.Config{}, err
 	}
 	if isTerminal(os.Stderr) {
 		cfg.Progress = os.Stderr

@@ -98,6 +98,7 @@ func TestBench_AllScenarios(t *testing.T) {
 		scenario, field string
 	}{
 		{"ceiling", "fsyncs_per_sec"},
+		{"ceiling", "ops_per_sec"},
 		{"send", "ceiling_ratio"},
 		{"latency", "deliveries_per_sec"},
 		{"latency", "send_lag_p99_ms"},
@@ -124,6 +125,10 @@ func TestBench_AllScenarios(t *testing.T) {
 	}
 	if sent, got := num("latency", "ops"), num("latency", "deliveries"); got != sent {
 		t.Errorf("latency: %v deliveries of %v sends, want one each", got, sent)
+	}
+	ceilingParams, _ := byName["ceiling"]["params"].(map[string]any)
+	if ceilingParams["batched_ops_per_sec"] == nil {
+		t.Errorf("ceiling: no batched_ops_per_sec in %v", ceilingParams)
 	}
 	for _, s := range []string{"ceiling", "send", "latency"} {
 		params, _ := byName[s]["params"].(map[string]any)

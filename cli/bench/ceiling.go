@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,26 +26,34 @@ import (
 // runCeiling measures the machine's raw limits, in this process, against
 // which the other figures are read.
 //
-// The applies: a one-node raft with a node's raft configuration, its log
-// opened as a node opens it (node.OpenRaftLog) and its state file as a
-// node opens one (storage.OpenState), fed by a node's own proposer
-// (node.Proposer), which gathers the commands queued while raft is busy
-// into one entry, as a shard does. Writers goroutines each keep one
-// command outstanding: by default as many as send keeps in flight, so
-// that entries are as large as under send. Each command is the size of a
-// text message's command. The state machine stores each command of an
-// entry under its own key, all of a raft batch in one bbolt transaction
-// with the applied index, and does nothing else: no decoding, no chat
-// rules, keys in ascending order (the fewest pages a transaction can
-// touch). So the ceiling is what raft and bbolt sustain, fsync for fsync,
-// for the work a send does at least.
+// Both apply figures come from a one-node raft with a node's raft
+// configuration, its log opened as a node opens it (node.OpenRaftLog) and
+// its state file as a node opens one (storage.OpenState). Its state
+// machine stores each command of an entry under its own key, all of a
+// raft batch in one bbolt transaction with the applied index, and does
+// nothing else: no decoding, no chat rules, keys in ascending order (the
+// fewest pages a transaction can touch). Each command is the size of a
+// text message's command.
+//
+//   - The ceiling proper (OpsPerSec, the yardstick of every ratio): raft
+//     and bbolt applying entries the size of a chat message, one command
+//     each, from RawWriters goroutines that each keep one entry
+//     outstanding: raft's own group commit and one bbolt transaction per
+//     raft batch, and no batching of schat's.
+//   - batched_ops_per_sec: the same, fed by a node's own proposer
+//     (node.Proposer), which gathers the commands queued while raft is
+//     busy into one entry as a shard does, with Writers commands
+//     outstanding (by default as many as send keeps in flight): the most
+//     raft and bbolt sustain for the work a send does at least, an upper
+//     bound of send.
 //
 // The disk: how many 4 KiB write + fsync cycles per second the disk under
 // TempDir takes.
 func (r *runner) runCeiling(ctx context.Context, p *progress, m *meter) (Result, error) {
 	cfg := r.cfg
 	cmd := ceilingCommand(cfg.MessageSize)
-	res := Result{Params: map[string]any{"writers": cfg.writers(),
+	res := Result{Params: map[string]any{"raw_writers": cfg.RawWriters,
+		"writers":       cfg.writers(),
 		"command_bytes": proto.Size(cmd), "duration_sec": cfg.Duration.Seconds(),
 		"dir": cfg.TempDir}}
 	dir, err := os.MkdirTemp(cfg.TempDir, "schat-ceiling-")
@@ -66,10 +75,15 @@ func (r *runner) runCeiling(ctx context.Context, p *progress, m *meter) (Result,
 	}
 	defer c.stop()
 
-	p.setPhase("applying")
+	p.setPhase("applying entries")
+	if err := c.raw(ctx, cfg, cmd, &res); err != nil {
+		return res, err
+	}
+	p.setPhase("applying batched entries")
 	lat := newLatencies()
 	// A command is waited for even past the end: raft must have answered
 	// every entry before it shuts down. Only those done in time count.
+	var batched meter
 	elapsed := closedLoop(ctx, cfg.Duration, 1, cfg.writers(),
 		func(ctx context.Context, _, j int) error {
 			t := time.Now()
@@ -78,18 +92,47 @@ func (r *runner) runCeiling(ctx context.Context, p *progress, m *meter) (Result,
 			}
 			if ctx.Err() == nil {
 				lat.record(j, time.Since(t))
-				m.ops.Add(1)
+				batched.ops.Add(1)
 			}
 			return nil
 		}, m)
-	res.setRate(m, elapsed)
-	res.setLatency(lat.merged())
+	res.Params["batched_ops_per_sec"] = math.Round(float64(batched.ops.Load()) /
+		elapsed.Seconds())
+	res.Params["batched_p99_ms"] = round1(float64(lat.merged().ValueAtQuantile(99)) / 1000)
 	if cmds, entries, commits := c.state.counts(); entries > 0 {
 		res.Params["commands_per_entry"] = round1(float64(cmds) / float64(entries))
 		res.Params["commands_per_commit"] = round1(float64(cmds) / float64(commits))
 	}
 	r.ceiling = res.OpsPerSec
 	return res, nil
+}
+
+// raw measures raft and bbolt applying one command per entry, from
+// cfg.RawWriters goroutines each with one entry outstanding, into res:
+// its rate, latency and errors are the ceiling's own.
+func (c *ceiling) raw(ctx context.Context, cfg Config, cmd *pb.Command, res *Result) error {
+	entry, err := proto.Marshal(cmd)
+	if err != nil {
+		return err
+	}
+	var m meter
+	lat := newLatencies()
+	elapsed := closedLoop(ctx, cfg.Duration, 1, cfg.RawWriters,
+		func(ctx context.Context, _, j int) error {
+			t := time.Now()
+			if err := c.raft.Apply(entry, 10*time.Second).Error(); err != nil {
+				return err
+			}
+			if ctx.Err() == nil {
+				lat.record(j, time.Since(t))
+				m.ops.Add(1)
+			}
+			return nil
+		}, &m)
+	res.setRate(&m, elapsed)
+	res.setLatency(lat.merged())
+	c.state.reset()
+	return ctx.Err()
 }
 
 // ceilingCommand is a text message's command with a text of size bytes.
@@ -202,6 +245,13 @@ type ceilingFSM struct {
 
 func (f *ceilingFSM) counts() (commands, entries, commits int64) {
 	return f.commands.Load(), f.entries.Load(), f.commits.Load()
+}
+
+// reset zeroes the counts between the two measurements.
+func (f *ceilingFSM) reset() {
+	f.commands.Store(0)
+	f.entries.Store(0)
+	f.commits.Store(0)
 }
 
 // ApplyBatch implements raft.BatchingFSM.

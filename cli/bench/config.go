@@ -87,8 +87,12 @@ type Config struct {
 	SyncGroups int
 	Unread     int
 
-	// Writers is how many commands ceiling keeps outstanding, one per
-	// goroutine. Zero: Clients × InFlight, what send keeps in flight.
+	// RawWriters is how many entries ceiling proper keeps outstanding,
+	// one per goroutine, each entry one command.
+	RawWriters int
+	// Writers is how many commands ceiling's batched measurement keeps
+	// outstanding, one per goroutine. Zero: Clients × InFlight, what send
+	// keeps in flight.
 	Writers int
 	// TempDir is where ceiling puts its raft and bbolt files; it should be
 	// on the servers' data disk. Default: the system's temporary directory.
@@ -124,6 +128,7 @@ func DefaultConfig() Config {
 		ConnUsers:   100,
 		SyncGroups:  100,
 		Unread:      1000,
+		RawWriters:  64,
 		TempDir:     os.TempDir(),
 	}
 }
@@ -136,7 +141,7 @@ func (c Config) withDefaults() Config {
 		{&c.MessageSize, &d.MessageSize}, {&c.Clients, &d.Clients}, {&c.Groups, &d.Groups},
 		{&c.InFlight, &d.InFlight}, {&c.Members, &d.Members}, {&c.Senders, &d.Senders},
 		{&c.Conns, &d.Conns}, {&c.ConnUsers, &d.ConnUsers}, {&c.SyncGroups, &d.SyncGroups},
-		{&c.Unread, &d.Unread},
+		{&c.Unread, &d.Unread}, {&c.RawWriters, &d.RawWriters},
 	} {
 		setDefault(p.v, *p.d)
 	}

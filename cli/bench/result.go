@@ -107,8 +107,9 @@ func headline(r Result) string {
 	var b strings.Builder
 	switch r.Scenario {
 	case Ceiling:
-		fmt.Fprintf(&b, "%.0f commands/s through raft and bbolt, batched as a node batches; "+
-			"disk %.0f fsyncs/s", r.OpsPerSec, r.FsyncsPerSec)
+		fmt.Fprintf(&b, "%.0f entries/s through raft and bbolt, one message each "+
+			"(%v commands/s batched as a node batches); disk %.0f fsyncs/s",
+			r.OpsPerSec, r.Params["batched_ops_per_sec"], r.FsyncsPerSec)
 	case Send:
 		fmt.Fprintf(&b, "%.0f acknowledged sends/s", r.OpsPerSec)
 	case Latency:
