@@ -13,7 +13,7 @@ import (
 // limitFlags are the `schat serve` flags of what clients may store and
 // ask for, and of each client connection. The node checks their ranges.
 func limitFlags(d node.Config) []cli.Flag {
-	l, c := d.Limits, d.Conns
+	l, c, f := d.Limits, d.Conns, d.Files
 	intFlag := func(name string, v int, usage string) cli.Flag {
 		return &cli.IntFlag{Name: name, Value: v, EnvVars: []string{envName(name)},
 			Usage: usage}
@@ -44,6 +44,11 @@ func limitFlags(d node.Config) []cli.Flag {
 			"frames queued to one client; a client that lets it fill is disconnected"),
 		durFlag("idle-timeout", c.IdleTimeout,
 			"close a connection silent this long (schat's clients heartbeat every 30s)"),
+		intFlag("max-spools", f.MaxSpools,
+			"uploads this node receives at once; one more is refused before its body is read"),
+		intFlag("max-user-spools", f.MaxUserSpools, "uploads one user sends to a node at once"),
+		durFlag("upload-idle-timeout", f.BodyIdle,
+			"end an upload whose body sends nothing for this long"),
 	}
 }
 
@@ -53,8 +58,9 @@ var (
 	limitIntFlags = []string{"max-login-name", "max-name", "max-description",
 		"max-message", "min-password", "max-password", "max-owned-groups", "max-members",
 		"page-size", "max-page", "max-profiles", "max-client-frame", "send-queue",
-		"max-hashes"}
-	limitDurationFlags = []string{"recall-window", "session-ttl", "idle-timeout", "hash-wait"}
+		"max-hashes", "max-spools", "max-user-spools"}
+	limitDurationFlags = []string{"recall-window", "session-ttl", "idle-timeout", "hash-wait",
+		"upload-idle-timeout"}
 )
 
 // envName is the environment variable of a serve flag.
@@ -91,5 +97,8 @@ func applyLimits(c *cli.Context, cfg *node.Config) error {
 	cfg.SessionTTL = c.Duration("session-ttl")
 	cfg.Conns = node.ConnLimits{MaxFrame: c.Int("max-client-frame"),
 		SendQueue: c.Int("send-queue"), IdleTimeout: c.Duration("idle-timeout")}
+	cfg.Files.MaxSpools = c.Int("max-spools")
+	cfg.Files.MaxUserSpools = c.Int("max-user-spools")
+	cfg.Files.BodyIdle = c.Duration("upload-idle-timeout")
 	return nil
 }

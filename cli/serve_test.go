@@ -60,7 +60,8 @@ func TestServeConfig_LimitFlags(t *testing.T) {
 		"--max-owned-groups", "15", "--page-size", "16", "--max-page", "17",
 		"--max-profiles", "18", "--recall-window", "19s", "--session-ttl", "20m",
 		"--max-client-frame", "21000", "--send-queue", "22", "--max-hashes", "3",
-		"--hash-wait", "4s")
+		"--hash-wait", "4s", "--max-spools", "23", "--max-user-spools", "2",
+		"--upload-idle-timeout", "24s")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +78,10 @@ func TestServeConfig_LimitFlags(t *testing.T) {
 	}
 	if cfg.MaxHashes != 3 || cfg.HashWait != 4*time.Second {
 		t.Errorf("got %d hashes and wait %v, want 3 and 4s", cfg.MaxHashes, cfg.HashWait)
+	}
+	if f := cfg.Files; f.MaxSpools != 23 || f.MaxUserSpools != 2 || f.BodyIdle != 24*time.Second {
+		t.Errorf("got upload bounds %d, %d, %v; want 23, 2, 24s", f.MaxSpools, f.MaxUserSpools,
+			f.BodyIdle)
 	}
 }
 
