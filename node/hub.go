@@ -22,11 +22,10 @@ type hub struct {
 	users  map[uint64]map[*session]struct{}
 	groups map[uint64]map[uint64]struct{} // group -> online member IDs
 
-	// queued holds each session's events of the batch being published, in
-	// order, and sessions the order in which they first got one: a batch
-	// is handed to each connection in one push, so that its writer finds
-	// the whole batch queued and sends it in one write.
-	queued   map[*session][]*transport.Message
+	// sessions lists, in the order they first got one, the sessions with
+	// events in the batch being published, each gathered in the session's
+	// batch: a batch is handed to each connection in one push, so that its
+	// writer finds the whole batch queued and sends it in one write.
 	sessions []*session
 
 	// push hands a session its events of a batch: its connection's
@@ -37,7 +36,6 @@ type hub struct {
 func newHub() *hub {
 	return &hub{users: make(map[uint64]map[*session]struct{}),
 		groups: make(map[uint64]map[uint64]struct{}),
-		queued: make(map[*session][]*transport.Message),
 		push: func(s *session, ms []*transport.Message) bool {
 			return s.conn.SendAll(ms)
 		}}
@@ -121,24 +119,34 @@ func (h *hub) publish(events []fsm.Event, visible func()) {
 	h.flush()
 }
 
-// queue adds m to the events of the batch for s; h.mu is held.
+// queue adds m to the events of the batch for s; h.mu is held. Each
+// session keeps the array its batches are gathered in, so a batch
+// allocates nothing per recipient once the arrays have grown.
 func (h *hub) queue(s *session, m *transport.Message) {
-	q, ok := h.queued[s]
-	if !ok {
+	if len(s.batch) == 0 {
 		h.sessions = append(h.sessions, s)
 	}
-	h.queued[s] = append(q, m)
+	s.batch = append(s.batch, m)
 }
 
 // flush hands every session its queued events in one push; h.mu is held.
+// A push copies the events into the connection's queue, so the arrays are
+// reused; one grown past hubBatchKeep is let go.
 func (h *hub) flush() {
 	for _, s := range h.sessions {
-		h.push(s, h.queued[s])
+		h.push(s, s.batch)
+		clear(s.batch)
+		s.batch = s.batch[:0]
+		if cap(s.batch) > hubBatchKeep {
+			s.batch = nil
+		}
 	}
-	clear(h.queued)
 	clear(h.sessions)
 	h.sessions = h.sessions[:0]
 }
+
+// hubBatchKeep is the largest batch array a session keeps between batches.
+const hubBatchKeep = 16
 
 func (h *hub) handle(e *fsm.Event) {
 	if e.Revoke {

@@ -18,6 +18,10 @@ type session struct {
 	ip    string                 // the peer's address, for rate limits
 	ended func(*session, uint64) // called when the login of a user expires
 
+	// batch gathers the session's events of the batch the hub is
+	// publishing; the hub's lock guards it.
+	batch []*transport.Message
+
 	mu      sync.Mutex
 	user    uint64 // 0 until logged in
 	name    string // display name, stamped into sent messages

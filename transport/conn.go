@@ -119,7 +119,10 @@ func (c *Conn) SetSession(v any) {
 // a slow consumer rather than buffering without bound, and Send returns
 // false. It also returns false once the connection is closed.
 func (c *Conn) Send(m *Message) bool {
-	return c.SendAll([]*Message{m})
+	if c.closed() {
+		return false
+	}
+	return c.queued(c.out.tryPush(m), 1)
 }
 
 // SendAll queues every message of ms, in order, in one step: the write
@@ -127,17 +130,20 @@ func (c *Conn) Send(m *Message) bool {
 // does not keep ms. Like Send it does not block, and a queue without room
 // for all of them closes the connection as a slow consumer.
 func (c *Conn) SendAll(ms []*Message) bool {
-	select {
-	case <-c.done:
+	if c.closed() {
 		return false
-	default:
 	}
-	if c.out.tryPushAll(ms) {
-		return true
+	return c.queued(c.out.tryPushAll(ms), len(ms))
+}
+
+// queued closes the connection as a slow consumer when a push of n
+// messages found no room, and returns ok.
+func (c *Conn) queued(ok bool, n int) bool {
+	if !ok {
+		c.log.Warn("slow consumer disconnected", "queued", c.out.len(), "pushed", n)
+		c.closeWith(websocket.StatusPolicyViolation, reasonSlow)
 	}
-	c.log.Warn("slow consumer disconnected", "queued", c.out.len(), "pushed", len(ms))
-	c.closeWith(websocket.StatusPolicyViolation, reasonSlow)
-	return false
+	return ok
 }
 
 // SendAndClose queues m as the connection's last frame: once the frames

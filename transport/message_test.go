@@ -80,6 +80,9 @@ func BenchmarkMessage_Fanout(b *testing.B) {
 	for i := range conns {
 		conns[i] = newConn(s, uint64(i), discardWire{}, stringAddr("bench"))
 	}
+	// Each connection's writer hands takeAll its previous batch, as
+	// writeLoop does, so the queues reuse their arrays.
+	bufs := make([][]*Message, len(conns))
 	b.ReportAllocs()
 	for b.Loop() {
 		m := testEvent("a message for everybody in a large group")
@@ -88,9 +91,9 @@ func BenchmarkMessage_Fanout(b *testing.B) {
 				b.Fatal("Send refused")
 			}
 		}
-		for _, c := range conns {
-			ms, _ := c.out.takeAll(nil, c.done)
-			ms[0].encoded(false)
+		for i, c := range conns {
+			bufs[i], _ = c.out.takeAll(bufs[i], c.done)
+			bufs[i][0].encoded(false)
 		}
 	}
 }

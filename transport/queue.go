@@ -29,7 +29,15 @@ func newQueue[T any](max int) *queue[T] {
 
 // tryPush appends v unless the queue is full, and reports whether it did.
 func (q *queue[T]) tryPush(v T) bool {
-	return q.tryPushAll([]T{v})
+	q.mu.Lock()
+	if len(q.items) >= q.max {
+		q.mu.Unlock()
+		return false
+	}
+	q.items = append(q.items, v)
+	q.mu.Unlock()
+	signal(q.ready)
+	return true
 }
 
 // tryPushAll appends every item of vs, in order and under one lock, unless
