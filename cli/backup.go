@@ -92,7 +92,8 @@ func fetchBackup(ctx context.Context, c *cli.Context, bar *bar,
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if est, err := strconv.ParseInt(resp.Header.Get(node.BackupEstimateHeader), 10, 64); err == nil {
+	if est, err := strconv.ParseInt(resp.Header.Get(node.BackupEstimateHeader),
+		10, 64); err == nil {
 		bar.setMax(est)
 	}
 	if _, err := io.Copy(w, resp.Body); err != nil {

@@ -21,8 +21,9 @@ import (
 // restore from it.
 func TestSnapshotInspect_Damaged(t *testing.T) {
 	t.Parallel()
-	good := storagetest.OpaqueBackup(t, 300<<10, storage.Manifest{SchatVersion: "test",
-		ClusterID: "c1", Counts: storage.Counts{Users: 3, Groups: 2, Messages: 5}}) // 2 chunks a part
+	good := storagetest.OpaqueBackup(t, 300<<10, // 2 chunks a part
+		storage.Manifest{SchatVersion: "test", ClusterID: "c1",
+			Counts: storage.Counts{Users: 3, Groups: 2, Messages: 5}})
 	version := slices.Clone(good)
 	binary.BigEndian.PutUint32(version[8:], storage.BackupFormat+1)
 	flipped := slices.Clone(good)
@@ -37,7 +38,8 @@ func TestSnapshotInspect_Damaged(t *testing.T) {
 		{"bad magic", append([]byte("NOTABACK"), good[8:]...), "status    NOT A BACKUP"},
 		{"empty", nil, "status    NOT WHOLE: storage: backup file is truncated"},
 		{"unknown version", version, "status    UNKNOWN FORMAT"},
-		{"truncated", good[:len(good)*2/3], "status    NOT WHOLE: storage: backup file is truncated"},
+		{"truncated", good[:len(good)*2/3],
+			"status    NOT WHOLE: storage: backup file is truncated"},
 		{"truncated before the end checksum", good[:len(good)-1], "status    NOT WHOLE"},
 		{"flipped byte", flipped, "status    NOT WHOLE: storage: backup file is corrupt"},
 	} {

@@ -56,7 +56,8 @@ func TestBackup_MoveToNewDirectory(t *testing.T) {
 		create moving 123
 	`)
 	gid := r.results[2].num("grp_id")
-	script(t, srv.clientAddr, fmt.Sprintf("login ann 123\nchat 0 %d packed\nchat 0 %[1]d shipped\n", gid))
+	script(t, srv.clientAddr,
+		fmt.Sprintf("login ann 123\nchat 0 %d packed\nchat 0 %[1]d shipped\n", gid))
 
 	// The operator's credential is the secret every node keeps.
 	secretFile := filepath.Join(dataDir, "cluster.secret")
@@ -214,7 +215,8 @@ func TestBackup_Credential(t *testing.T) {
 			"--out", filepath.Join(dir, "b.backup")}, args...)...)
 		return err
 	}
-	if err := backup([]string{"SCHAT_CLUSTER_SECRET=" + readSecretFile(t, secretFile)}); err != nil {
+	if err := backup([]string{
+		"SCHAT_CLUSTER_SECRET=" + readSecretFile(t, secretFile)}); err != nil {
 		t.Fatalf("backup with the secret in the environment: %v", err)
 	}
 	os.Remove(filepath.Join(dir, "b.backup"))

@@ -41,7 +41,8 @@ func chatCommand() *cli.Command {
 					"comma-separated, are tried in turn when connecting and reconnecting"},
 			&cli.BoolFlag{Name: "json", Usage: "print every line as one JSON object"},
 			&cli.StringFlag{Name: "http", EnvVars: []string{"SCHAT_HTTP"},
-				Usage: "the node's HTTP address for files (default: from --addr, port 7480 for TCP)"},
+				Usage: "the node's HTTP address for files " +
+					"(default: from --addr, port 7480 for TCP)"},
 			&cli.DurationFlag{Name: "linger",
 				Usage: "after the last command, keep printing events this long"},
 			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second,

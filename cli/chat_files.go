@@ -119,8 +119,8 @@ func beforeAvatar(ctx context.Context, s *chatSession, a argv, f *pb.ClientFrame
 
 func parseAvatar(argv) (*pb.ClientFrame, error) {
 	none := ""
-	return &pb.ClientFrame{Body: &pb.ClientFrame_UpdateProfile{UpdateProfile: &pb.UpdateProfileRequest{
-		AvatarFileId: &none}}}, nil
+	return &pb.ClientFrame{Body: &pb.ClientFrame_UpdateProfile{
+		UpdateProfile: &pb.UpdateProfileRequest{AvatarFileId: &none}}}, nil
 }
 
 // parseFetch checks "fetch <file_id> <path>"; the download runs locally.

@@ -24,7 +24,8 @@ func TestHTTPBase(t *testing.T) {
 	}
 	for _, tc := range tests {
 		if got := httpBase(tc.flag, tc.addr, tc.tls); got != tc.want {
-			t.Errorf("httpBase(%q, %q, %v): got %q, want %q", tc.flag, tc.addr, tc.tls, got, tc.want)
+			t.Errorf("httpBase(%q, %q, %v): got %q, want %q",
+				tc.flag, tc.addr, tc.tls, got, tc.want)
 		}
 	}
 }

@@ -21,8 +21,9 @@ import (
 
 func clusterCommand() *cli.Command {
 	flags := append([]cli.Flag{
-		&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7480", EnvVars: []string{"SCHAT_ADMIN_ADDR"},
-			Usage: "HTTP address of any node"},
+		&cli.StringFlag{Name: "addr", Value: "127.0.0.1:7480",
+			EnvVars: []string{"SCHAT_ADMIN_ADDR"},
+			Usage:   "HTTP address of any node"},
 		&cli.StringFlag{Name: "data-dir", EnvVars: []string{"SCHAT_DATA_DIR"},
 			Usage: "read the secret from this node's data directory instead"},
 	}, secretFlags("the operator's credential")...)
@@ -40,10 +41,12 @@ func clusterCommand() *cli.Command {
 			{Name: "recover", Usage: "after losing quorum for good: rewrite a stopped node's " +
 				"membership to the surviving nodes",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "data-dir", Required: true, EnvVars: []string{"SCHAT_DATA_DIR"},
-						Usage: "data directory of the stopped node"},
+					&cli.StringFlag{Name: "data-dir", Required: true,
+						EnvVars: []string{"SCHAT_DATA_DIR"},
+						Usage:   "data directory of the stopped node"},
 					&cli.StringSliceFlag{Name: "peers", Required: true,
-						Usage: "the surviving nodes, ID=RAFT_ADDR[,ID=RAFT_ADDR], this one included"},
+						Usage: "the surviving nodes, ID=RAFT_ADDR[,ID=RAFT_ADDR], " +
+							"this one included"},
 				},
 				Action: clusterRecover},
 		},
@@ -149,7 +152,8 @@ func clusterRemove(c *cli.Context) error {
 	if id == "" {
 		return fmt.Errorf("usage: schat cluster remove NODE_ID")
 	}
-	if _, err := adminRequest(c, http.MethodPost, "/cluster/remove?node="+url.QueryEscape(id)); err != nil {
+	if _, err := adminRequest(c, http.MethodPost,
+		"/cluster/remove?node="+url.QueryEscape(id)); err != nil {
 		return err
 	}
 	fmt.Printf("removed %s\n", id)

@@ -126,7 +126,8 @@ func TestExample_SingleNode(t *testing.T) {
 		fmt.Sprintf("SCHAT_DEMO_CLIENT_ADDR=127.0.0.1:%d", base+20),
 		fmt.Sprintf("SCHAT_DEMO_RAFT_ADDR=127.0.0.1:%d", base+21),
 		fmt.Sprintf("SCHAT_DEMO_HTTP_ADDR=127.0.0.1:%d", base+80))
-	for _, want := range []string{"apply group result:WRONG_PASSWORD", "== done; stopping the node"} {
+	for _, want := range []string{"apply group result:WRONG_PASSWORD",
+		"== done; stopping the node"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("output lacks %q:\n%s", want, out)
 		}

@@ -163,11 +163,13 @@ func (f *FSM) checkBegin(a *applyCtx, c *pb.FileBeginCmd) ([]byte, error) {
 	case user != (info.GetPurpose() == pb.FilePurpose_FILE_PURPOSE_USER_AVATAR),
 		user != (f.cfg.Kind == KindMeta),
 		user && scope != info.GetOwnerId(), !user && scope != info.GetGroupId():
-		return nil, pb.Errf(pb.Code_INVALID_ARGUMENT, "file ID %s does not fit its purpose", info.GetFileId())
+		return nil, pb.Errf(pb.Code_INVALID_ARGUMENT, "file ID %s does not fit its purpose",
+			info.GetFileId())
 	case info.GetSize() == 0:
 		return nil, pb.Errf(pb.Code_INVALID_ARGUMENT, "empty file")
 	case c.MaxSize > 0 && info.GetSize() > c.MaxSize:
-		return nil, pb.Errf(pb.Code_TOO_LARGE, "file of %d bytes, limit %d", info.GetSize(), c.MaxSize)
+		return nil, pb.Errf(pb.Code_TOO_LARGE, "file of %d bytes, limit %d",
+			info.GetSize(), c.MaxSize)
 	case herr != nil || len(sum) != sha256.Size:
 		return nil, pb.Errf(pb.Code_INVALID_ARGUMENT, "bad SHA-256")
 	case len(info.GetName()) > maxFileName || len(info.GetMime()) > maxMime ||
@@ -543,7 +545,8 @@ func checkAvatar(purpose pb.FilePurpose, gid, uploader uint64) func(*pb.FileInfo
 			return pb.Errf(pb.Code_PERMISSION_DENIED, "file %s is not an avatar upload of yours",
 				info.FileId)
 		case info.Kind != pb.FileKind_FILE_KIND_IMAGE:
-			return pb.Errf(pb.Code_INVALID_ARGUMENT, "an avatar must be an image, not %s", info.Kind)
+			return pb.Errf(pb.Code_INVALID_ARGUMENT, "an avatar must be an image, not %s",
+				info.Kind)
 		}
 		return nil
 	}

@@ -55,7 +55,8 @@ func (h *harness) upload(t testing.TB, id string, uid uint64, data []byte, kind 
 	h.must(t, begin(id, uid, data, kind))
 	for i := 0; i*ChunkSize < len(data); i++ {
 		end := min((i+1)*ChunkSize, len(data))
-		h.must(t, fileCmd(&pb.FileChunkCmd{FileId: id, Index: uint32(i), Data: data[i*ChunkSize : end]}))
+		h.must(t, fileCmd(&pb.FileChunkCmd{FileId: id, Index: uint32(i),
+			Data: data[i*ChunkSize : end]}))
 	}
 	h.must(t, fileCmd(&pb.FileCommitCmd{FileId: id}))
 }
@@ -100,9 +101,11 @@ func TestFSM_FileRules(t *testing.T) {
 			chunk(0, data[:ChunkSize])}, fileCmd(&pb.FileCommitCmd{FileId: id}),
 			pb.Code_INVALID_ARGUMENT},
 		{"too many uploads", []*pb.Command{begin(testFileID(g1, 2), bob, data, 0),
-			begin(testFileID(g1, 3), bob, data, 0)}, begin(id, bob, data, 0), pb.Code_LIMIT_EXCEEDED},
+			begin(testFileID(g1, 3), bob, data, 0)}, begin(id, bob, data, 0),
+			pb.Code_LIMIT_EXCEEDED},
 		{"chunk of no upload", nil, chunk(0, data[:ChunkSize]), pb.Code_NOT_FOUND},
-		{"bad file ID", nil, fileCmd(&pb.FileAbortCmd{FileId: "1001-zz"}), pb.Code_INVALID_ARGUMENT},
+		{"bad file ID", nil, fileCmd(&pb.FileAbortCmd{FileId: "1001-zz"}),
+			pb.Code_INVALID_ARGUMENT},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

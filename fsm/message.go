@@ -71,7 +71,8 @@ func (f *FSM) send(a *applyCtx, c *pb.SendCmd) (*Result, error) {
 	msg := &pb.ChatMessage{SenderId: c.SenderId, SenderName: c.SenderName, TimeMs: a.now,
 		Type: c.Type, Text: c.Text, ClientMsgId: c.ClientMsgId}
 	if c.Type != pb.MessageType_MESSAGE_TYPE_TEXT {
-		if msg.File, err = claimFile(a, c.FileId, checkAttachment(g.Id, c.SenderId, c.Type)); err != nil {
+		if msg.File, err = claimFile(a, c.FileId,
+			checkAttachment(g.Id, c.SenderId, c.Type)); err != nil {
 			return nil, err
 		}
 	}
@@ -109,7 +110,8 @@ func checkSend(a *applyCtx, c *pb.SendCmd) (*pb.Group, *pb.Member, error) {
 	case c.Type == pb.MessageType_MESSAGE_TYPE_SYSTEM || pb.MessageType_name[int32(c.Type)] == "":
 		return nil, nil, pb.Errf(pb.Code_INVALID_ARGUMENT, "message type %s not accepted", c.Type)
 	case (c.Type == pb.MessageType_MESSAGE_TYPE_TEXT) != (c.FileId == ""):
-		return nil, nil, pb.Errf(pb.Code_INVALID_ARGUMENT, "a %s message with file %q", c.Type, c.FileId)
+		return nil, nil, pb.Errf(pb.Code_INVALID_ARGUMENT, "a %s message with file %q",
+			c.Type, c.FileId)
 	}
 	return g, m, nil
 }
@@ -149,7 +151,8 @@ func (f *FSM) recall(a *applyCtx, c *pb.RecallCmd) (*Result, error) {
 		return nil, err
 	}
 	msg.Recalled, msg.RecalledBy, msg.Text, msg.File = true, c.ActorId, "", nil
-	if err := storage.Put(a.bucket(storage.Messages), storage.U64s(g.Id, msg.Seq), msg); err != nil {
+	if err := storage.Put(a.bucket(storage.Messages),
+		storage.U64s(g.Id, msg.Seq), msg); err != nil {
 		return nil, err
 	}
 	a.emit(Event{GroupID: g.Id, Event: &pb.Event{Body: &pb.Event_Recalled{

@@ -44,7 +44,8 @@ func (s *service) login(ss *session, f *pb.ClientFrame) transport.Reply {
 	if err := s.limit(ss, false); err != nil {
 		return now(s.fail(err))
 	}
-	if len(req.LoginName) > 4*s.n.cfg.Limits.MaxLoginName || len(req.Password) > s.n.cfg.Limits.MaxPassword {
+	if len(req.LoginName) > 4*s.n.cfg.Limits.MaxLoginName ||
+		len(req.Password) > s.n.cfg.Limits.MaxPassword {
 		return now(s.fail(pb.Errf(pb.Code_WRONG_PASSWORD, "wrong login name or password")))
 	}
 	return s.later(func(ctx context.Context) *pb.Response {
@@ -70,7 +71,8 @@ func (s *service) login(ss *session, f *pb.ClientFrame) transport.Reply {
 // authenticate checks a login name and password against the meta shard.
 // An unknown name costs the same hash as a wrong password, so timing does
 // not tell which names exist.
-func (n *Node) authenticate(ctx context.Context, ss *session, name, password string) (*pb.User, error) {
+func (n *Node) authenticate(ctx context.Context, ss *session,
+	name, password string) (*pb.User, error) {
 	var u *pb.User
 	err := n.view(ctx, ss, metaShard, func(tx *bolt.Tx) (err error) {
 		u, err = fsm.UserByLogin(tx, name)
@@ -110,7 +112,8 @@ func (s *service) resume(ss *session, f *pb.ClientFrame) transport.Reply {
 	token := f.GetResume().GetToken()
 	after := f.GetResume().GetAfter()
 	if len(after) > maxShards+1 {
-		return now(s.fail(pb.Errf(pb.Code_BAD_REQUEST, "after names more shards than there can be")))
+		return now(s.fail(pb.Errf(pb.Code_BAD_REQUEST,
+			"after names more shards than there can be")))
 	}
 	return s.later(func(ctx context.Context) *pb.Response {
 		s.n.awaitWritesElsewhere(ss, after)
@@ -193,7 +196,8 @@ func (s *service) changePassword(ss *session, f *pb.ClientFrame) transport.Reply
 
 // setPassword stores a new hash, revokes every session of the user and
 // hands this connection a fresh token.
-func (s *service) setPassword(ctx context.Context, ss *session, u *pb.User, pw string) *pb.Response {
+func (s *service) setPassword(ctx context.Context, ss *session, u *pb.User,
+	pw string) *pb.Response {
 	hash, err := s.n.hasher.hash(ctx, pw)
 	if err != nil {
 		return s.fail(err)
@@ -213,8 +217,8 @@ func (s *service) setPassword(ctx context.Context, ss *session, u *pb.User, pw s
 		return s.fail(err)
 	}
 	ss.renew(expires)
-	return &pb.Response{Body: &pb.Response_ChangePassword{ChangePassword: &pb.ChangePasswordResponse{
-		Token: token, TokenExpiresMs: expires}}}
+	return &pb.Response{Body: &pb.Response_ChangePassword{
+		ChangePassword: &pb.ChangePasswordResponse{Token: token, TokenExpiresMs: expires}}}
 }
 
 func (s *service) updateProfile(ss *session, f *pb.ClientFrame) transport.Reply {
@@ -260,7 +264,8 @@ func (s *service) getProfiles(ss *session, f *pb.ClientFrame) transport.Reply {
 
 // profiles returns what viewer may see of each user: the location only of
 // themself and of users who share a group with them.
-func (n *Node) profiles(ctx context.Context, ss *session, viewer uint64, ids []uint64) ([]*pb.UserProfile, error) {
+func (n *Node) profiles(ctx context.Context, ss *session, viewer uint64,
+	ids []uint64) ([]*pb.UserProfile, error) {
 	mine, err := n.groupsOf(ctx, ss, viewer)
 	if err != nil {
 		return nil, err
@@ -290,7 +295,8 @@ func (n *Node) profiles(ctx context.Context, ss *session, viewer uint64, ids []u
 }
 
 // shareGroup reports whether user is a member of any of the groups.
-func (n *Node) shareGroup(ctx context.Context, ss *session, groups []*pb.GroupSummary, user uint64) (bool, error) {
+func (n *Node) shareGroup(ctx context.Context, ss *session, groups []*pb.GroupSummary,
+	user uint64) (bool, error) {
 	for _, g := range groups {
 		var m *pb.Member
 		err := n.view(ctx, ss, n.shardOf(g.GroupId), func(tx *bolt.Tx) (err error) {

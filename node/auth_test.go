@@ -28,7 +28,8 @@ func TestCluster_Unauthenticated(t *testing.T) {
 
 	for _, junk := range [][]byte{
 		[]byte("GET / HTTP/1.1\r\n\r\n"),
-		[]byte("SCHN\x01\x01\x00\x00\x00\x00" + string(make([]byte, 32))), // a header, then a bad proof
+		// a header, then a bad proof
+		[]byte("SCHN\x01\x01\x00\x00\x00\x00" + string(make([]byte, 32))),
 		make([]byte, 4096),
 	} {
 		conn, err := net.DialTimeout("tcp", c.nodes[1].RaftAddr(), time.Second)

@@ -174,13 +174,16 @@ func testCodes(t *testing.T, n *Node) {
 		{"long-login", &pb.ClientFrame{Id: 3, Body: &pb.ClientFrame_Register{
 			Register: &pb.RegisterRequest{LoginName: long, Password: "secret"}}}, pb.Code_TOO_LONG},
 		{"bad-login-chars", &pb.ClientFrame{Id: 4, Body: &pb.ClientFrame_Register{
-			Register: &pb.RegisterRequest{LoginName: "a b", Password: "secret"}}}, pb.Code_INVALID_ARGUMENT},
+			Register: &pb.RegisterRequest{LoginName: "a b", Password: "secret"}}},
+			pb.Code_INVALID_ARGUMENT},
 		{"short-password", &pb.ClientFrame{Id: 5, Body: &pb.ClientFrame_Register{
-			Register: &pb.RegisterRequest{LoginName: "ab", Password: "x"}}}, pb.Code_INVALID_ARGUMENT},
+			Register: &pb.RegisterRequest{LoginName: "ab", Password: "x"}}},
+			pb.Code_INVALID_ARGUMENT},
 		{"bad-resume", &pb.ClientFrame{Id: 6, Body: &pb.ClientFrame_Resume{
 			Resume: &pb.ResumeRequest{Token: "forged"}}}, pb.Code_UNAUTHENTICATED},
 		{"wrong-password", &pb.ClientFrame{Id: 7, Body: &pb.ClientFrame_Login{
-			Login: &pb.LoginRequest{LoginName: "nobody", Password: "secret"}}}, pb.Code_WRONG_PASSWORD},
+			Login: &pb.LoginRequest{LoginName: "nobody", Password: "secret"}}},
+			pb.Code_WRONG_PASSWORD},
 		{"resume-after-too-many", &pb.ClientFrame{Id: 8, Body: &pb.ClientFrame_Resume{
 			Resume: &pb.ResumeRequest{Token: "forged",
 				After: make([]*pb.ShardIndex, maxShards+2)}}}, pb.Code_BAD_REQUEST},
@@ -201,7 +204,8 @@ func testLoggedInCodes(t *testing.T, n *Node, long string) {
 	// not have, are not waited for.
 	r := dialRaw(t, n.ClientAddr())
 	resp := r.request(&pb.ClientFrame{Id: 1, Body: &pb.ClientFrame_Resume{Resume: &pb.ResumeRequest{
-		Token: l.Token, After: []*pb.ShardIndex{{Shard: 1, Index: 1 << 40}, {Shard: 999, Index: 7}}}}})
+		Token: l.Token,
+		After: []*pb.ShardIndex{{Shard: 1, Index: 1 << 40}, {Shard: 999, Index: 7}}}}})
 	if resp.Code != pb.Code_OK {
 		t.Fatalf("resume naming unreachable write indexes: got %v, want OK", resp.Code)
 	}

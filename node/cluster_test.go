@@ -29,7 +29,8 @@ func TestCluster_ServeOnEveryNode(t *testing.T) {
 		// read-your-writes on the node the client is connected to
 		page := must(cc.History(ctx, g.GroupId, 0, 1))(t)
 		if page.LastSeq < m.Seq {
-			t.Fatalf("history on cid's node ends at %d, after acknowledging %d", page.LastSeq, m.Seq)
+			t.Fatalf("history on cid's node ends at %d, after acknowledging %d",
+				page.LastSeq, m.Seq)
 		}
 	}
 	waitEvent(t, a, "cid's last message", isMsg("from cid 19"))

@@ -40,7 +40,8 @@ func runDemo(t *testing.T, addr string, json bool, suffix string) {
 	_, err := zerg.ApplyGroup(ctx, gid, "wrong", "let me in")
 	wantCode(t, err, pb.Code_WRONG_PASSWORD)
 	must(zerg.ApplyGroup(ctx, gid, "123", "let me in"))(t)
-	app := waitEvent(t, protoss, "application", func(e *pb.Event) bool { return e.GetApplication() != nil })
+	app := waitEvent(t, protoss, "application",
+		func(e *pb.Event) bool { return e.GetApplication() != nil })
 	if got := app.GetApplication(); got.UserId != zergID || got.Message != "let me in" {
 		t.Fatalf("application event = %v, want zerg's with his message", got)
 	}
@@ -95,7 +96,8 @@ func runDemo(t *testing.T, addr string, json bool, suffix string) {
 	if !rec.Recalled || rec.Text != "" {
 		t.Fatalf("recalled message = %v, want recalled with no text", rec)
 	}
-	waitEvent(t, protoss, "recall", func(e *pb.Event) bool { return e.GetRecalled().GetSeq() == m1.Seq })
+	waitEvent(t, protoss, "recall",
+		func(e *pb.Event) bool { return e.GetRecalled().GetSeq() == m1.Seq })
 
 	runMembership(t, protoss, zerg, gid, zergID)
 }
@@ -135,7 +137,8 @@ func runMembership(t *testing.T, protoss, zerg *transport.Client, gid, zergID ui
 	if err := zerg.Dissolve(ctx, gid); err != nil {
 		t.Fatalf("Dissolve: %v", err)
 	}
-	waitEvent(t, protoss, "dissolve", func(e *pb.Event) bool { return e.GetDissolved().GetGroupId() == gid })
+	waitEvent(t, protoss, "dissolve",
+		func(e *pb.Event) bool { return e.GetDissolved().GetGroupId() == gid })
 	_, err = protoss.History(ctx, gid, 0, 0)
 	wantCode(t, err, pb.Code_NOT_MEMBER)
 	if gs := must(protoss.MyGroups(ctx))(t); len(gs) != 0 {

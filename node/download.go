@@ -77,7 +77,8 @@ func (n *Node) tokenUser(ctx context.Context, token string) (uint64, error) {
 // A session missing here is looked for again after a read barrier, so
 // that a login made through another node counts as soon as it was
 // acknowledged.
-func (n *Node) sessionUser(ctx context.Context, ss *session, hash []byte) (*pb.User, *pb.Session, error) {
+func (n *Node) sessionUser(ctx context.Context, ss *session,
+	hash []byte) (*pb.User, *pb.Session, error) {
 	var u *pb.User
 	var sess *pb.Session
 	read := func(tx *bolt.Tx) (err error) {

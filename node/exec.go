@@ -42,7 +42,8 @@ func stamp(cmd *pb.Command) *pb.Command {
 
 // exec proposes cmd to a shard and waits for its result. A refusal comes
 // back as a *pb.Error alongside the result.
-func (n *Node) exec(ctx context.Context, ss *session, shard uint32, cmd *pb.Command) (*fsm.Result, error) {
+func (n *Node) exec(ctx context.Context, ss *session, shard uint32,
+	cmd *pb.Command) (*fsm.Result, error) {
 	return n.finish(ctx, ss, shard, n.submit(shard, cmd))
 }
 
@@ -54,7 +55,8 @@ func (n *Node) submit(shard uint32, cmd *pb.Command) *proposal {
 
 // finish waits for a submitted command. When ctx ends first the outcome
 // is unknown: the command may still be applied.
-func (n *Node) finish(ctx context.Context, ss *session, shard uint32, pr *proposal) (*fsm.Result, error) {
+func (n *Node) finish(ctx context.Context, ss *session, shard uint32,
+	pr *proposal) (*fsm.Result, error) {
 	var o outcome
 	select {
 	case o = <-pr.out:

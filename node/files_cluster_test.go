@@ -54,7 +54,8 @@ func TestCluster_FileCatchUpByLog(t *testing.T) {
 	fg, info, data := clusterFile(t, c, 1)
 	c.start(2)
 	c.waitConverged()
-	wantDownload(t, files(t, c.nodes[2], fg.memberTok), info.FileId, data, "application/octet-stream")
+	wantDownload(t, files(t, c.nodes[2], fg.memberTok), info.FileId, data,
+		"application/octet-stream")
 }
 
 // TestCluster_FileCatchUpBySnapshot: a node down while the others
@@ -79,7 +80,8 @@ func TestCluster_FileCatchUpBySnapshot(t *testing.T) {
 	if idx, _ := strconv.ParseUint(got, 10, 64); idx < 50 {
 		t.Fatalf("restarted node's last snapshot is at %s: it did not install one", got)
 	}
-	wantDownload(t, files(t, c.nodes[2], fg.memberTok), info.FileId, data, "application/octet-stream")
+	wantDownload(t, files(t, c.nodes[2], fg.memberTok), info.FileId, data,
+		"application/octet-stream")
 }
 
 // TestCluster_SignedLinkOnOtherNodes: a signed link minted on one node

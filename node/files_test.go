@@ -146,7 +146,8 @@ func TestFiles_RoundTrip(t *testing.T) {
 	info := chatUpload(t, n, fg.ownerTok, fg.gid, "cat.png", data)
 	if info.Kind != pb.FileKind_FILE_KIND_IMAGE || info.Size != uint64(len(data)) ||
 		info.Width != 300 || info.Height != 200 || info.ThumbnailSize == 0 {
-		t.Fatalf("got upload %v, want a 300x200 image of %d bytes with a thumbnail", info, len(data))
+		t.Fatalf("got upload %v, want a 300x200 image of %d bytes with a thumbnail",
+			info, len(data))
 	}
 	msg := must(fg.owner.SendFile(ctx, fg.gid, pb.MessageType_MESSAGE_TYPE_IMAGE, info.FileId,
 		"look", ""))(t)
@@ -263,7 +264,8 @@ func TestFiles_Refusals(t *testing.T) {
 	_, err = files(t, n, "bad").Download(ctx, info.FileId, io.Discard)
 	wantCode(t, err, pb.Code_UNAUTHENTICATED)
 	for _, q := range []string{"?exp=9999999999&sig=forged",
-		fmt.Sprintf("?exp=%d&sig=%s", time.Now().Unix()-1, n.linkSig(info.FileId, time.Now().Unix()-1))} {
+		fmt.Sprintf("?exp=%d&sig=%s", time.Now().Unix()-1,
+			n.linkSig(info.FileId, time.Now().Unix()-1))} {
 		r := must(http.Get("http://" + n.HTTPAddr() + "/files/" + info.FileId + q))(t)
 		r.Body.Close()
 		if r.StatusCode != http.StatusUnauthorized {
@@ -368,8 +370,10 @@ func TestFiles_RefcountAndAvatars(t *testing.T) {
 	_, err := fc.Download(ctx, info.FileId, io.Discard)
 	wantCode(t, err, pb.Code_NOT_FOUND)
 
-	av1 := must(fc.Upload(ctx, transport.UserAvatar(), "me.png", bytes.NewReader(testPNG(t, 8, 8)), -1))(t)
-	av2 := must(fc.Upload(ctx, transport.UserAvatar(), "me2.png", bytes.NewReader(testPNG(t, 9, 9)), -1))(t)
+	av1 := must(fc.Upload(ctx, transport.UserAvatar(), "me.png",
+		bytes.NewReader(testPNG(t, 8, 8)), -1))(t)
+	av2 := must(fc.Upload(ctx, transport.UserAvatar(), "me2.png",
+		bytes.NewReader(testPNG(t, 9, 9)), -1))(t)
 	must(fg.owner.SetAvatar(ctx, av1.FileId))(t)
 	must(fg.owner.SetAvatar(ctx, av2.FileId))(t)
 	profiles := must(fg.member.Profiles(ctx, fg.ownerID))(t)
@@ -380,7 +384,8 @@ func TestFiles_RefcountAndAvatars(t *testing.T) {
 	wantCode(t, err, pb.Code_NOT_FOUND)
 	wantDownload(t, files(t, n, fg.memberTok), av2.FileId, testPNG(t, 9, 9), "image/png")
 
-	gav := must(fc.Upload(ctx, transport.GroupAvatar(fg.gid), "g.png", bytes.NewReader(testPNG(t, 5, 5)), -1))(t)
+	gav := must(fc.Upload(ctx, transport.GroupAvatar(fg.gid), "g.png",
+		bytes.NewReader(testPNG(t, 5, 5)), -1))(t)
 	must(fg.owner.SetGroupAvatar(ctx, fg.gid, gav.FileId))(t)
 	ground := must(fg.member.PublicGroups(ctx, 0, 0))(t)
 	if ground.Groups[0].AvatarFileId != gav.FileId {
@@ -470,7 +475,8 @@ var (
 		return append(b, []byte(codec+"\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00")...)
 	}
 	ftyp = func(brand string) []byte {
-		return append([]byte{0, 0, 0, 0x18}, []byte("ftyp"+brand+"\x00\x00\x00\x00"+brand+"isom")...)
+		return append([]byte{0, 0, 0, 0x18},
+			[]byte("ftyp"+brand+"\x00\x00\x00\x00"+brand+"isom")...)
 	}
 	webm = []byte("\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm\x42\x87\x81\x04")
 	mkv  = []byte("\x1a\x45\xdf\xa3\xa3\x42\x86\x81\x01\x42\x82\x88matroska\x42\x87\x81\x04")

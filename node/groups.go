@@ -134,7 +134,8 @@ func (s *service) listApplications(ss *session, f *pb.ClientFrame) transport.Rep
 		if req.GroupId != 0 {
 			groups = filterGroup(groups, req.GroupId)
 			if len(groups) == 0 || groups[0].Role != pb.Role_ROLE_OWNER {
-				return s.fail(pb.Errf(pb.Code_PERMISSION_DENIED, "only the owner sees applications"))
+				return s.fail(pb.Errf(pb.Code_PERMISSION_DENIED,
+					"only the owner sees applications"))
 			}
 		}
 		apps, more, err := s.n.ownedApplications(ctx, ss, groups, at, limit)
@@ -312,7 +313,8 @@ func (s *service) publicGroups(ss *session, f *pb.ClientFrame) transport.Reply {
 
 // publicGroups merges the public listings of every group shard in group ID
 // order.
-func (n *Node) publicGroups(ctx context.Context, ss *session, after uint64, limit int) (*pb.ListPublicGroupsResponse, error) {
+func (n *Node) publicGroups(ctx context.Context, ss *session, after uint64,
+	limit int) (*pb.ListPublicGroupsResponse, error) {
 	var all []*pb.Group
 	for _, sh := range n.groupShards() {
 		err := n.view(ctx, ss, sh, func(tx *bolt.Tx) error {

@@ -85,7 +85,8 @@ func wantCode(t testing.TB, err error, want pb.Code) {
 }
 
 // waitEvent reads c's events until match accepts one, skipping others.
-func waitEvent(t testing.TB, c *transport.Client, what string, match func(*pb.Event) bool) *pb.Event {
+func waitEvent(t testing.TB, c *transport.Client, what string,
+	match func(*pb.Event) bool) *pb.Event {
 	t.Helper()
 	deadline := time.After(5 * time.Second)
 	for {
@@ -104,7 +105,8 @@ func waitEvent(t testing.TB, c *transport.Client, what string, match func(*pb.Ev
 }
 
 // user registers and logs in a user on a fresh connection.
-func user(t testing.TB, addr string, json bool, name string) (*transport.Client, *pb.LoginResponse) {
+func user(t testing.TB, addr string, json bool,
+	name string) (*transport.Client, *pb.LoginResponse) {
 	t.Helper()
 	c := dial(t, addr, json)
 	ctx := ctxT(t)

@@ -161,7 +161,8 @@ func TestCluster_Linearizable(t *testing.T) {
 	res, info := porcupine.CheckOperationsVerbose(model, h.ops,
 		time.Duration(*clusterRounds)*time.Minute)
 	if res != porcupine.Ok {
-		file := filepath.Join(os.TempDir(), fmt.Sprintf("schat-linearizability-%d.html", time.Now().UnixNano()))
+		file := filepath.Join(os.TempDir(),
+			fmt.Sprintf("schat-linearizability-%d.html", time.Now().UnixNano()))
 		if err := porcupine.VisualizePath(model, info, file); err == nil {
 			t.Logf("visualization in %s", file)
 		}
@@ -243,7 +244,8 @@ func resolveUnknown(ops []porcupine.Operation, stored map[string]uint64,
 }
 
 func unknownOutcome(err error) bool {
-	return errors.Is(err, pb.ErrCode(pb.Code_TIMEOUT)) || errors.Is(err, context.DeadlineExceeded) ||
+	return errors.Is(err, pb.ErrCode(pb.Code_TIMEOUT)) ||
+		errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, transport.ErrConnLost) || errors.Is(err, transport.ErrClientClosed)
 }
 

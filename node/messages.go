@@ -67,7 +67,8 @@ func (s *service) history(ss *session, f *pb.ClientFrame) transport.Reply {
 func (s *service) sync(ss *session, f *pb.ClientFrame) transport.Reply {
 	req := f.GetSync()
 	limit := s.n.cfg.Limits.page(req.Limit)
-	return s.readPage(ss, req.GroupId, req.Linearizable, func(tx *bolt.Tx, m *pb.Member) (*pb.MessagePage, error) {
+	return s.readPage(ss, req.GroupId, req.Linearizable, func(tx *bolt.Tx,
+		m *pb.Member) (*pb.MessagePage, error) {
 		after := req.AfterSeq
 		if req.FromCursor && after < m.ReadSeq {
 			after = m.ReadSeq
@@ -115,8 +116,9 @@ func (s *service) markRead(ss *session, f *pb.ClientFrame) transport.Reply {
 	}
 	uid, _ := ss.identity()
 	return s.later(func(ctx context.Context) *pb.Response {
-		res, err := s.n.exec(ctx, ss, s.n.shardOf(req.GroupId), &pb.Command{Op: &pb.Command_MarkRead{
-			MarkRead: &pb.MarkReadCmd{GroupId: req.GroupId, UserId: uid, Seq: req.Seq}}})
+		res, err := s.n.exec(ctx, ss, s.n.shardOf(req.GroupId),
+			&pb.Command{Op: &pb.Command_MarkRead{MarkRead: &pb.MarkReadCmd{
+				GroupId: req.GroupId, UserId: uid, Seq: req.Seq}}})
 		return s.reply(err, func() *pb.Response {
 			return &pb.Response{Body: &pb.Response_MarkRead{MarkRead: &pb.MarkReadResponse{
 				ReadSeq: res.ReadSeq, Unread: res.Unread}}}

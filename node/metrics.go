@@ -31,8 +31,8 @@ func newMetrics(n *Node) *metrics {
 	online := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "schat_online_sessions", Help: "Logged-in sessions on this node."},
 		func() float64 { return float64(n.hub.online()) })
-	m.reg.MustRegister(m.conns, m.requests, m.commit, online,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.conns, m.requests, m.commit, online, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, sh := range n.shards {
 		m.reg.MustRegister(shardGauge(sh, "schat_shard_applied_index",
 			"Last raft index applied to the shard's state.", func() float64 {

@@ -58,7 +58,8 @@ func checkPassword(pw string, stored []byte) (bool, error) {
 	if _, err := fmt.Sscanf(parts[2], "v=%d", &v); err != nil || v != argon2.Version {
 		return false, errBadHash
 	}
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil {
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d",
+		&p.Memory, &p.Time, &p.Threads); err != nil {
 		return false, errBadHash
 	}
 	enc := base64.RawStdEncoding

@@ -222,7 +222,8 @@ func (n *Node) serveRemove(rm *pb.RemoveRequest) error {
 		rm.Forwarded = true
 		return n.toLeader(sh, &pb.NodeRequest{Body: &pb.NodeRequest_Remove{Remove: rm}})
 	}
-	if err := sh.raft.RemoveServer(raft.ServerID(rm.NodeId), 0, n.cfg.ApplyTimeout).Error(); err != nil {
+	if err := sh.raft.RemoveServer(raft.ServerID(rm.NodeId), 0,
+		n.cfg.ApplyTimeout).Error(); err != nil {
 		return raftError(err)
 	}
 	n.log.Info("removed server", "shard", rm.Shard, "node", rm.NodeId)

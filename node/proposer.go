@@ -214,7 +214,8 @@ const refusedRetry = 20 * time.Millisecond
 // batch.
 func deliverForwarded(batch []*proposal, resp *pb.ForwardResponse, err error) {
 	if err == nil && len(resp.Results) != len(batch) {
-		err = fmt.Errorf("leader returned %d results for %d commands", len(resp.Results), len(batch))
+		err = fmt.Errorf("leader returned %d results for %d commands",
+			len(resp.Results), len(batch))
 	}
 	if err != nil {
 		failAll(batch, err)

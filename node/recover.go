@@ -36,7 +36,8 @@ func Recover(dataDir string, servers []raft.Server, logger *slog.Logger) error {
 	return nil
 }
 
-func recoverShard(dataDir, nodeID string, id uint32, servers []raft.Server, logger *slog.Logger) error {
+func recoverShard(dataDir, nodeID string, id uint32, servers []raft.Server,
+	logger *slog.Logger) error {
 	dir := shardDir(dataDir, id)
 	kind := fsm.KindGroup
 	if id == 0 {
@@ -60,5 +61,6 @@ func recoverShard(dataDir, nodeID string, id uint32, servers []raft.Server, logg
 	}
 	_, trans := raft.NewInmemTransport(raft.ServerAddress(nodeID))
 	rc := RaftConfig(nodeID, DefaultConfig().Raft, hlog)
-	return raft.RecoverCluster(rc, f, logs, logs, snaps, trans, raft.Configuration{Servers: servers})
+	return raft.RecoverCluster(rc, f, logs, logs, snaps, trans,
+		raft.Configuration{Servers: servers})
 }

@@ -40,12 +40,14 @@ func TestRestore_RefusesBadInput(t *testing.T) {
 		{"flipped byte", flipped, nil, storage.ErrBackupCorrupt},
 		{"truncated", good[:len(good)*2/3], nil, storage.ErrBackupTruncated},
 		{"wrong format version", version, nil, storage.ErrBackupVersion},
-		{"whole file of parts that are not shards", storagetest.OpaqueBackup(t, 1500, storage.Manifest{}), nil, storage.ErrSnapshot},
+		{"whole file of parts that are not shards",
+			storagetest.OpaqueBackup(t, 1500, storage.Manifest{}), nil, storage.ErrSnapshot},
 		{"existing data directory", good, func(t *testing.T, dir string) {
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(dir, "schat.json"), []byte("{}"), 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, "schat.json"),
+				[]byte("{}"), 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}, ErrTargetNotEmpty},

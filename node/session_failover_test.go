@@ -303,7 +303,8 @@ func checkStream(t *testing.T, got []*pb.ChatMessage, from uint64, res sendOutco
 
 // checkStoredStream checks that the group as stored, read through the reader's
 // current node, from seq from on, is exactly the stream got.
-func checkStoredStream(t *testing.T, s *transport.Session, gid, from uint64, got []*pb.ChatMessage) {
+func checkStoredStream(t *testing.T, s *transport.Session, gid, from uint64,
+	got []*pb.ChatMessage) {
 	t.Helper()
 	var stored []*pb.ChatMessage
 	after := from - 1

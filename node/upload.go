@@ -335,9 +335,10 @@ func (n *Node) fileShard(info *pb.FileInfo) uint32 {
 func (n *Node) replicate(ctx context.Context, info *pb.FileInfo, thumb []byte,
 	sp *spooled) (*pb.FileInfo, error) {
 	shard := n.fileShard(info)
-	_, err := n.exec(ctx, nil, shard, &pb.Command{Op: &pb.Command_FileBegin{FileBegin: &pb.FileBeginCmd{
-		Info: info, MaxSize: uint64(n.cfg.Files.MaxSize),
-		MaxUploads: uint32(n.cfg.Files.MaxUploads), ChunkSize: fsm.ChunkSize, Thumbnail: thumb}}})
+	_, err := n.exec(ctx, nil, shard, &pb.Command{Op: &pb.Command_FileBegin{
+		FileBegin: &pb.FileBeginCmd{Info: info, MaxSize: uint64(n.cfg.Files.MaxSize),
+			MaxUploads: uint32(n.cfg.Files.MaxUploads), ChunkSize: fsm.ChunkSize,
+			Thumbnail: thumb}}})
 	if err != nil {
 		return nil, err
 	}

@@ -45,7 +45,8 @@ func checkLoginName(v string, max int) error {
 func (l Limits) checkPassword(field, pw string) error {
 	switch {
 	case len(pw) < l.MinPassword:
-		return pb.Errf(pb.Code_INVALID_ARGUMENT, "%s is shorter than %d bytes", field, l.MinPassword)
+		return pb.Errf(pb.Code_INVALID_ARGUMENT, "%s is shorter than %d bytes",
+			field, l.MinPassword)
 	case len(pw) > l.MaxPassword:
 		return pb.Errf(pb.Code_TOO_LONG, "%s is longer than %d bytes", field, l.MaxPassword)
 	}

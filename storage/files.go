@@ -189,7 +189,8 @@ func (s *FileStore) Forget() {
 // the log is replayed, to clear what a crash left between a commit and
 // the deletions that follow it. Contents a replayed entry needs again are
 // made again from their partial files, which the state still names.
-func (s *FileStore) Collect(keepBlob func(sum []byte) bool, keepPartial func(key []byte) bool) error {
+func (s *FileStore) Collect(keepBlob func(sum []byte) bool,
+	keepPartial func(key []byte) bool) error {
 	return filepath.WalkDir(s.dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err

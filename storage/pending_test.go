@@ -52,7 +52,8 @@ func TestPendingFile_Commit(t *testing.T) {
 	if b, err := os.ReadFile(path); err != nil || string(b) != "whole" {
 		t.Fatalf("got %q, %v; want the committed bytes", b, err)
 	}
-	if got, want := dirNames(t, dir), []string{".out.backup.tmp", "out.backup"}; !slices.Equal(got, want) {
+	if got, want := dirNames(t, dir),
+		[]string{".out.backup.tmp", "out.backup"}; !slices.Equal(got, want) {
 		t.Fatalf("directory holds %v, want %v", got, want)
 	}
 }

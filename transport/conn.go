@@ -44,9 +44,9 @@ type pending struct {
 // the others have stopped, Handler.Disconnect. The reply goroutine, which
 // the read goroutine starts when a request finds none and which ends when
 // no request is left, takes Replies in request order, calls their Wait and
-// queues the responses: an idle connection has no stack for it. The write goroutine takes everything queued at
-// once and flushes whenever the queue is momentarily empty, so a burst
-// leaves in few writes.
+// queues the responses: an idle connection has no stack for it. The write
+// goroutine takes everything queued at once and flushes whenever the queue
+// is momentarily empty, so a burst leaves in few writes.
 //
 // Send and Close may be called from any goroutine.
 type Conn struct {

@@ -237,7 +237,8 @@ func (c *Client) SetAvatar(ctx context.Context, fileID string) (*pb.UserProfile,
 
 // SetGroupAvatar makes uploaded file fileID group gid's avatar ("" removes
 // it).
-func (c *Client) SetGroupAvatar(ctx context.Context, gid uint64, fileID string) (*pb.GroupInfo, error) {
+func (c *Client) SetGroupAvatar(ctx context.Context, gid uint64,
+	fileID string) (*pb.GroupInfo, error) {
 	return c.UpdateGroup(ctx, &pb.UpdateGroupRequest{GroupId: gid, AvatarFileId: &fileID})
 }
 

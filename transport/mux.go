@@ -258,7 +258,8 @@ func (m *Mux) Listen(channel byte, shard uint32) (net.Listener, error) {
 }
 
 // Dial opens an authenticated connection to a channel of the node at addr.
-func (m *Mux) Dial(addr string, channel byte, shard uint32, timeout time.Duration) (net.Conn, error) {
+func (m *Mux) Dial(addr string, channel byte, shard uint32,
+	timeout time.Duration) (net.Conn, error) {
 	m.mu.Lock()
 	isolated := m.isolated
 	m.mu.Unlock()

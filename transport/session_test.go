@@ -308,7 +308,8 @@ func TestSession_Reconnect_RequestsWait(t *testing.T) {
 	// waits, here until its deadline.
 	ctx, cancel := context.WithTimeout(testCtx(t), 50*time.Millisecond)
 	defer cancel()
-	if _, err := s.Send(ctx, chatGroup, "early", "early"); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := s.Send(ctx, chatGroup, "early",
+		"early"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want the request to wait until its deadline", err)
 	}
 
@@ -384,7 +385,8 @@ func TestSession_End(t *testing.T) {
 		}
 		drainClosed(t, s.Events())
 		err := s.Err()
-		if !errors.Is(err, ErrSessionEnded) || !errors.Is(err, pb.ErrCode(pb.Code_UNAUTHENTICATED)) {
+		if !errors.Is(err, ErrSessionEnded) ||
+			!errors.Is(err, pb.ErrCode(pb.Code_UNAUTHENTICATED)) {
 			t.Fatalf("got Err %v, want ErrSessionEnded with UNAUTHENTICATED", err)
 		}
 	})
