@@ -178,10 +178,13 @@ func contains(nodes []*sysNode, n *sysNode) bool {
 
 // sendLoop sends to group gid through c, one send after the other, until
 // the workload stops or c's connection ends. A send that fails is not
-// retried; the next one has a new client message ID.
+// retried; the next one has a new client message ID. The send that finds
+// the connection gone is made and recorded too, failed, as a user's would
+// be: it is how the stream learns that its node is lost, even when the
+// connection ends between two sends.
 func (w *workload) sendLoop(u *sysUser, c *transport.Client, gid uint64,
 	prefix string) {
-	for i := 0; c.Err() == nil; i++ {
+	for i := 0; ; i++ {
 		select {
 		case <-w.stop:
 			return
@@ -190,6 +193,9 @@ func (w *workload) sendLoop(u *sysUser, c *transport.Client, gid uint64,
 		s := w.send(u, c, gid, fmt.Sprintf("%s-%d", prefix, i), prefix, sysSendTimeout)
 		if s.acked {
 			continue
+		}
+		if c.Err() != nil {
+			return
 		}
 		select {
 		case <-w.stop:
