@@ -55,17 +55,7 @@ func dockerRound(t *testing.T, dc *dockerCluster, w *workload, round int) [2]tim
 	all := dc.nodes
 
 	// 1. Kill a node mid-stream.
-	killed := dc.busiest(all...)
-	survivors := without(all, killed)
-	killAt := time.Now()
-	dc.kill(killed)
-	w.waitFailed(killed, killAt, time.Now())
-	w.waitAcks("the survivors take writes after the kill", killAt, sysProgress,
-		survivors...)
-	holdLoad(killAt)
-	w.disconnect(killed)
-	t.Logf("round %d: killed %s; the survivors took writes within %v", round, killed.id,
-		time.Since(killAt).Round(time.Millisecond))
+	killed, survivors := killBusiest(t, dc, w, round, all)
 
 	// 2. Cut off another; 3. reconnect it.
 	cutOff := dc.busiest(survivors...)
@@ -81,14 +71,6 @@ func dockerRound(t *testing.T, dc *dockerCluster, w *workload, round int) [2]tim
 		time.Since(healAt).Round(time.Millisecond))
 
 	// 4. Start the killed node again.
-	restartAt := time.Now()
-	dc.restart(killed)
-	dc.waitReady(all...)
-	dc.waitCaughtUp(killed, survivors...)
-	w.reconnect(killed)
-	w.startSenders(killed)
-	w.waitAcks("the restarted node takes writes", restartAt, sysProgress, killed)
-	t.Logf("round %d: restarted %s; it took writes within %v", round, killed.id,
-		time.Since(restartAt).Round(time.Millisecond))
+	restartKilled(t, dc, w, round, killed, all, survivors)
 	return [2]time.Time{cutAt, healAt}
 }

@@ -63,6 +63,9 @@ func (pc *procCluster) started(n *sysNode) {
 	n.clientAddr, n.httpAddr = n.srv.clientAddr, n.srv.httpAddr
 }
 
+// kill stops n's process with SIGKILL.
+func (pc *procCluster) kill(n *sysNode) { n.srv.kill(pc.t) }
+
 // restart starts n again on its data directory with the command line it
 // was first started with.
 func (pc *procCluster) restart(n *sysNode) {
@@ -108,26 +111,8 @@ func TestServe_ThreeNodeKill9(t *testing.T) {
 	w.waitAcks("every node takes writes", time.Now(), sysWarmup, all...)
 
 	for round := 1; round <= *clusterRounds; round++ {
-		killed := pc.busiest(all...)
-		survivors := without(all, killed)
-		killAt := time.Now()
-		killed.srv.kill(t)
-		w.waitFailed(killed, killAt, time.Now())
-		w.waitAcks("the survivors take writes after the kill", killAt, sysProgress, survivors...)
-		holdLoad(killAt)
-		w.disconnect(killed)
-		t.Logf("round %d: killed %s; the survivors took writes within %v", round, killed.id,
-			time.Since(killAt).Round(time.Millisecond))
-
-		restartAt := time.Now()
-		pc.restart(killed)
-		pc.waitReady(all...)
-		pc.waitCaughtUp(killed, survivors...)
-		w.reconnect(killed)
-		w.startSenders(killed)
-		w.waitAcks("the restarted node takes writes", restartAt, sysProgress, killed)
-		t.Logf("round %d: restarted %s; it took writes within %v", round, killed.id,
-			time.Since(restartAt).Round(time.Millisecond))
+		killed, survivors := killBusiest(t, pc, w, round, all)
+		restartKilled(t, pc, w, round, killed, all, survivors)
 	}
 
 	w.stopSenders()

@@ -585,3 +585,49 @@ func (w *workload) checkOrder() {
 		}
 	}
 }
+
+// breakable is a cluster of schat processes or containers that a system
+// test can kill a node of and start it again.
+type breakable interface {
+	busiest(nodes ...*sysNode) *sysNode
+	waitReady(nodes ...*sysNode)
+	waitCaughtUp(n *sysNode, others ...*sysNode)
+	kill(n *sysNode)
+	restart(n *sysNode)
+}
+
+// killBusiest kills the node of all that leads the most shards while w
+// sends: its senders must see their sends fail, the others must go on
+// taking writes. It returns the killed node and the survivors.
+func killBusiest(t *testing.T, c breakable, w *workload, round int,
+	all []*sysNode) (killed *sysNode, survivors []*sysNode) {
+	t.Helper()
+	killed = c.busiest(all...)
+	survivors = without(all, killed)
+	killAt := time.Now()
+	c.kill(killed)
+	w.waitFailed(killed, killAt, time.Now())
+	w.waitAcks("the survivors take writes after the kill", killAt, sysProgress,
+		survivors...)
+	holdLoad(killAt)
+	w.disconnect(killed)
+	t.Logf("round %d: killed %s; the survivors took writes within %v", round, killed.id,
+		time.Since(killAt).Round(time.Millisecond))
+	return killed, survivors
+}
+
+// restartKilled starts killed again on its data: it must catch up with
+// the survivors and take writes from its own senders again.
+func restartKilled(t *testing.T, c breakable, w *workload, round int, killed *sysNode,
+	all, survivors []*sysNode) {
+	t.Helper()
+	restartAt := time.Now()
+	c.restart(killed)
+	c.waitReady(all...)
+	c.waitCaughtUp(killed, survivors...)
+	w.reconnect(killed)
+	w.startSenders(killed)
+	w.waitAcks("the restarted node takes writes", restartAt, sysProgress, killed)
+	t.Logf("round %d: restarted %s; it took writes within %v", round, killed.id,
+		time.Since(restartAt).Round(time.Millisecond))
+}

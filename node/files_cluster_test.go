@@ -69,17 +69,7 @@ func TestCluster_FileCatchUpBySnapshot(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		must(fg.owner.Send(ctx, fg.gid, fmt.Sprintf("m%d", i), ""))(t)
 	}
-	c.snapshotAll()
-	shard := c.nodes[0].shardOf(fg.gid)
-	if first, _ := c.nodes[0].shards[shard].logs.FirstIndex(); first < 50 {
-		t.Fatalf("log still starts at %d: not compacted", first)
-	}
-	c.start(2)
-	c.waitConverged()
-	got := c.nodes[2].shards[shard].raft.Stats()["last_snapshot_index"]
-	if idx, _ := strconv.ParseUint(got, 10, 64); idx < 50 {
-		t.Fatalf("restarted node's last snapshot is at %s: it did not install one", got)
-	}
+	c.catchUpBySnapshot(2, c.nodes[0].shardOf(fg.gid), 50)
 	wantDownload(t, files(t, c.nodes[2], fg.memberTok), info.FileId, data,
 		"application/octet-stream")
 }

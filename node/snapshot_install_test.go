@@ -41,15 +41,23 @@ func TestCluster_SnapshotInstall(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		must(a.Send(ctx, g.GroupId, fmt.Sprintf("m%d", i), ""))(t)
 	}
+	c.catchUpBySnapshot(2, shard, 100)
+}
+
+// catchUpBySnapshot compacts every running node's logs past index at,
+// starts the stopped node i again and waits for the cluster to converge:
+// i must have done so by installing a snapshot of shard at or past at.
+func (c *cluster) catchUpBySnapshot(i int, shard uint32, at uint64) {
+	c.t.Helper()
 	c.snapshotAll()
-	if first, _ := c.nodes[0].shards[shard].logs.FirstIndex(); first < 100 {
-		t.Fatalf("log still starts at %d: not compacted", first)
+	if first, _ := c.running()[0].shards[shard].logs.FirstIndex(); first < at {
+		c.t.Fatalf("log still starts at %d: not compacted", first)
 	}
-	c.start(2)
+	c.start(i)
 	c.waitConverged()
-	got := c.nodes[2].shards[shard].raft.Stats()["last_snapshot_index"]
-	if idx, _ := strconv.ParseUint(got, 10, 64); idx < 100 {
-		t.Fatalf("restarted node's last snapshot is at %s: it did not install one", got)
+	got := c.nodes[i].shards[shard].raft.Stats()["last_snapshot_index"]
+	if idx, _ := strconv.ParseUint(got, 10, 64); idx < at {
+		c.t.Fatalf("restarted node's last snapshot is at %s: it did not install one", got)
 	}
 }
 
