@@ -82,6 +82,7 @@ func PreviousIncarnation(tx *bolt.Tx) uint64 { return storage.PreviousIncarnatio
 // history and the backup's agree. It is for a restore, before raft is
 // started on the state; it is not a replicated change.
 func (f *FSM) MarkRestored(incarnation uint64) error {
+	f.flush()
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	err := f.db.Update(func(tx *bolt.Tx) error {

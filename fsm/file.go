@@ -84,19 +84,6 @@ func newFileEffects(store *storage.FileStore) *fileEffects {
 	return &fileEffects{store: store, chunks: store.NewChunkWriter()}
 }
 
-// doomed returns the zeroed sums still uncounted at the end of the batch:
-// a later command may have stored the same content again.
-func (fx *fileEffects) doomed(tx *bolt.Tx) [][]byte {
-	var out [][]byte
-	b := tx.Bucket(storage.Blobs)
-	for _, sum := range fx.zeroed {
-		if b.Get(sum) == nil {
-			out = append(out, sum)
-		}
-	}
-	return out
-}
-
 // finish removes what the committed batch no longer refers to. A failure
 // leaves garbage that the next Open collects, never a missing file.
 func (fx *fileEffects) finish(doomed [][]byte) error {

@@ -62,14 +62,20 @@ func (h *harness) upload(t testing.TB, id string, uid uint64, data []byte, kind 
 }
 
 // blobExists reports whether content data is on disk.
+// blobExists reports whether a content with data is on disk once the
+// state has committed: files go only after the commit that drops them.
 func (h *harness) blobExists(data []byte) bool {
+	h.f.flush()
 	sum := sha256.Sum256(data)
 	_, err := os.Stat(h.f.files.BlobPath(sum[:]))
 	return err == nil
 }
 
+// partials counts the partial upload files on disk once the state has
+// committed.
 func (h *harness) partials(t testing.TB) int {
 	t.Helper()
+	h.f.flush()
 	es, err := os.ReadDir(filepath.Join(h.f.files.Dir(), "partial"))
 	if err != nil {
 		t.Fatal(err)

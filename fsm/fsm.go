@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -51,16 +52,19 @@ type Config struct {
 	Shard uint32
 	// Publish, if set, receives the events of each applied batch in log
 	// order, on raft's FSM goroutine; it must not block. It is called as
-	// soon as the batch is applied, while its transaction commits to disk
-	// next: the batch's entries are committed in the raft log already, so
-	// what the events tell survives a crash (the entries are applied again
-	// on restart, with the same outcome). Publish must call visible before
-	// any of the events can be seen, holding any lock that a caller of View
-	// may hold: from then on View waits for the commit, so that whoever saw
-	// an event reads a state that holds it. A batch that
-	// revokes sessions is published only once committed, so that a revoked
-	// token is refused as soon as its connections end.
-	Publish func(events []Event, visible func())
+	// soon as the batch is applied, before the state file commits it: the
+	// batch's entries are committed in the raft log already, so what the
+	// events tell survives a crash (the entries are applied again on
+	// restart, with the same outcome), and View commits whatever was
+	// applied before it reads, so whoever saw an event reads a state that
+	// holds it. A batch that revokes sessions is published only once the
+	// state file holds it, so that a revoked token is refused as soon as
+	// its connections end.
+	Publish func(events []Event)
+	// CommitDelay is how long applied entries may wait in the open state
+	// transaction before it commits (see commit.go); it defaults to
+	// DefaultCommitDelay.
+	CommitDelay time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -96,20 +100,28 @@ type FSM struct {
 	db    *bolt.DB
 	files *storage.FileStore
 
-	applied      atomic.Uint64
-	largestBatch atomic.Int64 // bytes of entry data in the largest batch applied
+	// txMu guards pend, the open state transaction, and is held while a
+	// batch is applied in it; it is taken before mu. timer commits pend
+	// once it has waited CommitDelay.
+	txMu  sync.Mutex
+	pend  *pending
+	timer *time.Timer
+
+	applied      atomic.Uint64 // the last entry applied, committed or not
+	committed    atomic.Uint64 // the last entry the state file holds
+	commits      atomic.Uint64 // state commits since Open
+	largestBatch atomic.Int64  // bytes of entry data in the largest batch applied
 	waitMu       sync.Mutex
 	waitCh       chan struct{} // closed and replaced whenever applied moves
-
-	// published is the raft index of the last batch whose events may have
-	// been seen; above applied while that batch commits.
-	published atomic.Uint64
 }
 
 // Open opens the state file named in cfg.
 func Open(cfg Config) (*FSM, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.CommitDelay <= 0 {
+		cfg.CommitDelay = DefaultCommitDelay
 	}
 	if cfg.FilesDir == "" {
 		cfg.FilesDir = filepath.Join(filepath.Dir(cfg.Path), "files")
@@ -133,6 +145,9 @@ func Open(cfg Config) (*FSM, error) {
 		return nil
 	})
 	f.applied.Store(index)
+	f.committed.Store(index)
+	f.timer = time.AfterFunc(time.Hour, f.flush)
+	f.timer.Stop()
 	return f, nil
 }
 
@@ -163,20 +178,18 @@ func (f *FSM) BlobPath(sumHex string) (string, error) {
 	return f.files.BlobPath(sum), nil
 }
 
-// Close closes the state file.
+// Close commits what is applied and closes the state file.
 func (f *FSM) Close() error {
+	f.flush()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.db.Close()
 }
 
-// View runs fn in a read transaction over the current state, once it
-// holds every batch whose events were published.
+// View runs fn in a read transaction over the current state, once the
+// state file holds every entry applied so far.
 func (f *FSM) View(fn func(*bolt.Tx) error) error {
-	if p := f.published.Load(); p > f.applied.Load() {
-		// A commit in progress always ends: it succeeds, or the node stops.
-		f.WaitApplied(context.Background(), p)
-	}
+	f.visibleAt(f.applied.Load())
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.db.View(fn)
@@ -186,7 +199,8 @@ func (f *FSM) View(fn func(*bolt.Tx) error) error {
 // ApplyBatch has been given since Open: what one batch held in memory.
 func (f *FSM) LargestBatch() int64 { return f.largestBatch.Load() }
 
-func (f *FSM) noteBatch(logs []*raft.Log) {
+// noteBatch records the size of logs and returns it.
+func (f *FSM) noteBatch(logs []*raft.Log) int64 {
 	var size int64
 	for _, l := range logs {
 		size += int64(len(l.Data))
@@ -194,12 +208,16 @@ func (f *FSM) noteBatch(logs []*raft.Log) {
 	for {
 		old := f.largestBatch.Load()
 		if size <= old || f.largestBatch.CompareAndSwap(old, size) {
-			return
+			return size
 		}
 	}
 }
 
-// AppliedIndex is the raft index of the last entry applied to the state.
+// Commits is the number of state transactions committed since Open.
+func (f *FSM) Commits() uint64 { return f.commits.Load() }
+
+// AppliedIndex is the raft index of the last entry applied to the state,
+// which View sees.
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 
 // WaitApplied blocks until the state reflects raft index index or ctx ends.
@@ -233,67 +251,62 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
-// ApplyBatch applies a batch of committed entries in one transaction and
-// returns, for each command entry, a *Result, or a []*Result for an entry
-// holding a CommandBatch (nil for entries skipped or not commands). The
-// batch's events are published before the transaction commits (see
-// Config.Publish); the results are returned after.
+// ApplyBatch applies a batch of committed entries in the open state
+// transaction and returns, for each command entry, a *Result, or a
+// []*Result for an entry holding a CommandBatch (nil for entries skipped or
+// not commands). The batch's events are published once it is applied (see
+// Config.Publish).
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
-	f.noteBatch(logs)
+	size := f.noteBatch(logs)
 	out := make([]interface{}, len(logs))
-	fx := newFileEffects(f.files)
-	defer fx.chunks.Close()
-	last, events, early, doomed, err := f.commitBatch(logs, out, fx)
+	last, events, err := f.applyBatch(logs, size, out)
 	if err != nil {
 		// The state can no longer follow the log; continuing would let
 		// replicas diverge.
-		panic(fmt.Sprintf("fsm: commit batch ending at %d: %v", logs[len(logs)-1].Index, err))
+		panic(fmt.Sprintf("fsm: apply batch ending at %d: %v", logs[len(logs)-1].Index, err))
 	}
-	if last == nil {
-		return out
-	}
-	if err := fx.finish(doomed); err != nil {
-		f.log.Warn("file cleanup after commit", "err", err)
-	}
-	f.setApplied(last.Index)
-	if !early {
-		f.publish(last.Index, events)
+	if last != nil {
+		f.setApplied(last.Index)
+		if len(events) > 0 && f.cfg.Publish != nil {
+			f.cfg.Publish(events)
+		}
 	}
 	return out
 }
 
-// commitBatch applies logs in one transaction and commits it, publishing
-// the events before the commit unless they revoke sessions (early). It
-// returns the last entry applied (nil if none was new), the events, and the
-// file contents to delete now that the transaction has committed.
-func (f *FSM) commitBatch(logs []*raft.Log, out []interface{}, fx *fileEffects) (
-	last *raft.Log, events []Event, early bool, doomed [][]byte, err error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	tx, err := f.db.Begin(true)
+// applyBatch applies logs in the open transaction, committing it if it is
+// due. It returns the last entry applied (nil if none was new) and the
+// events. It releases txMu before the events are published, so that a
+// reader holding what Publish waits for can still commit and read.
+func (f *FSM) applyBatch(logs []*raft.Log, size int64, out []interface{}) (
+	*raft.Log, []Event, error) {
+	f.txMu.Lock()
+	defer f.txMu.Unlock()
+	p, err := f.openTx()
 	if err != nil {
-		return nil, nil, false, nil, err
+		return nil, nil, err
 	}
-	defer func() {
-		if tx.DB() != nil { // not committed: an error, or a panic on the way
-			tx.Rollback()
-		}
-	}()
-	if last, events, doomed, err = f.applyLogs(tx, logs, out, fx); err != nil || last == nil {
-		return nil, nil, false, nil, err
+	fx := newFileEffects(f.files)
+	defer fx.chunks.Close()
+	last, events, err := f.applyLogs(p.tx, logs, out, fx)
+	if err != nil || last == nil {
+		return nil, nil, err
 	}
-	if early = !revokes(events); early {
-		f.publish(last.Index, events)
+	p.last = last
+	p.bytes += size
+	p.partials = append(p.partials, fx.partials...)
+	p.zeroed = append(p.zeroed, fx.zeroed...)
+	if f.dueNow(p, events) {
+		f.commitLocked()
 	}
-	return last, events, early, doomed, tx.Commit()
+	return last, events, nil
 }
 
 // applyLogs applies the entries of logs above the applied index in tx and
 // records the last one as applied. It returns that entry (nil if none was
-// new), the events to publish and the file contents to delete once tx
-// commits.
+// new) and the events to publish.
 func (f *FSM) applyLogs(tx *bolt.Tx, logs []*raft.Log, out []interface{},
-	fx *fileEffects) (last *raft.Log, events []Event, doomed [][]byte, err error) {
+	fx *fileEffects) (last *raft.Log, events []Event, err error) {
 	applied, _ := storage.Applied(tx)
 	for i, l := range logs {
 		if l.Index <= applied {
@@ -308,27 +321,14 @@ func (f *FSM) applyLogs(tx *bolt.Tx, logs []*raft.Log, out []interface{},
 		events = append(events, a.events...)
 	}
 	if last == nil {
-		return nil, nil, nil, nil
+		return nil, nil, nil
 	}
 	// Chunks written by the batch are durable before the state that
 	// counts them commits.
 	if err := fx.chunks.Sync(); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	doomed = fx.doomed(tx)
-	return last, events, doomed, storage.SetApplied(tx, last.Index, last.Term)
-}
-
-// publish hands the events of the batch ending at index to Publish.
-func (f *FSM) publish(index uint64, events []Event) {
-	if len(events) == 0 || f.cfg.Publish == nil {
-		return
-	}
-	f.cfg.Publish(events, func() {
-		if index > f.published.Load() {
-			f.published.Store(index)
-		}
-	})
+	return last, events, storage.SetApplied(tx, last.Index, last.Term)
 }
 
 // revokes reports whether events end sessions.

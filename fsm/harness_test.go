@@ -50,8 +50,7 @@ func (h *harness) open(t testing.TB) {
 		Path:  h.path,
 		Kind:  h.kind,
 		Shard: testShard,
-		Publish: func(evs []Event, visible func()) {
-			visible()
+		Publish: func(evs []Event) {
 			h.events = append(h.events, evs...)
 		},
 		Logger: slog.New(slog.DiscardHandler),

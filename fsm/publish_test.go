@@ -8,9 +8,8 @@ import (
 	pb "github.com/schat/schat/proto"
 )
 
-// A batch's events are published while its transaction is still to
-// commit, and a read started by whoever saw one waits for the commit and
-// finds what the event told.
+// A batch's events are published before the state file commits the
+// batch, and a read started by whoever saw one finds what the event told.
 func TestFSM_ApplyBatch_PublishesBeforeCommit(t *testing.T) {
 	h := newWorld(t)
 	type read struct {
@@ -18,10 +17,9 @@ func TestFSM_ApplyBatch_PublishesBeforeCommit(t *testing.T) {
 		err error
 	}
 	reads := make(chan read, 1)
-	var appliedAtPublish uint64
-	h.f.cfg.Publish = func(evs []Event, visible func()) {
-		visible()
-		appliedAtPublish = h.f.AppliedIndex()
+	var committedAtPublish uint64
+	h.f.cfg.Publish = func(evs []Event) {
+		committedAtPublish = h.f.committed.Load()
 		seq := evs[0].Event.GetMessage().GetSeq()
 		go func() { // a client reading as soon as the event reached it
 			var r read
@@ -33,9 +31,9 @@ func TestFSM_ApplyBatch_PublishesBeforeCommit(t *testing.T) {
 		}()
 	}
 	h.must(t, cmd(&pb.SendCmd{GroupId: g1, SenderId: bob, Text: "early"}))
-	if appliedAtPublish >= h.index {
-		t.Fatalf("published with entry %d applied, want before its commit (entry %d)",
-			appliedAtPublish, h.index)
+	if committedAtPublish >= h.index {
+		t.Fatalf("published with entry %d committed, want before its commit (entry %d)",
+			committedAtPublish, h.index)
 	}
 	r := <-reads
 	if r.err != nil || r.msg.GetText() != "early" {
@@ -48,14 +46,13 @@ func TestFSM_ApplyBatch_PublishesBeforeCommit(t *testing.T) {
 // before the state refuses it.
 func TestFSM_ApplyBatch_RevocationAfterCommit(t *testing.T) {
 	h := newMeta(t)
-	var appliedAtPublish uint64
-	h.f.cfg.Publish = func(evs []Event, visible func()) {
-		visible()
-		appliedAtPublish = h.f.AppliedIndex()
+	var committedAtPublish uint64
+	h.f.cfg.Publish = func(evs []Event) {
+		committedAtPublish = h.f.committed.Load()
 	}
 	h.must(t, cmd(&pb.DeleteSessionCmd{TokenHash: []byte("a1")}))
-	if appliedAtPublish != h.index {
-		t.Fatalf("revocation published with entry %d applied, want its own entry %d",
-			appliedAtPublish, h.index)
+	if committedAtPublish != h.index {
+		t.Fatalf("revocation published with entry %d committed, want its own entry %d",
+			committedAtPublish, h.index)
 	}
 }

@@ -21,10 +21,11 @@ import (
 // with every content the state counts and the received bytes of every
 // upload in progress). Others, backups included, carry it opaquely.
 
-// Snapshot captures a read view of the state and the uploads in progress;
-// raft persists it later, while Apply goes on. Until the snapshot is
+// Snapshot commits what is applied and captures a read view of the state
+// and the uploads in progress; raft persists it later, while Apply goes on. Until the snapshot is
 // released, contents its state counts are not deleted.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.flush()
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	tx, err := f.db.Begin(false)
@@ -163,6 +164,7 @@ func (s *snapshot) Release() {
 // the old state, whose index makes the next start restore again.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	f.flush()
 	h, err := storage.ReadSnapshotHeader(rc)
 	if err != nil {
 		return err
@@ -186,6 +188,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	f.log.Info("restored snapshot", "index", h.Index, "term", h.Term)
+	f.committed.Store(h.Index)
 	f.setApplied(h.Index)
 	return nil
 }
@@ -255,6 +258,9 @@ func (f *FSM) swapFiles(staging string) error {
 
 // swap closes the state file, renames tmp over it and reopens it.
 func (f *FSM) swap(tmp string) error {
+	f.txMu.Lock()
+	defer f.txMu.Unlock()
+	f.commitLocked()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.db.Close(); err != nil {

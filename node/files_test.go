@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/schat/schat/fsm"
@@ -114,9 +115,15 @@ func wantDownload(t testing.TB, fc *transport.FileClient, id string, data []byte
 }
 
 // storedFiles lists the contents, partial uploads and spool files on n's
-// disk.
+// disk once every shard's state file holds what was applied: a file the
+// state drops goes with the commit that drops it, and a read commits.
 func storedFiles(t testing.TB, n *Node) []string {
 	t.Helper()
+	for _, sh := range n.shards {
+		if err := sh.fsm.View(func(*bolt.Tx) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var out []string
 	err := filepath.WalkDir(n.cfg.DataDir, func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {

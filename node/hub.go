@@ -105,14 +105,12 @@ func (h *hub) leave(gid, uid uint64) {
 	}
 }
 
-// publish delivers a batch of committed events in order. visible marks
-// them seen (fsm.Config.Publish): it is called under the hub's lock, which
-// attach holds while it reads the state, so that attach never waits for a
-// batch that waits for the lock.
-func (h *hub) publish(events []fsm.Event, visible func()) {
+// publish delivers a batch of committed events in order. attach reads the
+// state under the same lock, so a session attached before the batch gets
+// its events and one attached after reads a state that holds them.
+func (h *hub) publish(events []fsm.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	visible()
 	for i := range events {
 		h.handle(&events[i])
 	}

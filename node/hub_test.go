@@ -63,7 +63,7 @@ func TestHub_Publish_OnePushPerSessionPerBatch(t *testing.T) {
 			Message: &pb.ChatMessage{GroupId: gid, Seq: seq, Text: "hi"}}}}
 	}
 	notice := fsm.Event{Users: []uint64{ann}, Event: &pb.Event{NoticeId: 5}}
-	h.publish([]fsm.Event{msg(1), notice, msg(2)}, func() {})
+	h.publish([]fsm.Event{msg(1), notice, msg(2)})
 
 	for _, tc := range []struct {
 		name string
@@ -86,7 +86,7 @@ func TestHub_Publish_OnePushPerSessionPerBatch(t *testing.T) {
 		t.Error("one event became two frames: it must be encoded once for every recipient")
 	}
 
-	h.publish([]fsm.Event{msg(3)}, func() {})
+	h.publish([]fsm.Event{msg(3)})
 	if n := len(rec.pushes[b1]); n != 2 {
 		t.Fatalf("bob's session: %d pushes after two batches, want 2", n)
 	}
@@ -113,6 +113,6 @@ func BenchmarkHub_Publish(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		h.publish(batch, func() {})
+		h.publish(batch)
 	}
 }

@@ -38,6 +38,9 @@ func newMetrics(n *Node) *metrics {
 			"Last raft index applied to the shard's state.", func() float64 {
 				return float64(sh.fsm.AppliedIndex())
 			}))
+		m.reg.MustRegister(shardCounter(sh, "schat_shard_state_commits_total",
+			"Transactions the shard's state file committed; applied batches share them.",
+			func() float64 { return float64(sh.fsm.Commits()) }))
 		m.reg.MustRegister(shardGauge(sh, "schat_shard_largest_apply_batch_bytes",
 			"Entry bytes of the largest batch the shard's state machine has applied.",
 			func() float64 { return float64(sh.fsm.LargestBatch()) }))

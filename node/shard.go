@@ -39,7 +39,7 @@ type shardConfig struct {
 	nodeID       string
 	tuning       RaftTuning
 	mux          *transport.Mux
-	publish      func(events []fsm.Event, visible func())
+	publish      func(events []fsm.Event)
 	bootstrap    []raft.Server // the configuration to start a shard with no state
 	applyTimeout time.Duration
 	forward      forwardFunc
