@@ -3,7 +3,6 @@ package node
 import (
 	"bufio"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 
@@ -147,29 +146,50 @@ func (n *Node) peerShard(id uint32) (*shard, error) {
 	return n.shards[id], nil
 }
 
-// serveForward applies an entry proposed on another node, if this node
-// leads the shard. It is never passed on: the proposer looks up the
-// leader again and retries.
+// serveForward commits the commands of an entry formed on another node,
+// if this node leads the shard. They join this node's proposer queue, so
+// that they share entries with the commands of this and other nodes; a
+// command that is refused as never appended is never passed on: the
+// proposer that forwarded it looks up the leader again and retries.
 func (n *Node) serveForward(f *pb.ForwardRequest) (*pb.ForwardResponse, error) {
 	sh, err := n.peerShard(f.Shard)
 	if err != nil {
 		return nil, err
 	}
-	fut := sh.raft.Apply(f.Entry, n.cfg.ApplyTimeout)
-	if err := fut.Error(); err != nil {
-		return nil, raftError(err)
+	cmds, batch, err := splitEntry(f.Entry)
+	if err != nil {
+		return nil, pb.Errf(pb.Code_INVALID_ARGUMENT, "%v", err)
 	}
-	out := &pb.ForwardResponse{Index: fut.Index()}
-	switch r := fut.Response().(type) {
-	case *fsm.Result:
-		out.Results = []*pb.ApplyResult{encodeResult(r)}
-	case []*fsm.Result:
-		out.Batch = true
-		for _, x := range r {
-			out.Results = append(out.Results, encodeResult(x))
+	prs := make([]*proposal, len(cmds))
+	for i, c := range cmds {
+		prs[i] = sh.prop.submitForwarded(c)
+	}
+	return forwardResults(prs, batch)
+}
+
+// forwardResults waits for the outcome of every forwarded command. If none
+// was appended the whole entry is refused, for its origin to retry;
+// otherwise each command gets its result or the code of its error, and
+// the response the highest index among them, which covers them all.
+func forwardResults(prs []*proposal, batch bool) (*pb.ForwardResponse, error) {
+	out := &pb.ForwardResponse{Batch: batch, Results: make([]*pb.ApplyResult, len(prs))}
+	refused := 0
+	for i, pr := range prs {
+		o := <-pr.out
+		switch {
+		case o.err == nil:
+			out.Results[i] = encodeResult(o.res)
+			out.Index = max(out.Index, o.index)
+		default:
+			if errors.Is(o.err, errNotLeader) || errors.Is(o.err, errClosed) {
+				refused++
+			}
+			code := codeOf(o.err)
+			out.Results[i] = &pb.ApplyResult{Code: code, Detail: code.String()}
 		}
-	default:
-		return nil, fmt.Errorf("entry %d had no result", fut.Index())
+	}
+	if refused == len(prs) {
+		return nil, errNotLeader
 	}
 	return out, nil
 }

@@ -29,6 +29,10 @@ import (
 //
 // Commands are proposed in the order they were submitted, so the log keeps
 // one connection's pipelined writes in order.
+//
+// On the shard's leader the commands other nodes forward join the same
+// queue (submitForwarded), so that the commands of every node share entries
+// instead of each forwarded batch becoming an entry of its own.
 type proposer struct {
 	raft     *raft.Raft
 	forward  forwardFunc // proposes an entry through another node
@@ -57,6 +61,10 @@ type proposal struct {
 	data  []byte
 	start time.Time
 	out   chan outcome // receives exactly one outcome
+	// forwarded marks a command another node proposed through this one.
+	// It is proposed here or refused as never appended, never passed on:
+	// its origin, which knows that no answer came, tries elsewhere.
+	forwarded bool
 }
 
 // outcome is a command's fate: its result and log index, or an error.
@@ -115,6 +123,21 @@ func (p *proposer) submit(cmd *pb.Command) *proposal {
 		return pr
 	}
 	pr.data = data
+	p.enqueue(pr)
+	return pr
+}
+
+// submitForwarded queues a command that another node forwarded, already
+// encoded, and returns its proposal.
+func (p *proposer) submitForwarded(data []byte) *proposal {
+	pr := &proposal{data: data, start: time.Now(), out: make(chan outcome, 1), forwarded: true}
+	p.enqueue(pr)
+	return pr
+}
+
+// enqueue hands pr to run, or answers it at once when the proposer has
+// stopped.
+func (p *proposer) enqueue(pr *proposal) {
 	// A submit that finds the proposer running is counted in entering
 	// before stop can close done; run waits for those before it fails what
 	// is queued, so no proposal is left in the queue unanswered.
@@ -122,7 +145,7 @@ func (p *proposer) submit(cmd *pb.Command) *proposal {
 	if p.stopped {
 		p.mu.Unlock()
 		pr.out <- outcome{err: errClosed}
-		return pr
+		return
 	}
 	p.entering.Add(1)
 	p.mu.Unlock()
@@ -132,7 +155,6 @@ func (p *proposer) submit(cmd *pb.Command) *proposal {
 	case <-p.done:
 		pr.out <- outcome{err: errClosed}
 	}
-	return pr
 }
 
 // run forms batches from the queue and hands them to raft, once an entry
@@ -177,6 +199,12 @@ func (p *proposer) run() {
 // blocks its caller meanwhile; what queues up goes into later, larger
 // batches.
 func (p *proposer) elsewhere(batch []*proposal, entry []byte) {
+	if kept := refuseForwarded(batch); len(kept) < len(batch) {
+		if len(kept) == 0 {
+			return
+		}
+		batch, entry = kept, encodeBatch(kept)
+	}
 	deadline := batch[0].start.Add(p.timeout)
 	for {
 		if p.raft.State() != raft.Leader {
@@ -226,6 +254,20 @@ func deliverForwarded(batch []*proposal, resp *pb.ForwardResponse, err error) {
 	}
 }
 
+// refuseForwarded answers the forwarded commands of batch as never
+// appended and returns the others.
+func refuseForwarded(batch []*proposal) []*proposal {
+	var kept []*proposal
+	for _, pr := range batch {
+		if pr.forwarded {
+			pr.out <- outcome{err: errNotLeader}
+			continue
+		}
+		kept = append(kept, pr)
+	}
+	return kept
+}
+
 func failAll(batch []*proposal, err error) {
 	for _, pr := range batch {
 		pr.out <- outcome{err: err}
@@ -266,10 +308,45 @@ func encodeBatch(batch []*proposal) []byte {
 		inner = protowire.AppendTag(inner, 1, protowire.BytesType)
 		inner = protowire.AppendBytes(inner, pr.data)
 	}
-	field := protowire.Number((&pb.Command{}).ProtoReflect().Descriptor().
-		Fields().ByName("batch").Number())
-	out := protowire.AppendTag(make([]byte, 0, len(inner)+8), field, protowire.BytesType)
+	out := protowire.AppendTag(make([]byte, 0, len(inner)+8), batchField, protowire.BytesType)
 	return protowire.AppendBytes(out, inner)
+}
+
+// batchField is the number of Command's batch field.
+var batchField = protowire.Number((&pb.Command{}).ProtoReflect().Descriptor().
+	Fields().ByName("batch").Number())
+
+// errBadEntry means a forwarded entry is not one that encodeBatch forms.
+var errBadEntry = errors.New("node: malformed forwarded entry")
+
+// splitEntry returns the encoded commands of an entry that encodeBatch
+// formed, and whether it held a CommandBatch: a CommandBatch is the
+// entry's only field, and a single command never has that field.
+func splitEntry(entry []byte) (cmds [][]byte, batch bool, err error) {
+	num, typ, n := protowire.ConsumeTag(entry)
+	if n < 0 || num != batchField || typ != protowire.BytesType {
+		return [][]byte{entry}, false, nil
+	}
+	inner, m := protowire.ConsumeBytes(entry[n:])
+	if m < 0 || n+m != len(entry) {
+		return nil, false, errBadEntry
+	}
+	for len(inner) > 0 {
+		num, typ, n := protowire.ConsumeTag(inner)
+		if n < 0 || num != 1 || typ != protowire.BytesType {
+			return nil, false, errBadEntry
+		}
+		cmd, m := protowire.ConsumeBytes(inner[n:])
+		if m < 0 || len(cmds) == batchMaxCommands {
+			return nil, false, errBadEntry
+		}
+		cmds = append(cmds, cmd)
+		inner = inner[n+m:]
+	}
+	if len(cmds) == 0 {
+		return nil, false, errBadEntry
+	}
+	return cmds, true, nil
 }
 
 // settle waits for each entry in log order and delivers its results.

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"bytes"
+	"errors"
 	"io"
 	"slices"
 	"sync"
@@ -8,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/schat/schat/fsm"
@@ -160,4 +163,166 @@ func TestShutdownRaft_AnswersEntriesInFlight(t *testing.T) {
 			t.Fatalf("proposal %d has no outcome", i)
 		}
 	}
+}
+
+// Commands that other nodes forward to the leader join its queue and share
+// entries with its own commands; the origin gets each one's result and an
+// index that covers them all.
+func TestProposer_ForwardedCommandsShareEntries(t *testing.T) {
+	f := &gatedFSM{gate: make(chan struct{})}
+	r := startGatedRaft(t, f)
+	p := newProposer(r, nil, 10*time.Second)
+	t.Cleanup(p.close)
+	cmd := &pb.Command{Op: &pb.Command_Send{Send: &pb.SendCmd{GroupId: 1, Text: "x"}}}
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var local []*proposal
+	for want := range uint64(2) { // entries 1 and 2: the first holds the state machine
+		local = append(local, p.submit(cmd))
+		waitUntil(t, "the entry to be formed", func() bool { return p.entries.Load() == want+1 })
+	}
+	local = append(local, p.submit(cmd))
+	waitUntil(t, "the third command to be taken", func() bool { return len(p.queue) == 0 })
+	// Two other nodes forward a batch of three and a single command.
+	three := encodeBatch([]*proposal{{data: data}, {data: data}, {data: data}})
+	results := make(chan *pb.ForwardResponse, 2)
+	for _, entry := range [][]byte{three, data} {
+		cmds, batch, err := splitEntry(entry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prs := make([]*proposal, len(cmds))
+		for i, c := range cmds {
+			prs[i] = p.submitForwarded(c)
+		}
+		go func() {
+			resp, err := forwardResults(prs, batch)
+			if err != nil {
+				t.Error(err)
+			}
+			results <- resp
+		}()
+	}
+	waitUntil(t, "the forwarded commands to queue", func() bool { return len(p.queue) == 4 })
+	close(f.gate)
+	var last uint64
+	for i, pr := range local {
+		o := <-pr.out
+		if o.err != nil {
+			t.Fatalf("command %d: %v", i, o.err)
+		}
+		last = o.index
+	}
+	for range 2 {
+		resp := <-results
+		if resp == nil || resp.Index != last || len(resp.Results) == 0 {
+			t.Fatalf("forward answered %v, want results at index %d", resp, last)
+		}
+		for _, res := range resp.Results {
+			if res.Code != pb.Code_OK {
+				t.Fatalf("forwarded command got %v", res.Code)
+			}
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if want := []int{1, 1, 5}; !slices.Equal(f.entries, want) {
+		t.Fatalf("entries held %v commands, want %v", f.entries, want)
+	}
+}
+
+// A node that does not lead the shard refuses forwarded commands as never
+// appended, rather than passing them on, and forwards only its own.
+func TestProposer_ForwardedRefusedOffLeader(t *testing.T) {
+	store := raft.NewInmemStore()
+	snaps := raft.NewInmemSnapshotStore()
+	_, trans := raft.NewInmemTransport("")
+	rc := RaftConfig("p1", testConfig(t).Raft, newHCLog(testConfig(t).Logger, "raft"))
+	// A peer that never answers: this node can never be elected alone.
+	two := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr()},
+		{ID: "p2", Address: "nowhere"}}}
+	if err := raft.BootstrapCluster(rc, store, store, snaps, trans, two); err != nil {
+		t.Fatal(err)
+	}
+	r, err := raft.NewRaft(rc, &gatedFSM{gate: make(chan struct{})}, store, store, snaps, trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Shutdown().Error() })
+	sent := make(chan int, 4)
+	forward := func(entry []byte) (*pb.ForwardResponse, error) {
+		cmds, _, err := splitEntry(entry)
+		if err != nil {
+			return nil, err
+		}
+		sent <- len(cmds)
+		out := &pb.ForwardResponse{Index: 7}
+		for range cmds {
+			out.Results = append(out.Results, &pb.ApplyResult{})
+		}
+		return out, nil
+	}
+	p := newProposer(r, forward, 10*time.Second)
+	t.Cleanup(p.close)
+	data, err := proto.Marshal(&pb.Command{Op: &pb.Command_Send{Send: &pb.SendCmd{GroupId: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := []*proposal{p.submitForwarded(data), p.submitForwarded(data)}
+	if _, err := forwardResults(fwd, true); !errors.Is(err, errNotLeader) {
+		t.Fatalf("forwarded commands off the leader: got %v, want errNotLeader", err)
+	}
+	own := p.submit(&pb.Command{Op: &pb.Command_Send{Send: &pb.SendCmd{GroupId: 1}}})
+	if o := <-own.out; o.err != nil || o.index != 7 {
+		t.Fatalf("own command: got index %d, error %v; want it forwarded", o.index, o.err)
+	}
+	if n := <-sent; n != 1 {
+		t.Fatalf("forwarded an entry of %d commands, want only this node's one", n)
+	}
+}
+
+// splitEntry takes apart exactly what encodeBatch forms and refuses
+// anything else that claims to be a batch.
+func TestSplitEntry(t *testing.T) {
+	one, err := proto.Marshal(&pb.Command{Op: &pb.Command_Send{Send: &pb.SendCmd{GroupId: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := []byte("second command")
+	for _, tc := range []struct {
+		batch []*proposal
+		want  [][]byte
+	}{
+		{[]*proposal{{data: one}}, [][]byte{one}},
+		{[]*proposal{{data: one}, {data: two}}, [][]byte{one, two}},
+	} {
+		got, batch, err := splitEntry(encodeBatch(tc.batch))
+		if err != nil || batch != (len(tc.want) > 1) || !slices.EqualFunc(got, tc.want, bytes.Equal) {
+			t.Fatalf("split %d commands: got %q, %v, %v", len(tc.want), got, batch, err)
+		}
+	}
+	good := encodeBatch([]*proposal{{data: one}, {data: two}})
+	tooMany := make([]*proposal, batchMaxCommands+1)
+	for i := range tooMany {
+		tooMany[i] = &proposal{data: one}
+	}
+	for name, entry := range map[string][]byte{
+		"truncated":       good[:len(good)-1],
+		"trailing bytes":  append(bytes.Clone(good), 0),
+		"empty batch":     batchOf(nil),
+		"over the bound":  encodeBatch(tooMany),
+		"wrong inner tag": batchOf(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 5)),
+	} {
+		if _, _, err := splitEntry(entry); !errors.Is(err, errBadEntry) {
+			t.Errorf("%s: got %v, want errBadEntry", name, err)
+		}
+	}
+}
+
+// batchOf is an entry whose batch field holds inner.
+func batchOf(inner []byte) []byte {
+	return protowire.AppendBytes(protowire.AppendTag(nil, batchField, protowire.BytesType), inner)
 }
