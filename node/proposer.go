@@ -303,13 +303,18 @@ func encodeBatch(batch []*proposal) []byte {
 	if len(batch) == 1 {
 		return batch[0].data
 	}
-	var inner []byte
+	size := 0
 	for _, pr := range batch {
-		inner = protowire.AppendTag(inner, 1, protowire.BytesType)
-		inner = protowire.AppendBytes(inner, pr.data)
+		size += protowire.SizeTag(1) + protowire.SizeBytes(len(pr.data))
 	}
-	out := protowire.AppendTag(make([]byte, 0, len(inner)+8), batchField, protowire.BytesType)
-	return protowire.AppendBytes(out, inner)
+	out := make([]byte, 0, protowire.SizeTag(batchField)+protowire.SizeBytes(size))
+	out = protowire.AppendTag(out, batchField, protowire.BytesType)
+	out = protowire.AppendVarint(out, uint64(size))
+	for _, pr := range batch {
+		out = protowire.AppendTag(out, 1, protowire.BytesType)
+		out = protowire.AppendBytes(out, pr.data)
+	}
+	return out
 }
 
 // batchField is the number of Command's batch field.
