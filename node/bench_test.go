@@ -24,6 +24,14 @@ func BenchmarkNode_DurableSend(b *testing.B) {
 	benchShardCounts(b, benchNode, 16, 32)
 }
 
+// BenchmarkNode_DurableSendPeak is BenchmarkNode_DurableSend with four
+// times the sends in flight (16 clients × 128): enough to fill a shard's
+// entries at every shard count measured, so that it shows the node's peak
+// rather than the rate one load level reaches.
+func BenchmarkNode_DurableSendPeak(b *testing.B) {
+	benchShardCounts(b, benchNode, 16, 128)
+}
+
 // BenchmarkCluster_DurableSend is the same load on a three-node cluster in
 // this process, clients spread over the nodes, for several shard counts:
 // it shows whether leading shards on every node pays off on this machine.
