@@ -44,6 +44,8 @@ func benchFlags(d bench.Config) []cli.Flag {
 		&cli.BoolFlag{Name: "ws", Usage: "connect over WebSocket instead of TCP"},
 		&cli.StringFlag{Name: "cluster", Value: "1", Usage: "without --addr: how many nodes " +
 			"to start; a list (1,3) measures each size in turn against one ceiling"},
+		&cli.IntFlag{Name: "shards", Value: 1,
+			Usage: "without --addr: group shards of the nodes it starts"},
 		&cli.StringFlag{Name: "dir", Value: d.TempDir,
 			Usage: "where started nodes and the ceiling keep their files (the disk measured)"},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object per scenario"},
@@ -86,8 +88,9 @@ func runBench(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.IsSet("cluster") && len(cfg.Addrs) > 0 {
-		return errors.New("--cluster starts nodes; it goes without --addr")
+	if (c.IsSet("cluster") || c.IsSet("shards")) && len(cfg.Addrs) > 0 {
+		return errors.New("--cluster and --shards are for the nodes bench starts; " +
+			"they go without --addr")
 	}
 	want := uint64(cfg.Conns) + benchSpareFiles
 	if slices.Contains(scenarios, bench.Connections) {
@@ -105,7 +108,7 @@ func runBench(c *cli.Context) error {
 	} else {
 		results, err = bench.RunSizes(ctx, cfg, scenarios, sizes,
 			func(ctx context.Context, n int) (bench.Servers, error) {
-				return startBenchCluster(ctx, c.String("dir"), n)
+				return startBenchCluster(ctx, c.String("dir"), n, c.Int("shards"))
 			})
 	}
 	printBench(c, results)
@@ -183,15 +186,16 @@ func newBenchSecret() string {
 	return hex.EncodeToString(b)
 }
 
-// startBenchCluster starts n nodes in a new directory under parent, with
-// a new cluster secret; their Stop stops them and removes the directory.
-func startBenchCluster(ctx context.Context, parent string, n int) (bench.Servers, error) {
+// startBenchCluster starts n nodes of shards group shards in a new
+// directory under parent, with a new cluster secret; their Stop stops
+// them and removes the directory.
+func startBenchCluster(ctx context.Context, parent string, n, shards int) (bench.Servers, error) {
 	dir, err := os.MkdirTemp(parent, "schat-bench-")
 	if err != nil {
 		return bench.Servers{}, err
 	}
 	secret := newBenchSecret()
-	servers, err := startBenchServers(ctx, dir, secret, n)
+	servers, err := startBenchServers(ctx, dir, secret, n, shards)
 	if err != nil {
 		os.RemoveAll(dir)
 		return bench.Servers{}, err

@@ -36,10 +36,11 @@ type benchServer struct {
 var benchServeFlags = []string{"--rate-per-minute", "100000000",
 	"--argon2-memory-kib", "1024", "--argon2-time", "1", "--log-format", "json"}
 
-// startBenchServers starts n nodes with their data under dir and the
-// given cluster secret: one node, or n nodes that form a cluster together,
-// and waits until all are ready.
-func startBenchServers(ctx context.Context, dir, secret string, n int) ([]*benchServer, error) {
+// startBenchServers starts n nodes with their data under dir, the given
+// cluster secret and shards group shards: one node, or n nodes that form a
+// cluster together, and waits until all are ready.
+func startBenchServers(ctx context.Context, dir, secret string, n, shards int) (
+	[]*benchServer, error) {
 	raftAddrs, err := freeAddrs(n)
 	if err != nil {
 		return nil, err
@@ -49,7 +50,7 @@ func startBenchServers(ctx context.Context, dir, secret string, n int) ([]*bench
 		args := []string{"serve", "--node-id", fmt.Sprintf("node%d", i+1),
 			"--data-dir", filepath.Join(dir, fmt.Sprintf("node%d", i+1)),
 			"--client-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-			"--raft-addr", raftAddrs[i]}
+			"--raft-addr", raftAddrs[i], "--shards", fmt.Sprint(shards)}
 		if n > 1 {
 			others := append(append([]string{}, raftAddrs[:i]...), raftAddrs[i+1:]...)
 			args = append(args, "--join", strings.Join(others, ","),

@@ -198,6 +198,23 @@ func TestBench_ClusterSizes(t *testing.T) {
 	}
 }
 
+// --shards gives the nodes bench starts that many group shards, as the
+// servers' metrics report.
+func TestBench_Shards(t *testing.T) {
+	t.Parallel()
+	results := runBenchCmd(t, "--shards", "3", "send")
+	wantScenarios(t, results, "send")
+	checkBenchResult(t, results[0])
+	params, _ := results[0]["params"].(map[string]any)
+	if got, _ := params["group_shards"].(float64); got != 3 {
+		t.Fatalf("send ran on servers of %v group shards, want 3", params["group_shards"])
+	}
+	if _, stderr, err := benchCmd(t, "--addr", "127.0.0.1:1", "--shards", "2", "send"); err == nil ||
+		!strings.Contains(stderr, "without --addr") {
+		t.Fatalf("--shards with --addr: got %v, stderr %q; want a refusal", err, stderr)
+	}
+}
+
 func TestBench_ExternalServer(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, serverOptions{extra: benchServeFlags})

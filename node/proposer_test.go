@@ -310,11 +310,12 @@ func TestSplitEntry(t *testing.T) {
 		tooMany[i] = &proposal{data: one}
 	}
 	for name, entry := range map[string][]byte{
-		"truncated":       good[:len(good)-1],
-		"trailing bytes":  append(bytes.Clone(good), 0),
-		"empty batch":     batchOf(nil),
-		"over the bound":  encodeBatch(tooMany),
-		"wrong inner tag": batchOf(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 5)),
+		"truncated":      good[:len(good)-1],
+		"trailing bytes": append(bytes.Clone(good), 0),
+		"empty batch":    batchOf(nil),
+		"over the bound": encodeBatch(tooMany),
+		"wrong inner tag": batchOf(protowire.AppendVarint(
+			protowire.AppendTag(nil, 1, protowire.VarintType), 5)),
 	} {
 		if _, _, err := splitEntry(entry); !errors.Is(err, errBadEntry) {
 			t.Errorf("%s: got %v, want errBadEntry", name, err)

@@ -19,6 +19,7 @@ type serverStats struct {
 	sessions int64 // schat_online_sessions
 	entries  int64 // schat_shard_entries_total, all shards
 	commands int64 // schat_shard_commands_total, all shards
+	shards   int64 // series of schat_shard_is_leader: the shards of every node
 }
 
 // metricNames maps the series read to the fields they fill.
@@ -29,6 +30,7 @@ var metricNames = map[string]func(*serverStats, int64){
 	"schat_online_sessions":         func(s *serverStats, v int64) { s.sessions += v },
 	"schat_shard_entries_total":     func(s *serverStats, v int64) { s.entries += v },
 	"schat_shard_commands_total":    func(s *serverStats, v int64) { s.commands += v },
+	"schat_shard_is_leader":         func(s *serverStats, _ int64) { s.shards++ },
 }
 
 // stats reads every server's /metrics. Without HTTP addresses it returns
@@ -72,6 +74,15 @@ func (r *runner) scrape(ctx context.Context, addr string, st *serverStats) error
 		}
 	}
 	return sc.Err()
+}
+
+// groupShards is how many group shards each server has: its shards less
+// the meta shard.
+func (st serverStats) groupShards(servers int) int64 {
+	if servers == 0 || st.shards == 0 {
+		return 0
+	}
+	return st.shards/int64(servers) - 1
 }
 
 // batching reads the servers' counts of raft entries and commands, and

@@ -202,12 +202,17 @@ func (r *runner) run(ctx context.Context, name string) (Result, error) {
 		return res, err
 	}
 	res.Scenario = name
-	if res.RSSBytes == 0 && name != Ceiling {
+	if name != Ceiling {
 		st, err := r.stats(ctx)
 		if err != nil {
 			return res, err
 		}
-		res.RSSBytes, res.HeapBytes = st.rss, st.heap
+		if res.RSSBytes == 0 {
+			res.RSSBytes, res.HeapBytes = st.rss, st.heap
+		}
+		if n := st.groupShards(len(r.cfg.HTTPAddrs)); n > 0 {
+			res.Params["group_shards"] = n
+		}
 	}
 	if r.ceiling > 0 && (name == Send || name == Latency || name == Fanout) {
 		res.CeilingRatio = res.OpsPerSec / r.ceiling
