@@ -209,8 +209,8 @@ func TestBench_Shards(t *testing.T) {
 	if got, _ := params["group_shards"].(float64); got != 3 {
 		t.Fatalf("send ran on servers of %v group shards, want 3", params["group_shards"])
 	}
-	if _, stderr, err := benchCmd(t, "--addr", "127.0.0.1:1", "--shards", "2", "send"); err == nil ||
-		!strings.Contains(stderr, "without --addr") {
+	_, stderr, err := benchCmd(t, "--addr", "127.0.0.1:1", "--shards", "2", "send")
+	if err == nil || !strings.Contains(stderr, "without --addr") {
 		t.Fatalf("--shards with --addr: got %v, stderr %q; want a refusal", err, stderr)
 	}
 }

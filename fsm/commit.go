@@ -96,8 +96,7 @@ func (f *FSM) commitLocked() {
 	}
 	f.committed.Store(p.last.Index)
 	f.commits.Add(1)
-	fx := &fileEffects{store: f.files, partials: p.partials}
-	if err := fx.finish(doomed); err != nil {
+	if err := removeDropped(f.files, p.partials, doomed); err != nil {
 		f.log.Warn("file cleanup after commit", "err", err)
 	}
 }

@@ -71,8 +71,8 @@ func ParseFileID(id string) (scope uint64, user bool, key []byte, err error) {
 	return scope, user, append(storage.U64(scope), raw...), nil
 }
 
-// fileEffects are the file operations of one applied batch that may run
-// only after its transaction commits.
+// fileEffects are the file operations of one applied batch: its chunk
+// writes, and what may be removed only once its transaction commits.
 type fileEffects struct {
 	store    *storage.FileStore
 	chunks   *storage.ChunkWriter // the batch's chunk writes, synced before it commits
@@ -84,17 +84,18 @@ func newFileEffects(store *storage.FileStore) *fileEffects {
 	return &fileEffects{store: store, chunks: store.NewChunkWriter()}
 }
 
-// finish removes what the committed batch no longer refers to. A failure
-// leaves garbage that the next Open collects, never a missing file.
-func (fx *fileEffects) finish(doomed [][]byte) error {
+// removeDropped removes the partial files of uploads keys and the contents
+// sums that a committed transaction no longer refers to. A failure leaves
+// garbage that the next Open collects, never a missing file.
+func removeDropped(store *storage.FileStore, keys, sums [][]byte) error {
 	var first error
-	for _, key := range fx.partials {
-		if err := fx.store.RemovePartial(key); err != nil && first == nil {
+	for _, key := range keys {
+		if err := store.RemovePartial(key); err != nil && first == nil {
 			first = err
 		}
 	}
-	for _, sum := range doomed {
-		if err := fx.store.RemoveBlob(sum); err != nil && first == nil {
+	for _, sum := range sums {
+		if err := store.RemoveBlob(sum); err != nil && first == nil {
 			first = err
 		}
 	}

@@ -61,7 +61,6 @@ func (h *harness) upload(t testing.TB, id string, uid uint64, data []byte, kind 
 	h.must(t, fileCmd(&pb.FileCommitCmd{FileId: id}))
 }
 
-// blobExists reports whether content data is on disk.
 // blobExists reports whether a content with data is on disk once the
 // state has committed: files go only after the commit that drops them.
 func (h *harness) blobExists(data []byte) bool {

@@ -300,7 +300,8 @@ func TestSplitEntry(t *testing.T) {
 		{[]*proposal{{data: one}, {data: two}}, [][]byte{one, two}},
 	} {
 		got, batch, err := splitEntry(encodeBatch(tc.batch))
-		if err != nil || batch != (len(tc.want) > 1) || !slices.EqualFunc(got, tc.want, bytes.Equal) {
+		same := slices.EqualFunc(got, tc.want, bytes.Equal)
+		if err != nil || batch != (len(tc.want) > 1) || !same {
 			t.Fatalf("split %d commands: got %q, %v, %v", len(tc.want), got, batch, err)
 		}
 	}
