@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -61,7 +62,7 @@ func (n *Node) finish(ctx context.Context, ss *session, shard uint32,
 	select {
 	case o = <-pr.out:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("%w: %w", errUnknownOutcome, ctx.Err())
 	}
 	n.metrics.commit.Observe(time.Since(pr.start).Seconds())
 	if o.err != nil {

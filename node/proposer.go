@@ -393,12 +393,13 @@ func deliver(f flight) {
 
 // raftError sorts raft's apply errors: ErrNotLeader and
 // ErrLeadershipTransferInProgress mean the entry was never appended;
-// ErrLeadershipLost means it may still be committed.
+// ErrLeadershipLost and ErrRaftShutdown mean it may still be committed
+// (by the next leader, from a follower that has it).
 func raftError(err error) error {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return fmt.Errorf("%w: %w", errNotLeader, err)
-	case errors.Is(err, raft.ErrLeadershipLost):
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
 		return fmt.Errorf("%w: %w", errUnknownOutcome, err)
 	}
 	return err

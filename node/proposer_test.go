@@ -2,7 +2,9 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"sync"
@@ -327,4 +329,28 @@ func TestSplitEntry(t *testing.T) {
 // batchOf is an entry whose batch field holds inner.
 func batchOf(inner []byte) []byte {
 	return protowire.AppendBytes(protowire.AppendTag(nil, batchField, protowire.BytesType), inner)
+}
+
+// A write that may have been appended is answered TIMEOUT (outcome
+// unknown), never UNAVAILABLE (not done), whichever error ends its wait:
+// an entry in flight when raft shuts down may still be committed by the
+// next leader, and so may one whose request context ends first.
+func TestCodeOf_UnknownOutcomeIsNeverUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want pb.Code
+	}{
+		{"raft shut down with the entry in flight", raftError(raft.ErrRaftShutdown),
+			pb.Code_TIMEOUT},
+		{"leadership lost", raftError(raft.ErrLeadershipLost), pb.Code_TIMEOUT},
+		{"request context cancelled while waiting",
+			fmt.Errorf("%w: %w", errUnknownOutcome, context.Canceled), pb.Code_TIMEOUT},
+		{"never appended: not the leader", raftError(raft.ErrNotLeader), pb.Code_UNAVAILABLE},
+		{"never appended: proposer stopped", errClosed, pb.Code_UNAVAILABLE},
+	} {
+		if got := codeOf(tc.err); got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

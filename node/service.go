@@ -203,16 +203,17 @@ func (s *service) reply(err error, body func() *pb.Response) *pb.Response {
 }
 
 // codeOf maps internal errors to client codes; it is the one place that
-// does.
+// does. A write whose outcome is unknown is never UNAVAILABLE, which tells
+// the client that nothing was done, whatever else its error wraps.
 func codeOf(err error) pb.Code {
 	switch {
+	case errors.Is(err, errUnknownOutcome), errors.Is(err, raft.ErrEnqueueTimeout),
+		errors.Is(err, context.DeadlineExceeded):
+		return pb.Code_TIMEOUT
 	case errors.Is(err, errNotLeader), errors.Is(err, errPeerUnreachable),
 		errors.Is(err, raft.ErrRaftShutdown),
 		errors.Is(err, errClosed), errors.Is(err, context.Canceled):
 		return pb.Code_UNAVAILABLE
-	case errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, errUnknownOutcome):
-		return pb.Code_TIMEOUT
 	}
 	return pb.Code_INTERNAL
 }
